@@ -48,7 +48,7 @@ def compile_cmd(
     result = compile_contracts()
     load_artifact.cache_clear()
     changed = write_revert_types(load_artifact("QualityEscrow").abi, revert_types)
-    console.print(f"wrote {len(result.contracts)} artifacts to contracts_sol/build/")
+    console.print(f"wrote {len(result.artifacts)} artifacts to contracts_sol/build/")
     if changed:
         console.print("regenerated backend/chain/revert_types.py")
 

@@ -36,7 +36,8 @@ def load_keystore(path: Path, password: str | None) -> LocalAccount:
         key = Account.decrypt(encrypted, password)
     except ValueError as exc:
         raise KeystoreError(path, "wrong password or corrupt file") from exc
-    return Account.from_key(key)
+    account: LocalAccount = Account.from_key(key)
+    return account
 
 
 def _role_account(

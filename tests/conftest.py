@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from backend.chain import devchain
-from backend.chain.connect import in_process_chain
+from backend.chain.connect import connect, in_process_chain
+from backend.chain.node import HardhatNode
 from tests.support import EscrowEnv, build_env
 
 pytest_plugins = ["tests.hardhat_fixture"]
@@ -39,3 +40,28 @@ def env(_tester_env: EscrowEnv) -> Iterator[EscrowEnv]:
     finally:
         devchain.revert(_tester_env.w3, snap)
         _tester_env.escrow._params.clear()
+
+
+@pytest.fixture(scope="session")
+def _hardhat_env(hardhat_node: HardhatNode) -> EscrowEnv:
+    return build_env(connect(hardhat_node.url))
+
+
+@pytest.fixture
+def hardhat_env(_hardhat_env: EscrowEnv) -> Iterator[EscrowEnv]:
+    """The deployed escrow on the session's Hardhat node, rolled back after the test."""
+    snap = devchain.snapshot(_hardhat_env.w3)
+    _hardhat_env.escrow._params.clear()
+    try:
+        yield _hardhat_env
+    finally:
+        devchain.revert(_hardhat_env.w3, snap)
+        _hardhat_env.escrow._params.clear()
+
+
+@pytest.fixture(params=["in-process", "hardhat"])
+def any_env(request: pytest.FixtureRequest) -> EscrowEnv:
+    """The same test on the in-process chain and on the real Hardhat node."""
+    name = "env" if request.param == "in-process" else "hardhat_env"
+    env: EscrowEnv = request.getfixturevalue(name)
+    return env

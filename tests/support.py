@@ -125,7 +125,9 @@ class EscrowEnv:
         c.functions.mint(owner, amount).transact({"from": self.parties.deployer.address})
         c.functions.approve(self.escrow.address, amount).transact({"from": owner})
 
-    def create(self, params: EscrowParams | None = None, *, token_contract: str = "TestToken") -> int:
+    def create(
+        self, params: EscrowParams | None = None, *, token_contract: str = "TestToken"
+    ) -> int:
         """Creates and funds an escrow from its client (minting and approving tokens first)."""
         p = params or self.params()
         if not p.is_eth:

@@ -14,6 +14,7 @@ from eth_typing import ChecksumAddress
 from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.contract.contract import Contract, ContractFunction
+from web3.types import BlockIdentifier
 
 from backend.chain.artifacts import load_artifact
 from backend.chain.eip712 import Confirmation
@@ -156,7 +157,9 @@ class EscrowClient:
         signature: bytes | str,
         sender: Sender,
     ) -> TxResult:
-        sig = bytes.fromhex(signature.removeprefix("0x")) if isinstance(signature, str) else signature
+        sig = (
+            bytes.fromhex(signature.removeprefix("0x")) if isinstance(signature, str) else signature
+        )
         fn = self.function(
             "confirmWithSig",
             confirmation.escrow_id,
@@ -221,23 +224,25 @@ class EscrowClient:
 
     # -------------------------------------------------------------- views
 
-    def get_escrow(self, escrow_id: int, *, block: int | str = "latest") -> EscrowView:
+    def get_escrow(self, escrow_id: int, *, block: BlockIdentifier = "latest") -> EscrowView:
         return EscrowView.from_abi(call(self.contract.functions.getEscrow(escrow_id), block=block))
 
     def get_milestone(
-        self, escrow_id: int, milestone: int, *, block: int | str = "latest"
+        self, escrow_id: int, milestone: int, *, block: BlockIdentifier = "latest"
     ) -> MilestoneView:
         state, since = call(self.contract.functions.getMilestone(escrow_id, milestone), block=block)
         return MilestoneView(MilestoneState(state), int(since))
 
     def get_breach(
-        self, escrow_id: int, breach_id: int, *, block: int | str = "latest"
+        self, escrow_id: int, breach_id: int, *, block: BlockIdentifier = "latest"
     ) -> BreachView:
         return BreachView.from_abi(
             call(self.contract.functions.getBreach(escrow_id, breach_id), block=block)
         )
 
-    def credits(self, account: str, token: str | None = None, *, block: int | str = "latest") -> int:
+    def credits(
+        self, account: str, token: str | None = None, *, block: BlockIdentifier = "latest"
+    ) -> int:
         fn = self.contract.functions.credits(
             to_checksum_address(account), to_checksum_address(token or ZERO_ADDRESS)
         )

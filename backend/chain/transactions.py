@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
@@ -20,7 +20,7 @@ from web3 import Web3
 from web3.contract.contract import Contract, ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 from web3.logs import DISCARD
-from web3.types import TxParams, TxReceipt
+from web3.types import BlockIdentifier, TxParams, TxReceipt
 
 from backend.chain import revert_types
 from backend.chain.errors import (
@@ -74,7 +74,8 @@ def decode_revert_data(data: str | bytes | None) -> ChainError:
                 to_checksum_address(v) if t == "address" else v
                 for t, v in zip(_abi_types(cls.signature), values, strict=True)
             ]
-            return cls(*converted)
+            error: ChainError = cast(Any, cls)(*converted)  # generated __init__: the fields
+            return error
     except Exception:  # malformed payload for a known selector
         return UnknownRevert(data)
     return UnknownRevert(data)
@@ -187,7 +188,7 @@ def event_from_log(log: Any) -> DecodedEvent:
 
 
 def _event_abis(contract: Contract) -> Iterable[str]:
-    return [str(e["name"]) for e in contract.abi if e.get("type") == "event"]
+    return [str(e.get("name")) for e in contract.abi if e.get("type") == "event"]
 
 
 def send(
@@ -206,7 +207,7 @@ def send(
         if isinstance(sender, LocalAccount):
             params["nonce"] = w3.eth.get_transaction_count(address, "pending")
             tx = fn.build_transaction(params)
-            signed = sender.sign_transaction(dict(tx))
+            signed = sender.sign_transaction(cast(dict[str, Any], tx))
             tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
         else:
             tx_hash = fn.transact(params)
@@ -238,7 +239,7 @@ def _replay_failure(
     return TransactionFailed(tx_hash)
 
 
-def call(fn: ContractFunction, *, block: int | str = "latest") -> Any:
+def call(fn: ContractFunction, *, block: BlockIdentifier = "latest") -> Any:
     """A read-only call; reverts come back as typed exceptions."""
     try:
         return fn.call(block_identifier=block)
