@@ -19,3 +19,97 @@ class QualityEscrowError(Exception):
 
 class ConfigurationError(QualityEscrowError):
     code = "configuration"
+
+
+# ------------------------------------------------------------------ API-facing errors
+# Each maps to one HTTP status in backend/api/errors.py; the message is built from the fields.
+
+
+class MalformedInputError(QualityEscrowError):
+    """400: a body or signature that cannot be parsed."""
+
+    code = "malformed"
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"malformed {what}: {reason}")
+
+
+class ForbiddenSignerError(QualityEscrowError):
+    """403: signed by someone who may not."""
+
+    code = "forbidden_signer"
+
+    def __init__(self, signer: str, expected: str) -> None:
+        self.signer = signer
+        self.expected = expected
+        super().__init__(f"signed by {signer}, but only {expected} may sign this")
+
+
+class NotFoundError(QualityEscrowError):
+    """404: an unknown escrow, milestone or document."""
+
+    code = "not_found"
+
+    def __init__(self, kind: str, key: object) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"unknown {kind} {key}")
+
+
+class AlreadyDoneError(QualityEscrowError):
+    """409: already settled, confirmed or reported."""
+
+    code = "conflict"
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"already done: {what}")
+
+
+class DeadlinePassedError(QualityEscrowError):
+    """410: a deadline has passed."""
+
+    code = "deadline_passed"
+
+    def __init__(self, what: str, deadline: int, now: int) -> None:
+        self.what = what
+        self.deadline = deadline
+        self.now = now
+        super().__init__(f"{what} deadline {deadline} has passed (now {now})")
+
+
+class TooLargeError(QualityEscrowError):
+    """413: a body, comment or attachment over its limit."""
+
+    code = "too_large"
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        self.what = what
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{what} is {size}, over the limit of {limit}")
+
+
+class OutOfRangeError(QualityEscrowError):
+    """422: a value out of range."""
+
+    code = "out_of_range"
+
+    def __init__(self, field: str, value: object, expected: str) -> None:
+        self.field = field
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{field}={value!r} is out of range: expected {expected}")
+
+
+class UnavailableError(QualityEscrowError):
+    """503: a dependency (node, database) does not answer."""
+
+    code = "unavailable"
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what} unavailable: {reason}")

@@ -13,7 +13,7 @@ from backend.chain.connect import connect, in_process_chain
 from backend.chain.node import HardhatNode
 from tests.support import EscrowEnv, build_env
 
-pytest_plugins = ["tests.hardhat_fixture"]
+pytest_plugins = ["tests.hardhat_fixture", "tests.db_fixture"]
 
 settings.register_profile(
     "ci",

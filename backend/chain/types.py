@@ -132,6 +132,23 @@ class Terms:
             "deliveryDeadline": self.delivery_deadline,
         }
 
+    @classmethod
+    def from_json(cls, v: Mapping[str, Any]) -> Terms:
+        table = tuple(int(x) for x in v["ratingPayoutBps"])
+        if len(table) != 5:
+            raise ValueError("ratingPayoutBps must have 5 entries")
+        return cls(
+            rating_payout_bps=(table[0], table[1], table[2], table[3], table[4]),
+            breach_refund_bps=int(v["breachRefundBps"]),
+            streak_refund_bps=int(v["streakRefundBps"]),
+            incident_refund_bps=int(v["incidentRefundBps"]),
+            max_refund_bps=int(v["maxRefundBps"]),
+            review_period=int(v["reviewPeriod"]),
+            challenge_period=int(v["challengePeriod"]),
+            arbitration_period=int(v["arbitrationPeriod"]),
+            delivery_deadline=int(v["deliveryDeadline"]),
+        )
+
     def payout_bps(self, rating: int) -> int:
         return self.rating_payout_bps[rating - 1]
 
@@ -195,6 +212,32 @@ class EscrowParams:
             milestone_amounts=tuple(int(a) for a in v[6]),
             terms=Terms.from_abi(v[7]),
         )
+
+    @classmethod
+    def from_json(cls, v: Mapping[str, Any]) -> EscrowParams:
+        """Inverse of `to_json`."""
+        return cls(
+            client=v["client"],
+            provider=v["provider"],
+            token=v["token"],
+            oracle=v["oracle"],
+            arbiter=v["arbiter"],
+            terms_hash=v["termsHash"],
+            milestone_amounts=tuple(int(a) for a in v["milestoneAmounts"]),
+            terms=Terms.from_json(v["terms"]),
+        )
+
+    @classmethod
+    def from_event(cls, value: Any) -> EscrowParams:
+        """From an `EscrowCreated` argument: the ABI tuple, or the JSON form (`to_json`)."""
+        if (
+            isinstance(value, Mapping)
+            and "termsHash" in value
+            and isinstance(value.get("terms"), Mapping)
+            and "ratingPayoutBps" in value["terms"]
+        ):
+            return cls.from_json(value)
+        return cls.from_abi(value)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form used by the API: uint256 values as decimal strings, hashes as 0x hex."""

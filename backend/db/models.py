@@ -1,0 +1,221 @@
+"""Tables. Amounts are uint256 values stored as decimal strings (no float anywhere); addresses are
+EIP-55 checksummed; hashes lower-case 0x hex; times unix seconds."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ADDRESS = String(42)
+HASH = String(66)
+AMOUNT = String(78)
+
+
+#: 64-bit integers; SQLite needs plain INTEGER for its auto-increment primary keys
+BIGINT = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        int: BIGINT,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+# ------------------------------------------------------------------ chain index
+
+
+class ChainCursor(Base):
+    """How far the indexer has ingested, per (chain, contract)."""
+
+    __tablename__ = "chain_cursor"
+
+    chain_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    contract: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    deployment_block: Mapped[int]
+    block_number: Mapped[int]
+    block_hash: Mapped[str] = mapped_column(HASH)
+    #: set when the chain no longer matches what was indexed (reset dev chain, code gone)
+    reset_detected: Mapped[str | None] = mapped_column(Text, default=None)
+    updated_at: Mapped[int]
+
+
+class IndexedBlock(Base):
+    """Hash of every block the indexer stored logs from (and of each cursor block), used to find
+    the common ancestor after a reorg."""
+
+    __tablename__ = "indexed_block"
+
+    chain_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    number: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(HASH)
+
+
+class EventLog(Base):
+    """One contract event, stored once by (tx hash, log index)."""
+
+    __tablename__ = "event_log"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "tx_hash", "log_index", name="uq_event_log_tx_log"),
+        Index("ix_event_log_escrow", "chain_id", "escrow_id", "block_number", "log_index"),
+        Index("ix_event_log_block", "chain_id", "block_number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chain_id: Mapped[int]
+    contract: Mapped[str] = mapped_column(ADDRESS)
+    block_number: Mapped[int]
+    block_hash: Mapped[str] = mapped_column(HASH)
+    block_time: Mapped[int]
+    tx_hash: Mapped[str] = mapped_column(HASH)
+    tx_index: Mapped[int] = mapped_column(Integer)
+    log_index: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(40))
+    escrow_id: Mapped[int | None]
+    #: decoded arguments in JSON form (uint256 as decimal strings, bytes as 0x hex)
+    args: Mapped[dict[str, Any]]
+
+
+class EscrowRow(Base):
+    """Projection of one escrow folded from its events; rebuilt whenever its events change."""
+
+    __tablename__ = "escrow"
+    __table_args__ = (
+        Index("ix_escrow_client", "chain_id", "client"),
+        Index("ix_escrow_provider", "chain_id", "provider"),
+    )
+
+    chain_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    escrow_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    client: Mapped[str] = mapped_column(ADDRESS)
+    provider: Mapped[str] = mapped_column(ADDRESS)
+    token: Mapped[str] = mapped_column(ADDRESS)
+    oracle: Mapped[str] = mapped_column(ADDRESS)
+    arbiter: Mapped[str] = mapped_column(ADDRESS)
+    terms_hash: Mapped[str] = mapped_column(HASH)
+    params: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    total: Mapped[str] = mapped_column(AMOUNT)
+    locked: Mapped[str] = mapped_column(AMOUNT)
+    reserved: Mapped[str] = mapped_column(AMOUNT)
+    refunded: Mapped[str] = mapped_column(AMOUNT)
+    created_block: Mapped[int]
+    created_tx: Mapped[str] = mapped_column(HASH)
+    created_at: Mapped[int]
+    accepted_at: Mapped[int | None]
+    updated_block: Mapped[int]
+
+
+# ------------------------------------------------------------------ documents
+
+
+class TermsDocument(Base):
+    __tablename__ = "terms_document"
+
+    terms_hash: Mapped[str] = mapped_column(HASH, primary_key=True)
+    #: the RFC 8785 canonical JSON text whose keccak256 is `terms_hash`
+    canonical: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int]
+
+
+class Attachment(Base):
+    """An uploaded file, stored content-addressed under the data dir."""
+
+    __tablename__ = "attachment"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    media_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int]
+    created_at: Mapped[int]
+
+
+class Review(Base):
+    """A client's review (comment + attachment digests) bound on-chain as `commentHash`."""
+
+    __tablename__ = "review"
+
+    comment_hash: Mapped[str] = mapped_column(HASH, primary_key=True)
+    canonical: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int]
+
+
+# ------------------------------------------------------------------ relay outbox
+
+
+class ConfirmationRequest(Base):
+    """Outbox row of the confirmation relayer: written before anything is sent. A transaction is
+    signed once; its raw bytes and hash are stored and only those bytes are ever rebroadcast."""
+
+    __tablename__ = "confirmation_request"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "escrow_id", "milestone", name="uq_confirmation_milestone"),
+        Index("ix_confirmation_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chain_id: Mapped[int]
+    escrow_id: Mapped[int]
+    milestone: Mapped[int]
+    rating: Mapped[int] = mapped_column(Integer)
+    comment_hash: Mapped[str] = mapped_column(HASH)
+    deadline: Mapped[int]
+    signature: Mapped[str] = mapped_column(String(200))
+    signer: Mapped[str] = mapped_column(ADDRESS)
+    #: pending -> signed -> sent -> mined | failed
+    status: Mapped[str] = mapped_column(String(16))
+    nonce: Mapped[int | None]
+    raw_tx: Mapped[str | None] = mapped_column(Text)
+    tx_hash: Mapped[str | None] = mapped_column(HASH)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int]
+    updated_at: Mapped[int]
+
+
+class SenderNonce(Base):
+    """The next nonce of an account this service sends from (one owner per account)."""
+
+    __tablename__ = "sender_nonce"
+
+    chain_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    account: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    next_nonce: Mapped[int]
+
+
+# ------------------------------------------------------------------ notifications
+
+
+class WebhookSubscription(Base):
+    __tablename__ = "webhook_subscription"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(ADDRESS, index=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(128))
+    events: Mapped[list[Any]]
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[int]
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_key", name="uq_webhook_delivery_event"),
+        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscription.id"))
+    event_type: Mapped[str] = mapped_column(String(40))
+    #: what makes this notification unique (e.g. "milestone_settled:1:0")
+    event_key: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[int]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[int | None]
+    created_at: Mapped[int]

@@ -1,0 +1,56 @@
+"""The long-lived objects the API and the workers share, built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from web3 import Web3
+
+from backend.chain.client import EscrowClient
+from backend.chain.connect import connect
+from backend.chain.deploy import Deployment, read_deployment
+from backend.config import Settings
+from backend.db.session import make_engine, migrate, session_factory
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    w3: Web3
+    chain_id: int
+    escrow: EscrowClient
+    #: block the contract was deployed in (where the indexer starts)
+    deployment_block: int
+
+
+def build_services(
+    settings: Settings,
+    *,
+    w3: Web3 | None = None,
+    contract_address: str | None = None,
+    deployment_block: int | None = None,
+) -> Services:
+    """Connects to the chain and the database (migrating it) for `settings`."""
+    w3 = w3 or connect(settings.rpc_url)
+    chain_id = int(w3.eth.chain_id)
+    address = contract_address or settings.contract_address
+    block = deployment_block
+    if address is None:
+        deployment: Deployment = read_deployment(settings.data_dir, chain_id)
+        address, block = deployment.address, deployment.block
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    start = block if block is not None else 0
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        w3=w3,
+        chain_id=chain_id,
+        escrow=EscrowClient(w3, address, from_block=start),
+        deployment_block=start,
+    )
