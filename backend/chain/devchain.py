@@ -20,7 +20,11 @@ def latest_timestamp(w3: Web3) -> int:
 
 
 def advance_time(w3: Web3, seconds: int) -> int:
-    """Mines a block `seconds` after the latest one; returns its timestamp."""
+    """Moves the chain's clock `seconds` ahead so the next transaction runs at latest + seconds.
+
+    On Hardhat the mined block itself carries latest + seconds. eth-tester mines its block at
+    latest + seconds - 1 (so `advance_time(w3, 1)` mines no later block) and the next block at
+    latest + seconds; tests that need exact boundaries account for that."""
     target = latest_timestamp(w3) + seconds
     if is_in_process(w3):
         tester = cast(Any, w3.provider).ethereum_tester

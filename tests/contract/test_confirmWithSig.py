@@ -1,4 +1,4 @@
-# ruff: noqa: N999  (the file is named after the contract function it tests)
+
 """confirmWithSig: anyone relays the client's EIP-712 Confirmation; the provider is paid whoever
 sends it. Every forged, replayed, malleated or expired signature is refused and settles nothing.
 Also the off-chain half in backend.chain.eip712 (digest, recovery, canonical-signature rules)."""

@@ -1,4 +1,4 @@
-# ruff: noqa: N999  (the file is named after the contract function it tests)
+
 """createEscrow: ids, the EscrowCreated event, the stored commitment, the money pulled, and every
 refusal DESIGN.md lists for creation (each leaving the chain untouched)."""
 

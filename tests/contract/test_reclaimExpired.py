@@ -1,4 +1,4 @@
-# ruff: noqa: N999  (the file is named after the contract function it tests)
+
 """reclaimExpired: after the delivery deadline the client takes back every never-delivered
 milestone, in index order, one MilestoneSettled (how 6) each; delivered ones go on as before."""
 

@@ -1,4 +1,4 @@
-# ruff: noqa: N999  (the file is named after the contract function it tests)
+
 """releaseAfterTimeout: once a delivered milestone's review window has passed undisputed, anyone
 settles it at rating 5 (10000 bps)."""
 

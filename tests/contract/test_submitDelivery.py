@@ -1,4 +1,4 @@
-# ruff: noqa: N999  (the file is named after the contract function it tests)
+
 """submitDelivery: the provider marks a milestone delivered (opening its review window), up to
 and including the delivery deadline."""
 
