@@ -23,7 +23,29 @@ class Settings(BaseSettings):
     deployer_keystore: Path | None = None
     deployer_keystore_password: str | None = None
     confirmations: int = Field(default=0, ge=0)
+    #: blocks per eth_getLogs call of the indexer (halved while the node refuses a range)
+    index_chunk_blocks: int = Field(default=2_000, ge=1)
+    #: seconds between two syncs of the indexer worker
+    index_poll_interval: float = Field(default=2.0, gt=0)
+    #: /api/health is degraded when the index lags the confirmed head by more blocks than this
+    index_max_lag: int = Field(default=50, ge=0)
     solc: Path | None = None
+    # notifications (webhooks, Sign-In with Ethereum)
+    #: the RFC 3986 authority sign-in messages must name; unset: the request's Host header
+    siwe_domain: str | None = None
+    #: seconds a sign-in nonce stays usable
+    siwe_nonce_ttl: int = Field(default=600, gt=0)
+    #: seconds before a delivered milestone's review window ends to send review_deadline_near
+    webhook_review_lead_time: int = Field(default=86_400, ge=0)
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    #: first retry delay in seconds; doubles per attempt up to webhook_backoff_max
+    webhook_backoff_base: int = Field(default=30, ge=1)
+    webhook_backoff_max: int = Field(default=3_600, ge=1)
+    webhook_max_subscriptions: int = Field(default=20, ge=1)
+    # REST API
+    #: escrows whose GET /api/escrows/{id} body is kept in memory between index updates (0: off)
+    api_detail_cache_size: int = Field(default=4_096, ge=0)
 
     @property
     def resolved_database_url(self) -> str:

@@ -18,6 +18,7 @@ from backend.errors import (
     TooLargeError,
     UnavailableError,
 )
+from backend.notify.errors import SignInRefusedError
 
 STATUS_BY_CLASS: dict[type[QualityEscrowError], int] = {
     MalformedInputError: 400,
@@ -29,6 +30,7 @@ STATUS_BY_CLASS: dict[type[QualityEscrowError], int] = {
     TooLargeError: 413,
     OutOfRangeError: 422,
     UnavailableError: 503,
+    SignInRefusedError: 401,
 }
 
 #: contract reverts that reach the API (the chain changed between our checks and the call)

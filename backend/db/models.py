@@ -219,3 +219,7 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[int | None]
     created_at: Mapped[int]
+
+
+# Models of other packages that share this metadata (so Alembic and the migration test see them).
+import backend.notify.models  # noqa: E402, F401

@@ -1,0 +1,127 @@
+"""Sign-in nonces and webhook subscriptions: `GET /api/auth/nonce`, `POST /api/webhooks`,
+`GET /api/webhooks?address=`, `DELETE /api/webhooks/{id}`.
+
+Creating and deleting a subscription take a Sign-In with Ethereum message (EIP-4361) signed by
+the address the subscription belongs to, carrying a nonce from `/api/auth/nonce`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from backend.api.deps import ServicesDep, SessionDep
+from backend.errors import MalformedInputError
+from backend.notify.sign_in import MAX_MESSAGE, authenticate, issue_nonce
+from backend.notify.webhooks import (
+    create_subscription,
+    delete_subscription,
+    list_subscriptions,
+    subscription_json,
+    validate_events,
+    validate_secret,
+    validate_url,
+)
+from backend.services import Services
+
+router = APIRouter(tags=["webhooks"])
+
+
+class SignedRequest(BaseModel):
+    """A Sign-In with Ethereum message and its `personal_sign` signature."""
+
+    message: str = Field(max_length=MAX_MESSAGE)
+    signature: str = Field(max_length=4_096)
+
+
+class SubscriptionRequest(SignedRequest):
+    url: str = Field(max_length=4_096)
+    secret: str | None = Field(default=None, max_length=4_096)
+    events: list[str] = Field(max_length=32)
+
+
+def _domain(services: Services, request: Request) -> str:
+    """The authority sign-in messages must name: ESCROW_SIWE_DOMAIN, else the Host header."""
+    return services.settings.siwe_domain or request.headers.get("host") or request.url.netloc
+
+
+def _prove(services: Services, session: SessionDep, request: Request, body: SignedRequest) -> str:
+    return authenticate(
+        session,
+        body.message,
+        body.signature,
+        domain=_domain(services, request),
+        chain_id=services.chain_id,
+        now=int(time.time()),
+        w3=services.w3,
+    )
+
+
+@router.get("/api/auth/nonce")
+def nonce(
+    services: ServicesDep, session: SessionDep, request: Request, response: Response
+) -> dict[str, Any]:
+    """A single-use nonce for a sign-in message, with the domain and chain the message names."""
+    response.headers["Cache-Control"] = "no-store"
+    issued = issue_nonce(session, now=int(time.time()), ttl=services.settings.siwe_nonce_ttl)
+    domain = _domain(services, request)
+    return {
+        "nonce": issued.nonce,
+        "expires_at": issued.expires_at,
+        "domain": domain,
+        "uri": f"{request.url.scheme}://{domain}",
+        "chain_id": services.chain_id,
+    }
+
+
+@router.post("/api/webhooks", status_code=201)
+def subscribe(
+    services: ServicesDep, session: SessionDep, request: Request, body: SubscriptionRequest
+) -> dict[str, Any]:
+    """Subscribes the signed-in address; the answer holds the secret (the only time it is
+    shown) that signs every delivery."""
+    # the body's own checks first, so a bad request does not use up the sign-in nonce
+    validate_url(body.url)
+    validate_events(body.events)
+    validate_secret(body.secret)
+    address = _prove(services, session, request, body)
+    sub = create_subscription(
+        session,
+        address=to_checksum_address(address),
+        url=body.url,
+        events=body.events,
+        secret=body.secret,
+        now=int(time.time()),
+        limit=services.settings.webhook_max_subscriptions,
+    )
+    return subscription_json(sub, with_secret=True)
+
+
+@router.get("/api/webhooks")
+def subscriptions(session: SessionDep, address: str) -> dict[str, Any]:
+    """An address's active subscriptions, without secrets and with only the URLs' origins."""
+    if not is_address(address):
+        raise MalformedInputError("address", f"{address[:50]!r} is not an Ethereum address")
+    account = to_checksum_address(address)
+    return {
+        "address": account,
+        "subscriptions": [subscription_json(s) for s in list_subscriptions(session, account)],
+    }
+
+
+@router.delete("/api/webhooks/{subscription_id}", status_code=204)
+def unsubscribe(
+    services: ServicesDep,
+    session: SessionDep,
+    request: Request,
+    subscription_id: int,
+    body: SignedRequest,
+) -> Response:
+    """Ends a subscription; only its own address, signed in again, may do so."""
+    address = _prove(services, session, request, body)
+    delete_subscription(session, subscription_id, address=to_checksum_address(address))
+    return Response(status_code=204)

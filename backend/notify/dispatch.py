@@ -1,0 +1,196 @@
+"""The webhook sender: POSTs due deliveries, retries failures with exponential backoff.
+
+A delivery is claimed in a short transaction (its next attempt moved a lease ahead, rows locked
+with SKIP LOCKED on PostgreSQL so two dispatchers never take the same one), sent outside any
+transaction, and its outcome recorded in another. A crash between sending and recording means
+the delivery is sent again after the lease: delivery is at least once, and receivers deduplicate
+by the `X-Escrow-Delivery` id, which never changes across attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from backend.config import Settings
+from backend.db.models import WebhookDelivery, WebhookSubscription
+from backend.db.session import transaction
+from backend.notify.events import scan_review_deadlines
+from backend.notify.webhooks import (
+    ATTEMPT_HEADER,
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    encode_body,
+    sign_body,
+)
+from backend.services import Services
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "QualityEscrow-Webhooks/1"
+#: extra seconds a claimed delivery stays reserved beyond the request timeout
+LEASE_MARGIN = 60
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    base: int
+    cap: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            settings.webhook_max_attempts, settings.webhook_backoff_base,
+            settings.webhook_backoff_max,
+        )
+
+    def delay(self, attempts: int) -> int:
+        """Seconds to wait after the `attempts`-th failure: base, 2 base, 4 base ... up to cap."""
+        return int(min(self.base * 2 ** (attempts - 1), self.cap))
+
+
+@dataclass(frozen=True)
+class _Job:
+    delivery_id: str
+    url: str
+    secret: str
+    event_type: str
+    payload: dict[str, Any]
+    attempt: int
+
+
+def _claim(services: Services, now: int, limit: int, lease: int) -> list[_Job]:
+    jobs: list[_Job] = []
+    with transaction(services.sessions) as session:
+        rows = session.execute(
+            select(WebhookDelivery, WebhookSubscription)
+            .join(WebhookSubscription, WebhookDelivery.subscription_id == WebhookSubscription.id)
+            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=WebhookDelivery)
+        ).all()
+        for delivery, sub in rows:
+            if not sub.active:
+                delivery.status = "cancelled"
+                continue
+            delivery.next_attempt_at = now + lease
+            jobs.append(_Job(delivery.id, sub.url, sub.secret, delivery.event_type,
+                             dict(delivery.payload), delivery.attempts + 1))
+    return jobs
+
+
+class _Unreachable(str):
+    """A failure of the transport (connection refused, timeout), not an answer."""
+
+
+def _send(client: httpx.Client, job: _Job, timeout: float) -> str | None:
+    """POSTs the delivery; None on a 2xx answer, else what went wrong."""
+    body = encode_body(job.payload)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        SIGNATURE_HEADER: sign_body(job.secret, body),
+        DELIVERY_HEADER: job.delivery_id,
+        EVENT_HEADER: job.event_type,
+        ATTEMPT_HEADER: str(job.attempt),
+    }
+    try:
+        response = client.post(job.url, content=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return _Unreachable(f"{type(exc).__name__}: {exc}"[:1000])
+    if 200 <= response.status_code < 300:
+        return None
+    return f"HTTP {response.status_code}"
+
+
+def _record(services: Services, job: _Job, error: str | None, now: int) -> None:
+    policy = RetryPolicy.from_settings(services.settings)
+    with transaction(services.sessions) as session:
+        delivery = session.get(WebhookDelivery, job.delivery_id)
+        if delivery is None or delivery.status != "pending":
+            return
+        delivery.attempts = job.attempt
+        if error is None:
+            delivery.status, delivery.delivered_at, delivery.last_error = "delivered", now, None
+            logger.info("webhook %s (%s) delivered to %s on attempt %d",
+                        job.delivery_id, job.event_type, job.url, job.attempt)
+            return
+        delivery.last_error = error
+        if job.attempt >= policy.max_attempts:
+            delivery.status = "failed"
+            logger.error("webhook %s (%s) to %s failed for good after %d attempts: %s",
+                         job.delivery_id, job.event_type, job.url, job.attempt, error)
+            return
+        delivery.next_attempt_at = now + policy.delay(job.attempt)
+        logger.warning("webhook %s (%s) to %s failed (attempt %d: %s); next try at %d",
+                       job.delivery_id, job.event_type, job.url, job.attempt, error,
+                       delivery.next_attempt_at)
+
+
+def dispatch_due(
+    services: Services, *, now: int, http_client: httpx.Client, limit: int = 100
+) -> int:
+    """Sends every pending delivery due at `now` (up to `limit`); returns how many were tried.
+
+    Once a URL could not be reached (refused, timed out), its other deliveries of this round are
+    not tried: they stay claimed for the lease and go out on a later round, so one dead receiver
+    does not hold up everybody else's deliveries."""
+    timeout = services.settings.webhook_timeout
+    jobs = _claim(services, now, limit, int(timeout) + LEASE_MARGIN)
+    unreachable: set[str] = set()
+    tried = 0
+    for job in jobs:
+        if job.url in unreachable:
+            continue
+        error = _send(http_client, job, timeout)
+        tried += 1
+        if isinstance(error, _Unreachable):
+            unreachable.add(job.url)
+        _record(services, job, error, now)
+    return tried
+
+
+def chain_time(services: Services) -> int:
+    """The latest block's timestamp: review windows run on chain time."""
+    return int(services.w3.eth.get_block("latest")["timestamp"])
+
+
+def run_dispatcher(
+    services: Services,
+    stop_event: threading.Event,
+    *,
+    interval: float = 1.0,
+    scan_interval: float = 60.0,
+    http_client: httpx.Client | None = None,
+) -> None:
+    """The worker loop: every `scan_interval` seconds queue review_deadline_near notices, every
+    `interval` seconds send what is due, until `stop_event` is set. Errors are logged, not
+    fatal."""
+    client = http_client or httpx.Client(follow_redirects=False)
+    last_scan = float("-inf")
+    try:
+        while not stop_event.is_set():
+            try:
+                if time.monotonic() - last_scan >= scan_interval:
+                    with transaction(services.sessions) as session:
+                        scan_review_deadlines(
+                            session, services.chain_id, now=chain_time(services),
+                            lead_time=services.settings.webhook_review_lead_time,
+                        )
+                    last_scan = time.monotonic()
+                dispatch_due(services, now=int(time.time()), http_client=client)
+            except Exception:
+                logger.exception("webhook dispatcher round failed; trying again")
+            stop_event.wait(interval)
+    finally:
+        if http_client is None:
+            client.close()
