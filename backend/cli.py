@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -98,6 +98,110 @@ def deploy_cmd(as_json: JsonFlag = False) -> None:
             f"QualityEscrow deployed at {deployment.address} on chain {deployment.chain_id} "
             f"(block {deployment.block}); record: {path}"
         )
+
+
+@app.command("index")
+def index_cmd(
+    once: Annotated[bool, typer.Option("--once", help="Sync to the head, then exit.")] = False,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Forget the index (after a chain reset), then sync.")
+    ] = False,
+) -> None:
+    """Follow the contract's events into the database (Ctrl-C stops)."""
+    from backend.indexer import clear_index, index_once, run_indexer
+    from backend.notify.events import webhook_listener
+    from backend.services import build_services
+
+    services = build_services(get_settings())
+    if reset:
+        console.print(f"forgot {clear_index(services)} indexed events")
+    if once:
+        stored = index_once(services, listeners=[webhook_listener])
+        console.print(f"stored {stored} events")
+        return
+    console.print(f"indexing {services.escrow.address} on chain {services.chain_id}; Ctrl-C stops")
+    try:
+        run_indexer(
+            services,
+            poll_interval=services.settings.index_poll_interval,
+            listeners=[webhook_listener],
+        )
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        bool, typer.Option("--workers/--no-workers", help="Run indexer, relayer, webhooks too.")
+    ] = True,
+) -> None:
+    """Serve the API (OpenAPI at /docs) with the background workers."""
+    _serve(host, port, workers)
+
+
+def _serve(
+    host: str, port: int, with_workers: bool, *, reset_index: bool = False, w3: Any = None
+) -> None:
+    import uvicorn
+
+    from backend.api.app import create_app
+    from backend.indexer import clear_index
+    from backend.services import build_services
+    from backend.workers import start_workers
+
+    services = build_services(get_settings(), w3=w3)
+    if reset_index:  # a new deployment on a reset dev chain: the old index describes nothing
+        clear_index(services)
+    running = start_workers(services) if with_workers else None
+    console.print(
+        f"API on http://{host}:{port} (docs at /docs), contract {services.escrow.address} "
+        f"on chain {services.chain_id}" + (", with workers" if running else "")
+    )
+    try:
+        uvicorn.run(create_app(services), host=host, port=port, log_level="info")
+    finally:
+        if running is not None:
+            running.shutdown()
+
+
+@app.command("up")
+def up_cmd(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """The local stack: a Hardhat node if none answers, deploy if needed, API and workers."""
+    import contextlib
+
+    from backend.chain.connect import connect
+    from backend.chain.deploy import deploy_escrow, is_deployed, read_deployment, write_deployment
+    from backend.chain.errors import DeploymentMissing
+    from backend.chain.node import start_hardhat_node
+    from backend.keys import deployer_account
+
+    settings = get_settings()
+    with contextlib.ExitStack() as stack:
+        w3 = connect(settings.rpc_url)
+        if not w3.is_connected():
+            local_port = int(settings.rpc_url.rsplit(":", 1)[1].split("/")[0])
+            console.print(f"starting a Hardhat node on port {local_port}")
+            node = stack.enter_context(start_hardhat_node(local_port))
+            w3 = connect(node.url)
+        chain_id = int(w3.eth.chain_id)
+        try:
+            deployment = read_deployment(settings.data_dir, chain_id)
+            if not is_deployed(w3, deployment):
+                raise DeploymentMissing(chain_id, "(code gone: the chain was reset)")
+        except DeploymentMissing:
+            deployment = deploy_escrow(w3, deployer_account(w3, settings))
+            write_deployment(settings.data_dir, deployment)
+            console.print(f"deployed QualityEscrow at {deployment.address}")
+            fresh_deployment = True
+        else:
+            fresh_deployment = False
+        _serve(host, port, True, reset_index=fresh_deployment, w3=w3)
 
 
 @app.command("demo")

@@ -57,3 +57,10 @@ def deployer_account(w3: Web3, settings: Settings) -> LocalAccount:
     return _role_account(
         w3, "deployer", settings.deployer_keystore, settings.deployer_keystore_password, 0
     )
+
+
+def relayer_account(w3: Web3, settings: Settings) -> LocalAccount:
+    """The key the confirmation relayer sends `confirmWithSig` from (dev key #5 on dev chains)."""
+    return _role_account(
+        w3, "relayer", settings.relayer_keystore, settings.relayer_keystore_password, 5
+    )

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from backend.api.errors import install_error_handlers
 from backend.api.routes import ROUTERS
+from backend.api.routes.metrics import install_metrics
 from backend.services import Services
 
 
@@ -17,6 +18,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
+    install_metrics(app)
     for router in ROUTERS:
         app.include_router(router)
     return app

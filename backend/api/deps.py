@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from backend.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -23,4 +23,5 @@ def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterato
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-SessionDep = Annotated[Session, Depends(get_session)]
+#: committed when the route function returns, so a 2xx never reaches the client before its row
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -58,6 +58,11 @@ def _bytes32(value: bytes | str) -> bytes:
 
 
 @lru_cache(maxsize=64)
+def _checksum(address: str) -> str:
+    return str(to_checksum_address(address))
+
+
+@lru_cache(maxsize=64)
 def domain_separator(chain_id: int, contract: str) -> bytes:
     return keccak(
         _DOMAIN_TYPEHASH
@@ -105,7 +110,7 @@ class Confirmation:
                 "name": DOMAIN_NAME,
                 "version": DOMAIN_VERSION,
                 "chainId": chain_id,
-                "verifyingContract": to_checksum_address(contract),
+                "verifyingContract": _checksum(contract),
             },
             "message": {
                 "escrowId": str(self.escrow_id),

@@ -163,7 +163,8 @@ class ConfirmationRequest(Base):
     rating: Mapped[int] = mapped_column(Integer)
     comment_hash: Mapped[str] = mapped_column(HASH)
     deadline: Mapped[int]
-    signature: Mapped[str] = mapped_column(String(200))
+    #: 65 bytes for a plain key; ERC-1271 wallets (a Safe's owners) may sign with more
+    signature: Mapped[str] = mapped_column(Text)
     signer: Mapped[str] = mapped_column(ADDRESS)
     #: pending -> signed -> sent -> mined | failed
     status: Mapped[str] = mapped_column(String(16))

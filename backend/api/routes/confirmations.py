@@ -1,0 +1,80 @@
+"""Confirmations by signature: the typed data to sign, and the signed confirmation to relay.
+
+`POST /api/escrows/{id}/milestones/{m}/typed-data` -> `{typed_data, review, comment_hash, digest}`
+`POST /api/escrows/{id}/milestones/{m}/confirmations` -> 202 `{id, status, tx_hash}`
+`GET /api/confirmations/{request_id}` -> the outbox row's progress
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field, StrictInt, StrictStr
+
+from backend.api.deps import ServicesDep, SessionDep
+from backend.relay.chain_view import Web3ChainReader
+from backend.relay.outbox import get_request, request_json
+from backend.relay.submit import submit_confirmation
+from backend.relay.verify import ConfirmationInput, prepare
+
+router = APIRouter(tags=["confirmations"])
+
+#: a session committed before the response leaves, so a 202 means the outbox row is stored
+
+
+class TypedDataRequest(BaseModel):
+    rating: StrictInt = Field(description="1..5")
+    comment: StrictStr = Field("", description="at most 2,000 characters")
+    attachments: list[StrictStr] = Field(
+        default_factory=list, description="sha256 digests of uploaded attachments, at most 10"
+    )
+    deadline: StrictInt | None = Field(None, description="unix seconds; default one hour ahead")
+
+    def to_input(self, escrow_id: int, milestone: int) -> ConfirmationInput:
+        return ConfirmationInput(
+            escrow_id=escrow_id,
+            milestone=milestone,
+            rating=self.rating,
+            comment=self.comment,
+            attachments=tuple(self.attachments),
+            deadline=self.deadline,
+        )
+
+
+class ConfirmationRequestBody(TypedDataRequest):
+    deadline: StrictInt = Field(description="the deadline that was signed")
+    signature: StrictStr = Field(description="65-byte r|s|v signature as 0x hex (or a wallet's)")
+
+
+@router.post("/api/escrows/{escrow_id}/milestones/{milestone}/typed-data")
+def typed_data(
+    escrow_id: int,
+    milestone: int,
+    body: TypedDataRequest,
+    services: ServicesDep,
+    session: SessionDep,
+) -> dict[str, Any]:
+    """The EIP-712 `Confirmation` for the client to sign with `eth_signTypedData_v4`."""
+    chain = Web3ChainReader(services, session)
+    return prepare(session, chain, body.to_input(escrow_id, milestone)).response()
+
+
+@router.post("/api/escrows/{escrow_id}/milestones/{milestone}/confirmations", status_code=202)
+def confirm(
+    escrow_id: int,
+    milestone: int,
+    body: ConfirmationRequestBody,
+    services: ServicesDep,
+    session: SessionDep,
+) -> dict[str, Any]:
+    """Verifies the client's signature, stores the review and queues the relay."""
+    chain = Web3ChainReader(services, session)
+    row = submit_confirmation(session, chain, body.to_input(escrow_id, milestone), body.signature)
+    return request_json(row)
+
+
+@router.get("/api/confirmations/{request_id}")
+def confirmation_status(request_id: int, session: SessionDep) -> dict[str, Any]:
+    """Where a relayed confirmation stands: pending, signed, sent, mined or failed (with why)."""
+    return request_json(get_request(session, request_id), full=True)

@@ -1,0 +1,113 @@
+"""Escrows: the indexed list and detail, the accounting statement, and ready transactions for
+wallets (`prepare` for the creation, `tx/{action}` for every later call)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from backend.api.app_state import AppServicesDep, DetailCacheDep, TokensDep
+from backend.api.deps import ServicesDep, SessionDep
+from backend.errors import OutOfRangeError
+from backend.escrow_actions import action_tx
+from backend.escrow_detail import escrow_detail_body
+from backend.escrow_prepare import PrepareRequest, prepare_escrow
+from backend.escrow_views import STATUSES, EscrowFilter, list_escrows, require_ledger
+from backend.inputs import parse_address
+from backend.node_reads import has_code, latest_block_time
+from backend.statements import statement_csv, statement_filename
+
+router = APIRouter(tags=["escrows"])
+
+
+@router.get("/api/escrows")
+def get_escrows(
+    services: ServicesDep,
+    session: SessionDep,
+    tokens: TokensDep,
+    client: str | None = None,
+    provider: str | None = None,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+) -> dict[str, Any]:
+    """Indexed escrows, newest first; filter by `client`, `provider` and `status`
+    (proposed, active, closed); page with `limit` and `offset` (`next_offset` is null at the
+    end)."""
+    if status is not None and status not in STATUSES:
+        raise OutOfRangeError("status", status, f"one of {', '.join(STATUSES)}")
+    where = EscrowFilter(
+        client=None if client is None else parse_address("client", client),
+        provider=None if provider is None else parse_address("provider", provider),
+        status=status,
+    )
+    return list_escrows(session, services.chain_id, tokens, where, limit=limit, offset=offset)
+
+
+@router.post("/api/escrows/prepare")
+def prepare(
+    request: PrepareRequest, services: ServicesDep, session: SessionDep
+) -> dict[str, Any]:
+    """The creation transaction `{to, data, value}` for the client's wallet, with the checked
+    `params` and the `terms_hash` (the terms document is stored when given); for an ERC-20,
+    `approve` is the allowance the client grants first."""
+    w3 = services.w3
+    return prepare_escrow(
+        session,
+        services.escrow,
+        request,
+        now=latest_block_time(w3),
+        has_code=lambda address: has_code(w3, address),
+    )
+
+
+@router.get("/api/escrows/{escrow_id}", response_class=Response)
+async def get_escrow(
+    escrow_id: int, services: AppServicesDep, tokens: TokensDep, cache: DetailCacheDep
+) -> Response:
+    """One indexed escrow: `params`, `token` (decimals, symbol), `balances`, `milestones` (with
+    the stored review of each settled one), `breaches` and the stored `terms_document`."""
+    body = await run_in_threadpool(  # the database work, in one worker thread: the hot path
+        escrow_detail_body,
+        services.engine,
+        services.chain_id,
+        services.escrow.address,
+        escrow_id,
+        tokens,
+        cache,
+    )
+    return Response(body, media_type="application/json")
+
+
+@router.get("/api/escrows/{escrow_id}/statement.csv", response_class=Response)
+def get_statement(
+    escrow_id: int, services: ServicesDep, session: SessionDep, tokens: TokensDep
+) -> Response:
+    """Every money movement of the escrow, one CSV row each, with its transaction and time."""
+    led = require_ledger(session, services.chain_id, escrow_id)
+    body = statement_csv(led, tokens.get(led.params.token))
+    filename = statement_filename(services.chain_id, escrow_id)
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.post("/api/escrows/{escrow_id}/tx/{action}")
+def post_action_tx(
+    escrow_id: int,
+    action: str,
+    services: ServicesDep,
+    session: SessionDep,
+    body: Annotated[dict[str, Any] | None, Body()] = None,
+) -> dict[str, Any]:
+    """A ready `{to, data, value}` for `action` with the escrow's `EscrowParams` filled in.
+    Actions and their body arguments: accept, cancel, reclaim: none; deliver: milestone,
+    deliveryHash?; confirm: milestone, rating, commentHash?; dispute: milestone, reasonHash?;
+    timeout: milestone; challenge, finalize: breachId; resolve-dispute: milestone, providerBps;
+    stale-dispute: milestone; resolve-breach: breachId, upheld; stale-breach: breachId."""
+    return action_tx(session, services.escrow, services.chain_id, escrow_id, action, body)
+

@@ -1,0 +1,50 @@
+"""`POST /api/terms` and `GET /api/terms/{terms_hash}`: store and fetch terms documents."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from backend.api.deps import SessionDep
+from backend.errors import TooLargeError
+from backend.terms_store import MAX_TERMS_BYTES, get_terms_text, parse_terms_body, store_terms
+
+router = APIRouter(tags=["terms"])
+
+
+async def limited_body(request: Request) -> bytes:
+    """The request body, refused with 413 as soon as it passes the terms limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_TERMS_BYTES:
+        raise TooLargeError("terms document", int(declared), MAX_TERMS_BYTES)
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_TERMS_BYTES:
+            raise TooLargeError("terms document", len(body), MAX_TERMS_BYTES)
+    return bytes(body)
+
+
+TermsBody = Annotated[bytes, Depends(limited_body)]
+
+
+_OBJECT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+@router.post("/api/terms", status_code=201, openapi_extra=_OBJECT_BODY)
+def post_terms(body: TermsBody, session: SessionDep) -> dict[str, str]:
+    """Stores a terms document (a JSON object, at most 64 KiB) under the keccak256 of its
+    RFC 8785 canonical form; storing the same document again returns the same hash."""
+    return {"terms_hash": store_terms(session, parse_terms_body(body))}
+
+
+@router.get("/api/terms/{terms_hash}")
+def get_terms(terms_hash: str, session: SessionDep) -> Response:
+    """The stored document as its canonical JSON: the body re-hashes to `terms_hash`."""
+    return Response(get_terms_text(session, terms_hash), media_type="application/json")

@@ -1,0 +1,63 @@
+"""The background workers `escrow serve` and `escrow up` run beside the API: the indexer (with
+the webhook listener), the confirmation relayer and the webhook dispatcher, each in a thread
+that stops when the shared event is set."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from backend.indexer import run_indexer
+from backend.keys import relayer_account
+from backend.notify.dispatch import run_dispatcher
+from backend.notify.events import webhook_listener
+from backend.relay.relayer import Relayer
+from backend.services import Services
+
+logger = logging.getLogger(__name__)
+
+WORKER_NAMES = ("indexer", "relayer", "webhooks")
+
+
+@dataclass
+class Workers:
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout)
+
+
+def start_workers(services: Services, names: tuple[str, ...] = WORKER_NAMES) -> Workers:
+    workers = Workers()
+    targets: dict[str, Callable[[], None]] = {
+        "indexer": lambda: run_indexer(
+            services,
+            poll_interval=services.settings.index_poll_interval,
+            stop=workers.stop,
+            listeners=[webhook_listener],
+        ),
+        "relayer": lambda: Relayer(
+            services, relayer_account(services.w3, services.settings)
+        ).run_forever(workers.stop),
+        "webhooks": lambda: run_dispatcher(services, workers.stop),
+    }
+    for name in names:
+        thread = threading.Thread(target=_guarded(name, targets[name]), name=name, daemon=True)
+        thread.start()
+        workers.threads.append(thread)
+    return workers
+
+
+def _guarded(name: str, target: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            target()
+        except Exception:
+            logger.exception("worker %s stopped with an error", name)
+
+    return run

@@ -1,0 +1,401 @@
+"""API load benchmark: `GET /api/escrows/{id}` under concurrent load, one uvicorn worker.
+
+Starts a fresh Hardhat node, deploys the escrow, creates escrows in several states, indexes them
+into a database (SQLite file, or a throwaway PostgreSQL database), serves the API with uvicorn
+(one worker, in a subprocess on a free port) and drives it with N concurrent connections: `wrk`
+when it is installed, else an asyncio httpx client. Prints requests per second and p50/p90/p99
+latency; `--write` records them in docs/performance.md between the api markers. A benchmark, not
+a test: it reports, it does not pass or fail.
+
+    .venv/bin/python scripts/bench_api.py [--db sqlite|postgresql|both] [--connections 32]
+        [--duration 10] [--escrows 100] [--client auto|wrk|httpx] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+from sqlalchemy import create_engine, text
+
+from backend.chain.connect import connect
+from backend.chain.node import find_free_port, start_hardhat_node
+from backend.config import Settings
+from backend.db.models import Review
+from backend.indexer import Indexer, escrow_events
+from backend.services import Services, build_services
+from backend.terms import canonical_json, terms_hash
+from backend.terms_store import store_terms
+from tests.support import CHALLENGE, ETH, EscrowEnv, build_env
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- api:begin -->", "<!-- api:end -->"
+TERMS = {"version": 1, "title": "Managed hosting SLA", "period_seconds": 86400,
+         "kpis": [{"id": "uptime_pct", "aggregate": "mean", "op": ">=", "threshold": 99.9},
+                  {"id": "p95_latency_ms", "aggregate": "p95", "op": "<=", "threshold": 300}],
+         "consecutive_periods": 3,
+         "incident": {"kpi": "outage_minutes", "aggregate": "sum", "op": ">", "threshold": 60}}
+REVIEW = {"comment": "Deployed and verified, one minor issue.", "attachments": []}
+PG_ADMIN_URL = os.environ.get(
+    "ESCROW_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@dataclass
+class Result:
+    database: str
+    cache: str
+    client: str
+    connections: int
+    seconds: float
+    requests: int
+    errors: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    #: CPU time the server process spent per request (user + system), when /proc tells it
+    cpu_ms: float | None
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+# ------------------------------------------------------------------ chain data
+
+
+def populate(env: EscrowEnv, count: int) -> int:
+    """Creates `count` escrows in a mix of states; returns the id of the richest one (4
+    milestones: two settled, one delivered, one breach reported), the one the load asks for."""
+    e = env.escrow
+    hashed = terms_hash(TERMS)
+    for i in range(count - 1):
+        p = env.params(terms_hash=hashed)
+        escrow_id = env.create_active(p) if i % 2 else env.create(p)
+        if i % 4 == 1:
+            e.confirm(escrow_id, 0, 4, None, env.client)
+    rich = env.create_active(env.params((ETH, ETH, ETH, ETH), terms_hash=hashed))
+    env.deliver(rich, 0)
+    e.confirm(rich, 0, 4, terms_hash(REVIEW), env.client)
+    e.confirm(rich, 1, 5, None, env.client)
+    env.deliver(rich, 2)
+    e.report_breach(rich, 1, 0, b"\x44" * 32, env.oracle)
+    env.advance(CHALLENGE // 2)
+    return rich
+
+
+def store_documents(services: Services) -> None:
+    """The terms document and the review the escrows refer to, as the API would have stored
+    them (`POST /api/terms`, the confirmation relay)."""
+    with services.sessions() as session, session.begin():
+        store_terms(session, TERMS)
+        session.add(Review(comment_hash="0x" + terms_hash(REVIEW).hex(),
+                           canonical=canonical_json(REVIEW).decode(), created_at=int(time.time())))
+
+
+@contextlib.contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'bench.db'}"
+        return
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"qe_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# ------------------------------------------------------------------ server
+
+
+def serve(args: argparse.Namespace) -> None:
+    """The server side (run in a subprocess): the API app, one uvicorn worker."""
+    import uvicorn
+
+    from backend.api.app import create_app
+    from backend.api.routes.metrics import install_metrics
+
+    settings = Settings(
+        rpc_url=args.rpc_url, database_url=args.database_url, data_dir=Path(args.data_dir)
+    )
+    services = build_services(
+        settings, contract_address=args.contract, deployment_block=args.deployment_block
+    )
+    app = create_app(services)
+    install_metrics(app)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, log_level="warning",
+                access_log=False)
+
+
+@contextlib.contextmanager
+def server(rpc_url: str, database_url: str, contract: str, block: int, workdir: Path,
+           *, cache: bool) -> Iterator[tuple[str, int]]:
+    port = find_free_port()
+    command = [
+        sys.executable, __file__, "serve", "--rpc-url", rpc_url, "--database-url", database_url,
+        "--contract", contract, "--deployment-block", str(block), "--port", str(port),
+        "--data-dir", str(workdir),
+    ]
+    log = (workdir / f"uvicorn-{port}.log").open("wb")
+    env = dict(os.environ)
+    if not cache:
+        env["ESCROW_API_DETAIL_CACHE_SIZE"] = "0"
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                output = (workdir / f"uvicorn-{port}.log").read_text()
+                raise RuntimeError(f"uvicorn exited: {output}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not answer within 60 s")
+            time.sleep(0.2)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+# ------------------------------------------------------------------ load
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process, from /proc (Linux); None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: (requests, errors, elapsed seconds, p50, p90, p99 in ms)
+Load = tuple[int, int, float, float, float, float]
+
+
+def run_wrk(url: str, connections: int, seconds: float) -> Load:
+    """(requests, errors, elapsed, p50, p90, p99 in ms) from `wrk --latency`."""
+    out = subprocess.run(
+        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{int(seconds)}s", "--latency",
+         "--timeout", "10s", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    match = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", out)
+    assert match is not None, out
+    requests = int(match.group(1))
+    elapsed = float(match.group(2)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[match.group(3)]
+    errors = 0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    if socket_errors:
+        errors += sum(int(g) for g in socket_errors.groups())
+
+    def pct(label: str) -> float:
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", out, re.M)
+        assert m is not None, out
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    return requests, errors, elapsed, pct("50"), pct("90"), pct("99")
+
+
+async def _httpx_load(url: str, connections: int, seconds: float) -> tuple[list[float], int, float]:
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        stop = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < stop:
+                start = time.perf_counter()
+                response = await client.get(url)
+                latencies.append(time.perf_counter() - start)
+                if response.status_code != 200:
+                    errors += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - began
+    return latencies, errors, elapsed
+
+
+def run_httpx(url: str, connections: int, seconds: float) -> Load:
+    latencies, errors, elapsed = asyncio.run(_httpx_load(url, connections, seconds))
+    cuts = statistics.quantiles([x * 1000 for x in latencies], n=100)
+    return len(latencies), errors, elapsed, cuts[49], cuts[89], cuts[98]
+
+
+def load(url: str, client: str, connections: int, seconds: float) -> Load:
+    if client == "wrk":
+        return run_wrk(url, connections, seconds)
+    return run_httpx(url, connections, seconds)
+
+
+# ------------------------------------------------------------------ report
+
+
+def server_stack() -> str:
+    """What uvicorn's `auto` picks here: httptools and uvloop when installed."""
+    from importlib.util import find_spec
+
+    http = "httptools" if find_spec("httptools") else "h11"
+    loop = "uvloop" if find_spec("uvloop") else "asyncio loop"
+    return f"{http}, {loop}"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def table(results: list[Result], escrow_events: int, escrows: int, load_avg: str) -> str:
+    lines = [
+        f"Measured on {time.strftime('%Y-%m-%d')}: `GET /api/escrows/{{id}}` of an escrow with "
+        f"{escrow_events} indexed events ({escrows} escrows indexed), one uvicorn worker "
+        f"({server_stack()}), {platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs shared by the server, the load generator, the Hardhat node and "
+        f"other jobs (load average {load_avg} during the run).",
+        "",
+        "| database | detail cache | load generator | connections | requests/s | p50 ms | p90 ms "
+        "| p99 ms | errors | server CPU ms/request |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.database} | {r.cache} | {r.client} | {r.connections} | {r.rps:,.0f} "
+            f"| {r.p50_ms:.1f} "
+            f"| {r.p90_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | {_ms(r.cpu_ms)} |"
+        )
+    return "\n".join(lines)
+
+
+def write_doc(body: str) -> None:
+    text_ = DOC.read_text()
+    block = f"{BEGIN}\n{body}\n{END}"
+    if BEGIN in text_ and END in text_:
+        text_ = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _m: block, text_,
+                       flags=re.S)
+    else:
+        raise SystemExit(f"{DOC} has no {BEGIN} ... {END} block under '## API'")
+    DOC.write_text(text_)
+
+
+def measure(rpc_url: str, database_url: str, env: EscrowEnv, escrow_id: int, workdir: Path,
+            kind: str, client: str, cache: bool, args: argparse.Namespace) -> Result:
+    with server(rpc_url, database_url, env.escrow.address, env.deployment_block, workdir,
+                cache=cache) as (base, pid):
+        target = f"{base}/api/escrows/{escrow_id}"
+        assert httpx.get(target).status_code == 200
+        load(target, client, args.connections, min(2.0, args.duration))  # warm-up
+        cpu_before = cpu_seconds(pid)
+        n, errors, elapsed, p50, p90, p99 = load(target, client, args.connections, args.duration)
+        cpu_after = cpu_seconds(pid)
+    cpu_ms = (
+        None if cpu_before is None or cpu_after is None or n == 0
+        else (cpu_after - cpu_before) * 1000 / n
+    )
+    r = Result(kind, "on" if cache else "off", client, args.connections, elapsed, n, errors,
+               p50, p90, p99, cpu_ms)
+    print(f"{kind} / cache {r.cache} / {client} / {args.connections} connections: "
+          f"{r.rps:,.0f} req/s, p50 {p50:.1f} ms, p90 {p90:.1f} ms, p99 {p99:.1f} ms, "
+          f"{errors} errors, server CPU {_ms(cpu_ms)} ms/request", flush=True)
+    return r
+
+
+def bench(args: argparse.Namespace) -> None:
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "httpx"
+    kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    caches = {"both": [True, False], "on": [True], "off": [False]}[args.cache]
+    load_before = os.getloadavg()[0]
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp, start_hardhat_node() as node:
+        workdir = Path(tmp)
+        env = build_env(connect(node.url))
+        print(f"creating {args.escrows} escrows on {node.url} ...", flush=True)
+        rich = populate(env, args.escrows)
+        for kind in kinds:
+            with database(kind, workdir) as url:
+                settings = Settings(rpc_url=node.url, database_url=url, data_dir=workdir)
+                services = build_services(settings, w3=env.w3, contract_address=env.escrow.address,
+                                          deployment_block=env.deployment_block)
+                started = time.perf_counter()
+                stored = Indexer(services).sync()
+                print(f"{kind}: indexed {stored} events in {time.perf_counter() - started:.1f} s")
+                store_documents(services)
+                with services.sessions() as session:
+                    events = len(escrow_events(session, services.chain_id, rich))
+                services.engine.dispose()
+                for cache in caches:
+                    results.append(measure(node.url, url, env, rich, workdir, kind, client,
+                                           cache, args))
+    report = table(results, events, args.escrows, f"{load_before:.1f} to {os.getloadavg()[0]:.1f}")
+    print()
+    print(report)
+    if args.write:
+        write_doc(report)
+        print(f"\nwritten to {DOC.relative_to(ROOT)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    s = sub.add_parser("serve", help="(internal) run the API server for the benchmark")
+    s.add_argument("--rpc-url", required=True)
+    s.add_argument("--database-url", required=True)
+    s.add_argument("--contract", required=True)
+    s.add_argument("--deployment-block", type=int, required=True)
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--data-dir", required=True)
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--escrows", type=int, default=100)
+    parser.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto")
+    parser.add_argument("--cache", choices=["both", "on", "off"], default="both",
+                        help="the server's detail cache (off: every request folds the events)")
+    parser.add_argument("--write", action="store_true", help="record in docs/performance.md")
+    args = parser.parse_args()
+    if args.command == "serve":
+        serve(args)
+    else:
+        bench(args)
+
+
+if __name__ == "__main__":
+    main()
