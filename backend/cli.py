@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -160,6 +162,9 @@ def _serve(
         f"API on http://{host}:{port} (docs at /docs), contract {services.escrow.address} "
         f"on chain {services.chain_id}" + (", with workers" if running else "")
     )
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit lets the
+    # workers stop and a Hardhat node started by `escrow up` go down with us
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(create_app(services), host=host, port=port, log_level="info")
     finally:
