@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -130,6 +131,80 @@ def index_cmd(
         )
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+@app.command("oracle")
+def oracle_cmd(
+    once: Annotated[bool, typer.Option("--once", help="One pass until idle, then exit.")] = False,
+) -> None:
+    """Run the KPI oracle: evaluate samples, report breaches with evidence, finalize them."""
+    import threading
+
+    from backend.keys import oracle_account
+    from backend.oracle.findings import evaluator
+    from backend.oracle.worker import Oracle
+    from backend.services import build_services
+
+    services = build_services(get_settings())
+    account = oracle_account(services.w3, services.settings)
+    oracle = Oracle(services, account, evaluate=evaluator(services, account.address))
+    if once:
+        console.print(str(oracle.run_until_idle()))
+        return
+    console.print(f"oracle {account.address} on chain {services.chain_id}; Ctrl-C stops")
+    try:
+        oracle.run_forever(threading.Event())
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+tokens_app = typer.Typer(help="Bearer tokens that may post KPI samples for one escrow.")
+measurements_app = typer.Typer(help="KPI samples.")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(measurements_app, name="measurements")
+
+
+@tokens_app.command("issue")
+def tokens_issue_cmd(
+    escrow_id: int,
+    label: Annotated[str | None, typer.Option(help="A note to tell tokens apart.")] = None,
+) -> None:
+    """Issue a token for ESCROW_ID; it is printed once, only its hash is stored."""
+    from backend.measurements_cli import issue_token_command
+
+    typer.echo(issue_token_command(get_settings(), escrow_id, label=label))
+
+
+@tokens_app.command("revoke")
+def tokens_revoke_cmd(
+    escrow_id: Annotated[int | None, typer.Option("--escrow", help="Every token of it.")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="This one token.")] = None,
+) -> None:
+    """Revoke every token of an escrow, or one token."""
+    from backend.measurements_cli import revoke_command
+
+    if (escrow_id is None) == (token is None):
+        raise typer.BadParameter("give exactly one of --escrow or --token")
+    count = revoke_command(get_settings(), escrow_id=escrow_id, token=token)
+    console.print(f"revoked {count} live token(s)")
+
+
+@measurements_app.command("import")
+def measurements_import_cmd(
+    path: Path,
+    escrow_id: Annotated[int, typer.Option("--escrow", help="The escrow the samples are for.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Import samples from a CSV with columns kpi,value,observed_at (all-or-nothing)."""
+    from backend.measurements_cli import import_csv
+
+    result = import_csv(get_settings(), escrow_id, path)
+    if as_json:
+        typer.echo(json.dumps({"escrow_id": result.escrow_id, "accepted": result.accepted,
+                               "duplicates": result.duplicates}))
+    else:
+        console.print(f"escrow {result.escrow_id}: {result.accepted} samples stored, "
+                      f"{result.duplicates} duplicates ignored")
 
 
 @app.command("serve")

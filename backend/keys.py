@@ -64,3 +64,11 @@ def relayer_account(w3: Web3, settings: Settings) -> LocalAccount:
     return _role_account(
         w3, "relayer", settings.relayer_keystore, settings.relayer_keystore_password, 5
     )
+
+
+def oracle_account(w3: Web3, settings: Settings) -> LocalAccount:
+    """The key the KPI oracle sends `reportBreach` / `finalizeBreach` from (dev key #3 on dev
+    chains, the oracle of the test parties)."""
+    return _role_account(
+        w3, "oracle", settings.oracle_keystore, settings.oracle_keystore_password, 3
+    )

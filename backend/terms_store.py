@@ -1,8 +1,9 @@
 """Terms documents: stored as their RFC 8785 canonical text under its keccak256 (DESIGN.md
 section 3), so what the API serves re-hashes to the `termsHash` on-chain.
 
-Validation is minimal on purpose (a JSON object, at most `MAX_TERMS_BYTES`); the full terms model
-comes with the oracle.
+`POST /api/terms` (`parse_terms_body`) also checks the document against the terms model
+(`backend.terms_model`); `store_terms` itself only needs a JSON object of at most
+`MAX_TERMS_BYTES`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from backend.db.models import TermsDocument
 from backend.errors import MalformedInputError, NotFoundError, OutOfRangeError, TooLargeError
 from backend.inputs import parse_hash
 from backend.terms import canonical_json
+from backend.terms_model import parse_terms
 
 MAX_TERMS_BYTES = 64 * 1024
 #: nesting of objects and arrays; real terms need a handful of levels
@@ -31,14 +33,17 @@ def _refuse_constant(name: str) -> Any:
 
 
 def parse_terms_body(raw: bytes) -> dict[str, Any]:
-    """A request body holding a terms document: JSON, an object, at most `MAX_TERMS_BYTES`."""
+    """A request body holding a terms document: JSON, an object, at most `MAX_TERMS_BYTES`,
+    valid against the terms model (422 naming the fields otherwise)."""
     if len(raw) > MAX_TERMS_BYTES:
         raise TooLargeError("terms document", len(raw), MAX_TERMS_BYTES)
     try:
         document = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise MalformedInputError("terms document", str(exc)) from exc
-    return check_terms(document)
+    checked = check_terms(document)
+    parse_terms(checked)
+    return checked
 
 
 def nesting_depth(value: object) -> int:

@@ -1,6 +1,6 @@
 """The background workers `escrow serve` and `escrow up` run beside the API: the indexer (with
-the webhook listener), the confirmation relayer and the webhook dispatcher, each in a thread
-that stops when the shared event is set."""
+the webhook listener), the confirmation relayer, the KPI oracle and the webhook dispatcher, each
+in a thread that stops when the shared event is set."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from backend.indexer import run_indexer
-from backend.keys import relayer_account
+from backend.keys import oracle_account, relayer_account
 from backend.notify.dispatch import run_dispatcher
 from backend.notify.events import webhook_listener
+from backend.oracle.findings import evaluator
+from backend.oracle.worker import Oracle
 from backend.relay.relayer import Relayer
 from backend.services import Services
 
 logger = logging.getLogger(__name__)
 
-WORKER_NAMES = ("indexer", "relayer", "webhooks")
+WORKER_NAMES = ("indexer", "relayer", "oracle", "webhooks")
 
 
 @dataclass
@@ -44,6 +46,7 @@ def start_workers(services: Services, names: tuple[str, ...] = WORKER_NAMES) -> 
         "relayer": lambda: Relayer(
             services, relayer_account(services.w3, services.settings)
         ).run_forever(workers.stop),
+        "oracle": lambda: run_oracle(services, workers.stop),
         "webhooks": lambda: run_dispatcher(services, workers.stop),
     }
     for name in names:
@@ -51,6 +54,13 @@ def start_workers(services: Services, names: tuple[str, ...] = WORKER_NAMES) -> 
         thread.start()
         workers.threads.append(thread)
     return workers
+
+
+def run_oracle(services: Services, stop: threading.Event) -> None:
+    """Evaluates the stored samples, reports breaches and finalizes them (one owner per key)."""
+    account = oracle_account(services.w3, services.settings)
+    oracle = Oracle(services, account, evaluate=evaluator(services, account.address))
+    oracle.run_forever(stop)
 
 
 def _guarded(name: str, target: Callable[[], None]) -> Callable[[], None]:

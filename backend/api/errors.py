@@ -18,6 +18,7 @@ from backend.errors import (
     TooLargeError,
     UnavailableError,
 )
+from backend.measurements import MeasurementTokenRefusedError
 from backend.notify.errors import SignInRefusedError
 
 STATUS_BY_CLASS: dict[type[QualityEscrowError], int] = {
@@ -31,6 +32,7 @@ STATUS_BY_CLASS: dict[type[QualityEscrowError], int] = {
     OutOfRangeError: 422,
     UnavailableError: 503,
     SignInRefusedError: 401,
+    MeasurementTokenRefusedError: 401,
 }
 
 #: contract reverts that reach the API (the chain changed between our checks and the call)

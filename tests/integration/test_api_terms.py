@@ -77,7 +77,7 @@ def test_terms_over_64_kib_are_refused_with_413(api: Api) -> None:
                         headers={"content-type": "application/json"})
     assert chunked["error"] == "too_large"
     # just under the limit is fine
-    fits = {"t": "x" * (MAX_TERMS_BYTES - 20)}
+    fits = {**DOC, "t": "x" * (MAX_TERMS_BYTES - 250)}
     assert len(json.dumps(fits, separators=(",", ":"))) <= MAX_TERMS_BYTES
     api.ok("POST", "/api/terms", 201, content=json.dumps(fits, separators=(",", ":")).encode())
 
@@ -102,7 +102,7 @@ def test_terms_that_are_not_a_json_object_are_refused(api: Api) -> None:
     assert too_deep["detail"] == (
         "terms document='nesting depth 30001' is out of range: expected at most 32 levels"
     )
-    api.ok("POST", "/api/terms", 201, json={"a": [[[[{"b": [1]}]]]]})
+    api.ok("POST", "/api/terms", 201, json={**DOC, "a": [[[[{"b": [1]}]]]]})
     # RFC 8785 cannot carry integers beyond 2^53 exactly
     assert api.error("POST", "/api/terms", 422, json={"n": 2**60})["error"] == "out_of_range"
     with api.services.sessions() as session:

@@ -5,11 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from backend.api.routes import accounts, escrows, health, metrics, terms, webhooks
+from backend.api.routes.analytics import router as analytics_router
 from backend.api.routes.attachments import router as attachments_router
 from backend.api.routes.confirmations import router as confirmations_router
+from backend.api.routes.evidence import router as evidence_router
+from backend.api.routes.measurements import router as measurements_router
+from backend.api.routes.terms_schema import router as terms_schema_router
 
 ROUTERS: list[APIRouter] = [
     health.router,
+    terms_schema_router,
     terms.router,
     escrows.router,
     accounts.router,
@@ -17,4 +22,7 @@ ROUTERS: list[APIRouter] = [
     webhooks.router,
     attachments_router,
     confirmations_router,
+    measurements_router,
+    evidence_router,
+    analytics_router,
 ]

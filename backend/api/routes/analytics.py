@@ -1,0 +1,32 @@
+"""Analytics: `GET /api/providers/{address}/scorecard` and `GET /api/escrows/{id}/kpis`
+(definitions in `backend.analytics`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from backend.analytics import escrow_kpis, provider_scorecard
+from backend.api.app_state import TokensDep
+from backend.api.deps import ServicesDep, SessionDep
+from backend.measurements import current_time
+
+router = APIRouter(tags=["analytics"])
+
+
+@router.get("/api/providers/{address}/scorecard")
+def get_scorecard(
+    address: str, services: ServicesDep, session: SessionDep, tokens: TokensDep
+) -> dict[str, Any]:
+    """The provider's escrows, ratings, deliveries, breaches, refunds and per-KPI series; 400
+    for a malformed address; a provider with no escrow gets 200 with zeros."""
+    now = current_time(services.w3)
+    return provider_scorecard(session, services.chain_id, address, tokens, now)
+
+
+@router.get("/api/escrows/{escrow_id}/kpis")
+def get_escrow_kpis(escrow_id: int, services: ServicesDep, session: SessionDep) -> dict[str, Any]:
+    """Per-period KPI values, thresholds and verdicts (pass/fail/missing), the incident rule's
+    state and the findings; 404 for an unknown escrow, 409 when its terms are not stored."""
+    return escrow_kpis(session, services.chain_id, escrow_id, current_time(services.w3))

@@ -1,0 +1,98 @@
+"""`POST /api/escrows/{id}/measurements`: KPI samples posted with the escrow's bearer token."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+
+from backend.api.deps import ServicesDep, SessionDep
+from backend.errors import MalformedInputError, OutOfRangeError, TooLargeError
+from backend.measurements import (
+    authenticate,
+    bearer_token,
+    current_time,
+    escrow_terms,
+    find_escrow,
+    ingest,
+    parse_samples,
+)
+
+router = APIRouter(tags=["measurements"])
+
+#: a full batch (10,000 samples) with ISO timestamps fits easily
+MAX_MEASUREMENTS_BYTES = 4 * 1024 * 1024
+
+
+async def measurements_body(request: Request) -> bytes:
+    """The request body, refused with 413 as soon as it passes `MAX_MEASUREMENTS_BYTES`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_MEASUREMENTS_BYTES:
+        raise TooLargeError("measurements body", int(declared), MAX_MEASUREMENTS_BYTES)
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_MEASUREMENTS_BYTES:
+            raise TooLargeError("measurements body", len(body), MAX_MEASUREMENTS_BYTES)
+    return bytes(body)
+
+
+MeasurementsBody = Annotated[bytes, Depends(measurements_body)]
+AuthorizationHeader = Annotated[str | None, Header()]
+
+_BODY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["samples"],
+                    "properties": {
+                        "samples": {
+                            "type": "array",
+                            "maxItems": 10_000,
+                            "items": {
+                                "type": "object",
+                                "required": ["kpi", "value", "observed_at"],
+                                "properties": {
+                                    "kpi": {"type": "string"},
+                                    "value": {"type": "number"},
+                                    "observed_at": {"type": ["integer", "string"]},
+                                },
+                            },
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/api/escrows/{escrow_id}/measurements", openapi_extra=_BODY_SCHEMA)
+def post_measurements(
+    escrow_id: int,
+    body: MeasurementsBody,
+    session: SessionDep,
+    services: ServicesDep,
+    authorization: AuthorizationHeader = None,
+) -> dict[str, int]:
+    """Stores a batch of KPI samples, all or nothing: `{accepted, duplicates}`; samples already
+    stored with the same value count as duplicates. 401 without the escrow's bearer token, 404
+    unknown escrow, 409 terms document not stored or a stored sample with another value, 413 over
+    10,000 samples, 422 naming the sample refused."""
+    escrow = find_escrow(session, services.chain_id, escrow_id)
+    authenticate(session, services.chain_id, escrow_id, bearer_token(authorization))
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise MalformedInputError("measurements body", str(exc)) from exc
+    if not isinstance(document, dict) or "samples" not in document:
+        raise OutOfRangeError("measurements body", type(document).__name__, '{"samples": [...]}')
+    samples = parse_samples(document["samples"])
+    result = ingest(
+        session, escrow, escrow_terms(session, escrow), samples, current_time(services.w3)
+    )
+    return {"accepted": result.accepted, "duplicates": result.duplicates}

@@ -1,0 +1,216 @@
+"""The oracle's outbox: one `breach_submission` row per (chain, escrow, kind, period), written
+before anything is sent.
+
+A report moves `pending -> signed -> sent -> mined`, ends `failed` with the decoded reason, or is
+recorded `not_sent` when the contract would refuse it (the escrow is not Active). After it is
+mined its `follow_up` moves `none -> finalize_signed -> finalize_sent -> done`, or
+`challenged -> resolved` when the provider challenged and the arbiter decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend.db.models import EscrowRow, EventLog, SenderNonce
+from backend.oracle_models import BreachSubmission
+
+PENDING, SIGNED, SENT, MINED, FAILED, NOT_SENT = (
+    "pending", "signed", "sent", "mined", "failed", "not_sent"
+)
+#: follow-up states of a mined report
+NONE, FINALIZE_SIGNED, FINALIZE_SENT, DONE = "none", "finalize_signed", "finalize_sent", "done"
+CHALLENGED, RESOLVED, FOLLOW_FAILED = "challenged", "resolved", "failed"
+#: follow-ups still to be acted on or watched
+OPEN_FOLLOW_UPS = (NONE, FINALIZE_SIGNED, FINALIZE_SENT, CHALLENGED)
+
+
+class Finding(Protocol):
+    """What the evaluation hands over: a breach of one (kind, period), its evidence's hash."""
+
+    @property
+    def escrow_id(self) -> int: ...
+
+    @property
+    def kind(self) -> int: ...
+
+    @property
+    def period(self) -> int: ...
+
+    @property
+    def evidence_hash(self) -> str: ...
+
+
+def find_submission(
+    session: Session, chain_id: int, escrow_id: int, kind: int, period: int
+) -> BreachSubmission | None:
+    return session.scalar(
+        select(BreachSubmission).where(
+            BreachSubmission.chain_id == chain_id,
+            BreachSubmission.escrow_id == escrow_id,
+            BreachSubmission.kind == kind,
+            BreachSubmission.period == period,
+        )
+    )
+
+
+def _refusal(escrow: EscrowRow | None, oracle: str) -> str | None:
+    """Why the contract would refuse a report now, or None."""
+    if escrow is None:
+        return "escrow not indexed"
+    if escrow.status != "active":
+        return f"escrow is {escrow.status}, not active"
+    if escrow.oracle.lower() != oracle.lower():
+        return f"escrow's oracle is {escrow.oracle}, not {oracle}"
+    return None
+
+
+def enqueue_reports(
+    session: Session, chain_id: int, findings: Iterable[Finding], oracle_address: str,
+    now: int,
+) -> int:
+    """Writes one outbox row per new (escrow, kind, period); returns how many were written.
+    A finding already queued (in any state) is left alone; one the contract would refuse is
+    recorded `not_sent` with the reason and never sent."""
+    written = 0
+    for finding in findings:
+        key = (finding.escrow_id, int(finding.kind), int(finding.period))
+        if find_submission(session, chain_id, *key) is not None:
+            continue
+        reason = _refusal(session.get(EscrowRow, (chain_id, key[0])), oracle_address)
+        row = BreachSubmission(
+            chain_id=chain_id,
+            escrow_id=key[0],
+            kind=key[1],
+            period=key[2],
+            evidence_hash=finding.evidence_hash.lower(),
+            oracle=oracle_address,
+            status=PENDING if reason is None else NOT_SENT,
+            follow_up=NONE,
+            error=reason,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:  # queued concurrently by another pass
+            continue
+        written += 1
+    return written
+
+
+# ------------------------------------------------------------------ the worker's queue
+
+
+def ids_where(session: Session, chain_id: int, oracle: str, *conditions: Any) -> list[int]:
+    ids = session.scalars(
+        select(BreachSubmission.id)
+        .where(
+            BreachSubmission.chain_id == chain_id,
+            BreachSubmission.oracle == oracle,
+            *conditions,
+        )
+        .order_by(BreachSubmission.id)
+        .limit(100)
+    )
+    return list(ids)
+
+
+def lock_row(session: Session, row_id: int) -> BreachSubmission | None:
+    return session.scalar(
+        select(BreachSubmission)
+        .where(BreachSubmission.id == row_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def has_in_flight(session: Session, chain_id: int, oracle: str) -> bool:
+    found = session.scalar(
+        select(BreachSubmission.id)
+        .where(
+            BreachSubmission.chain_id == chain_id,
+            BreachSubmission.oracle == oracle,
+            or_(
+                BreachSubmission.status.in_((SIGNED, SENT)),
+                BreachSubmission.follow_up.in_((FINALIZE_SIGNED, FINALIZE_SENT)),
+            ),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+def take_nonce(session: Session, chain_id: int, account: str, chain_count: int) -> SenderNonce:
+    """The oracle account's nonce row, locked for this transaction (as the relayer's
+    `take_nonce`, with the oracle's own transactions counting as in flight)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(SenderNonce)
+            .where(SenderNonce.chain_id == chain_id, SenderNonce.account == account)
+            .values(next_nonce=SenderNonce.next_nonce)
+        )
+    row = session.scalar(
+        select(SenderNonce)
+        .where(SenderNonce.chain_id == chain_id, SenderNonce.account == account)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if row is None:
+        row = SenderNonce(chain_id=chain_id, account=account, next_nonce=chain_count)
+        session.add(row)
+        session.flush()
+        return row
+    if has_in_flight(session, chain_id, account):
+        row.next_nonce = max(row.next_nonce, chain_count)
+    else:
+        row.next_nonce = chain_count
+    return row
+
+
+# ------------------------------------------------------------------ what the index knows
+
+
+def _breach_events(session: Session, chain_id: int, escrow_id: int) -> list[EventLog]:
+    return list(
+        session.scalars(
+            select(EventLog)
+            .where(
+                EventLog.chain_id == chain_id,
+                EventLog.escrow_id == escrow_id,
+                EventLog.event.in_(("BreachReported", "BreachChallenged", "BreachSettled")),
+            )
+            .order_by(EventLog.block_number, EventLog.log_index)
+        )
+    )
+
+
+def indexed_breach_id(
+    session: Session, chain_id: int, escrow_id: int, kind: int, period: int
+) -> int | None:
+    """The id of the indexed `BreachReported` of that (kind, period), if any."""
+    for log in _breach_events(session, chain_id, escrow_id):
+        args = log.args
+        if (
+            log.event == "BreachReported"
+            and int(args["kind"]) == kind
+            and int(args["period"]) == period
+        ):
+            return int(args["breachId"])
+    return None
+
+
+def indexed_breach_events(
+    session: Session, chain_id: int, escrow_id: int, breach_id: int
+) -> set[str]:
+    """Names of the indexed events of one breach (BreachReported / Challenged / Settled)."""
+    return {
+        log.event
+        for log in _breach_events(session, chain_id, escrow_id)
+        if int(log.args["breachId"]) == breach_id
+    }
