@@ -200,11 +200,103 @@ def measurements_import_cmd(
 
     result = import_csv(get_settings(), escrow_id, path)
     if as_json:
-        typer.echo(json.dumps({"escrow_id": result.escrow_id, "accepted": result.accepted,
-                               "duplicates": result.duplicates}))
+        typer.echo(
+            json.dumps(
+                {
+                    "escrow_id": result.escrow_id,
+                    "accepted": result.accepted,
+                    "duplicates": result.duplicates,
+                }
+            )
+        )
     else:
-        console.print(f"escrow {result.escrow_id}: {result.accepted} samples stored, "
-                      f"{result.duplicates} duplicates ignored")
+        console.print(
+            f"escrow {result.escrow_id}: {result.accepted} samples stored, "
+            f"{result.duplicates} duplicates ignored"
+        )
+
+
+@app.command("audit")
+def audit_cmd(
+    escrow_id: Annotated[int | None, typer.Argument(help="The escrow to audit.")] = None,
+    all_escrows: Annotated[
+        bool, typer.Option("--all", help="Every escrow, plus the contract's solvency per token.")
+    ] = False,
+    api: Annotated[
+        str | None, typer.Option("--api", help="Check documents against this service's API.")
+    ] = None,
+    database: Annotated[
+        bool, typer.Option("--database/--no-database", help="Check the local database too.")
+    ] = True,
+    as_json: JsonFlag = False,
+    markdown: Annotated[Path | None, typer.Option(help="Write a Markdown report here.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report.")] = None,
+) -> None:
+    """Verify the settlement history from the chain alone; exit 1 when anything is inconsistent."""
+    from rich.progress import Progress
+
+    from backend.audit import render
+    from backend.audit.cli_glue import run_audit
+
+    if (escrow_id is None) == (not all_escrows):
+        raise typer.BadParameter("give an ESCROW_ID or --all")
+    with Progress(console=console, transient=True, disable=as_json) as bar:
+        task = bar.add_task("replaying the history", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = run_audit(get_settings(), escrow_id, api, database, progress)
+    if markdown is not None:
+        markdown.write_text(render.to_markdown(report), encoding="utf-8")
+    if html is not None:
+        html.write_text(render.to_html(report), encoding="utf-8")
+    if as_json:
+        typer.echo(render.to_json(report), nl=False)
+    else:
+        for esc in report.escrows:
+            console.print(f"escrow {esc.escrow_id}: {esc.events} events")
+            for check in esc.checks:
+                mark = _check_mark(check.ok)
+                console.print(f"  {check.name:<11} {mark}  {check.detail}")
+        for check in report.contract_checks:
+            mark = _check_mark(check.ok)
+            console.print(f"contract {check.name:<11} {mark}  {check.detail}")
+        verdict = "[green]consistent[/green]" if report.consistent else "[red]INCONSISTENT[/red]"
+        console.print(f"history at block {report.block}: {verdict}")
+    if not report.consistent:
+        raise typer.Exit(1)
+
+
+def _check_mark(ok: bool | None) -> str:
+    if ok is None:
+        return "[yellow]not checked[/yellow]"
+    return "[green]ok[/green]" if ok else "[red]FAILED[/red]"
+
+
+@app.command("ledger")
+def ledger_cmd(
+    account: str,
+    date_from: Annotated[
+        str | None, typer.Option("--from", help="First day (UTC), YYYY-MM-DD.")
+    ] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Last day (UTC), YYYY-MM-DD.")] = None,
+) -> None:
+    """Every money movement of ACCOUNT over all its escrows, as CSV for bookkeeping."""
+    import datetime
+
+    from backend.ledger_export import export_ledger, write_csv
+
+    def day(value: str | None, flag: str) -> datetime.date | None:
+        if value is None:
+            return None
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            raise typer.BadParameter(f"{flag} wants YYYY-MM-DD, got {value!r}") from None
+
+    rows = export_ledger(get_settings(), account, day(date_from, "--from"), day(date_to, "--to"))
+    write_csv(rows, sys.stdout)
 
 
 @app.command("serve")

@@ -35,6 +35,8 @@ class Artifact:
     sources_hash: str
     source_name: str = ""  # "contracts_sol/QualityEscrow.sol"
     method_identifiers: dict[str, str] = field(default_factory=dict)  # signature -> selector
+    #: (start, length) of every immutable the constructor writes into the runtime code
+    immutable_ranges: tuple[tuple[int, int], ...] = ()
 
     @property
     def is_deployable(self) -> bool:
@@ -67,6 +69,13 @@ def load_artifact(name: str, build_dir: Path | None = None) -> Artifact:
             sources_hash=str(data["sourcesHash"]),
             source_name=str(data.get("sourceName", "")),
             method_identifiers=dict(data.get("methodIdentifiers", {})),
+            immutable_ranges=tuple(
+                sorted(
+                    (int(ref["start"]), int(ref["length"]))
+                    for refs in data.get("deployedImmutableReferences", {}).values()
+                    for ref in refs
+                )
+            ),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ArtifactInvalidError(

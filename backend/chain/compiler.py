@@ -68,6 +68,7 @@ SETTINGS: Final[dict[str, Any]] = {
                 "abi",
                 "evm.bytecode.object",
                 "evm.deployedBytecode.object",
+                "evm.deployedBytecode.immutableReferences",
                 "evm.methodIdentifiers",
                 "metadata",
             ]
@@ -406,6 +407,11 @@ def _build(
                 "compiler": compiler,
                 "contractName": contract_name,
                 "deployedBytecode": _hex(evm.get("deployedBytecode", {}).get("object", "")),
+                # where the constructor writes immutables into the runtime code (the auditor
+                # masks exactly these bytes when comparing with the deployed code)
+                "deployedImmutableReferences": evm.get("deployedBytecode", {}).get(
+                    "immutableReferences", {}
+                ),
                 "metadata": data.get("metadata", ""),
                 "methodIdentifiers": evm.get("methodIdentifiers", {}),
                 "settings": SETTINGS,

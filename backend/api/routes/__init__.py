@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from backend.api.routes import accounts, escrows, health, metrics, terms, webhooks
+from backend.api.routes.acts import router as acts_router
 from backend.api.routes.analytics import router as analytics_router
 from backend.api.routes.attachments import router as attachments_router
+from backend.api.routes.audit import router as audit_router
 from backend.api.routes.confirmations import router as confirmations_router
 from backend.api.routes.evidence import router as evidence_router
 from backend.api.routes.measurements import router as measurements_router
@@ -25,4 +27,6 @@ ROUTERS: list[APIRouter] = [
     measurements_router,
     evidence_router,
     analytics_router,
+    audit_router,
+    acts_router,
 ]

@@ -1,0 +1,25 @@
+"""`GET /api/escrows/{id}/audit`: the verifier's report of one escrow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from backend.api.deps import ServicesDep, SessionDep
+from backend.audit.verify import audit_escrow
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/api/escrows/{escrow_id}/audit")
+def escrow_audit(escrow_id: int, services: ServicesDep, session: SessionDep) -> dict[str, Any]:
+    """The named checks of the escrow, read from the chain and this service's database."""
+    return audit_escrow(
+        services.w3,
+        services.escrow.address,
+        escrow_id,
+        from_block=services.deployment_block,
+        session=session,
+        data_dir=services.settings.data_dir,
+    ).to_json()

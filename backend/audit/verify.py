@@ -1,0 +1,174 @@
+"""The verifier: reads the chain directly (code, logs, views, transactions) and checks an escrow's
+history against the contract's own state, the money rules, the signatures and, when given, the
+database's documents and index. Produces the named checks of `backend.audit.model`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+from web3 import Web3
+
+from backend.audit.checks import (
+    check_bytecode,
+    check_documents,
+    check_index,
+    check_payouts,
+    check_replay,
+    check_signatures,
+    check_solvency,
+    timeline,
+)
+from backend.audit.model import AuditReport, Check, EscrowAudit
+from backend.chain.artifacts import load_artifact
+from backend.chain.client import EscrowClient
+from backend.chain.log_decoder import LogDecoder, UnknownEvent
+from backend.chain.raw_reads import RawLog, block_headers, get_logs
+from backend.chain.types import ZERO_ADDRESS
+from backend.ledger import ChainEvent
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ChainSnapshot:
+    """Everything read from the node once for one audit run (logs grouped by escrow)."""
+
+    w3: Web3
+    client: EscrowClient
+    block: int
+    chain_id: int
+    logs: list[RawLog]
+    events: dict[int, list[ChainEvent]]
+    block_hashes: dict[tuple[str, int], str]
+    tx_cache: dict[str, Any] = field(default_factory=dict)
+
+
+def read_chain(
+    w3: Web3, contract_address: str, *, from_block: int, block: int | None = None
+) -> ChainSnapshot:
+    """One eth_getLogs over the whole range, decoded, grouped by escrow in chain order."""
+    client = EscrowClient(w3, contract_address, from_block=from_block)
+    head = int(w3.eth.block_number) if block is None else block
+    logs = [log for log in get_logs(w3, client.address, from_block, head) if not log.removed]
+    logs.sort(key=lambda lg: (lg.block_number, lg.tx_index, lg.log_index))
+    headers = block_headers(w3, {lg.block_number for lg in logs}) if logs else {}
+    decoder = LogDecoder(load_artifact("QualityEscrow").abi)
+    events: dict[int, list[ChainEvent]] = defaultdict(list)
+    hashes: dict[tuple[str, int], str] = {}
+    for log in logs:
+        try:
+            name, args = decoder.decode(log.topics, log.data)
+        except UnknownEvent:
+            continue
+        if "escrowId" not in args:
+            continue
+        hashes[(log.tx_hash.lower(), log.log_index)] = log.block_hash.lower()
+        events[int(args["escrowId"])].append(
+            ChainEvent(name, args, log.block_number, log.log_index, log.tx_hash.lower(),
+                       headers[log.block_number].timestamp, log.tx_index)
+        )
+    return ChainSnapshot(w3, client, head, client.chain_id, logs, dict(events), hashes)
+
+
+def _token_info(w3: Web3, token: str) -> tuple[str, int]:
+    if token.lower() == ZERO_ADDRESS.lower():
+        return "ETH", 18
+    abi = [
+        {"name": "symbol", "type": "function", "inputs": [], "stateMutability": "view",
+         "outputs": [{"name": "", "type": "string"}]},
+        {"name": "decimals", "type": "function", "inputs": [], "stateMutability": "view",
+         "outputs": [{"name": "", "type": "uint8"}]},
+    ]
+    contract = w3.eth.contract(address=Web3.to_checksum_address(token), abi=abi)
+    try:
+        return str(contract.functions.symbol().call()), int(contract.functions.decimals().call())
+    except Exception:
+        return "?", 18
+
+
+def audit_snapshot(
+    snap: ChainSnapshot,
+    escrow_id: int,
+    *,
+    bytecode: Check,
+    session: Session | None = None,
+    api_url: str | None = None,
+    data_dir: Any = None,
+) -> EscrowAudit:
+    events = snap.events.get(escrow_id, [])
+    token: str = ZERO_ADDRESS
+    if events and events[0].name == "EscrowCreated":
+        token = str(events[0].args["params"]["token"])
+    symbol, decimals = _token_info(snap.w3, token)
+    checks = [
+        bytecode,
+        check_replay(snap, escrow_id, events),
+        check_signatures(snap, escrow_id, events),
+        check_payouts(escrow_id, events),
+        check_documents(events, session=session, api_url=api_url, data_dir=data_dir),
+        check_index(snap, escrow_id, events, session),
+    ]
+    return EscrowAudit(
+        escrow_id=escrow_id,
+        chain_id=snap.chain_id,
+        contract=snap.client.address,
+        block=snap.block,
+        token=token,
+        symbol=symbol,
+        decimals=decimals,
+        checks=checks,
+        timeline=timeline(events),
+        events=len(events),
+    )
+
+
+def audit_escrow(
+    w3: Web3,
+    contract_address: str,
+    escrow_id: int,
+    *,
+    from_block: int,
+    session: Session | None = None,
+    api_url: str | None = None,
+    block: int | None = None,
+    data_dir: Any = None,
+) -> EscrowAudit:
+    snap = read_chain(w3, contract_address, from_block=from_block, block=block)
+    return audit_snapshot(
+        snap, escrow_id, bytecode=check_bytecode(snap), session=session, api_url=api_url,
+        data_dir=data_dir,
+    )
+
+
+def audit_all(
+    w3: Web3,
+    contract_address: str,
+    *,
+    from_block: int,
+    session: Session | None = None,
+    api_url: str | None = None,
+    block: int | None = None,
+    data_dir: Any = None,
+    escrow_ids: list[int] | None = None,
+    progress: Progress | None = None,
+) -> AuditReport:
+    """Every escrow seen in the logs (or `escrow_ids`), plus the contract-wide solvency check."""
+    snap = read_chain(w3, contract_address, from_block=from_block, block=block)
+    bytecode = check_bytecode(snap)
+    ids = sorted(snap.events) if escrow_ids is None else escrow_ids
+    audits: list[EscrowAudit] = []
+    for n, escrow_id in enumerate(ids):
+        audits.append(audit_snapshot(
+            snap, escrow_id, bytecode=bytecode, session=session, api_url=api_url,
+            data_dir=data_dir,
+        ))
+        if progress is not None:
+            progress(n + 1, len(ids))
+    contract_checks = [bytecode]
+    if escrow_ids is None:
+        contract_checks.append(check_solvency(snap, bytecode))
+    return AuditReport(snap.chain_id, snap.client.address, snap.block, audits, contract_checks)
