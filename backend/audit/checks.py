@@ -71,7 +71,7 @@ def check_replay(snap: ChainSnapshot, escrow_id: int, events: list[ChainEvent]) 
     except (LedgerError, KeyError, ValueError) as exc:
         return Check("replay", False, f"events do not fold: {exc}", [{"error": str(exc)}])
     try:
-        view = snap.client.get_escrow(escrow_id, block=snap.block)
+        view = snap.escrow_view(escrow_id)
     except Exception as exc:
         return Check("replay", False, f"views unreadable: {exc}", [{"error": str(exc)}])
     bad: list[dict[str, Any]] = []
@@ -89,12 +89,12 @@ def check_replay(snap: ChainSnapshot, escrow_id: int, events: list[ChainEvent]) 
     bad += [{"field": k, "expected": str(e), "actual": str(a)} for k, (e, a) in pairs.items()
             if e != a]
     for m in led.milestones:
-        mv = snap.client.get_milestone(escrow_id, m.index, block=snap.block)
+        mv = snap.milestone_view(escrow_id, m.index)
         if int(mv.state) != int(m.state):
             bad.append({"milestone": m.index, "field": "state", "expected": int(m.state),
                         "actual": int(mv.state)})
     for b in led.breaches:
-        bv = snap.client.get_breach(escrow_id, b.breach_id, block=snap.block)
+        bv = snap.breach_view(escrow_id, b.breach_id)
         got = (int(bv.state), bv.kind, bv.period, bv.reserve)
         want = (int(b.state), b.kind, b.period, b.reserve)
         if got != want:
@@ -444,14 +444,14 @@ def check_solvency(snap: ChainSnapshot, bytecode: Check) -> Check:
             continue
         p = events[0].args["params"]
         token = str(p["token"]).lower()
-        view = snap.client.get_escrow(escrow_id, block=snap.block)
+        view = snap.escrow_view(escrow_id)
         held[token] = held.get(token, 0) + view.locked + view.reserved
         accounts.setdefault(token, set()).update({str(p["client"]).lower(),
                                                   str(p["provider"]).lower()})
     evidence: list[dict[str, Any]] = []
     ok = True
     for token, escrowed in sorted(held.items()):
-        credits = sum(snap.client.credits(a, token, block=snap.block) for a in accounts[token])
+        credits = sum(snap.credit(a, token) for a in accounts[token])
         balance = _balance(snap.w3, token, snap.client.address, snap.block)
         owed = credits + escrowed
         ok = ok and balance >= owed

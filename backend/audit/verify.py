@@ -5,10 +5,11 @@ database's documents and index. Produces the named checks of `backend.audit.mode
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_abi import decode as abi_decode
 from sqlalchemy.orm import Session
 from web3 import Web3
 
@@ -26,8 +27,14 @@ from backend.audit.model import AuditReport, Check, EscrowAudit
 from backend.chain.artifacts import load_artifact
 from backend.chain.client import EscrowClient
 from backend.chain.log_decoder import LogDecoder, UnknownEvent
-from backend.chain.raw_reads import RawLog, block_headers, get_logs
-from backend.chain.types import ZERO_ADDRESS
+from backend.chain.raw_reads import RawLog, block_headers, eth_calls, get_logs
+from backend.chain.types import (
+    ZERO_ADDRESS,
+    BreachView,
+    EscrowView,
+    MilestoneState,
+    MilestoneView,
+)
 from backend.ledger import ChainEvent
 
 Progress = Callable[[int, int], None]
@@ -45,6 +52,83 @@ class ChainSnapshot:
     events: dict[int, list[ChainEvent]]
     block_hashes: dict[tuple[str, int], str]
     tx_cache: dict[str, Any] = field(default_factory=dict)
+    #: view results prefetched in JSON-RPC batches, keyed by (function, *args)
+    views: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+    def escrow_view(self, escrow_id: int) -> EscrowView:
+        key = ("getEscrow", escrow_id)
+        if key not in self.views:
+            self.views[key] = self.client.get_escrow(escrow_id, block=self.block)
+        view: EscrowView = self.views[key]
+        return view
+
+    def milestone_view(self, escrow_id: int, milestone: int) -> MilestoneView:
+        key = ("getMilestone", escrow_id, milestone)
+        if key not in self.views:
+            self.views[key] = self.client.get_milestone(escrow_id, milestone, block=self.block)
+        view: MilestoneView = self.views[key]
+        return view
+
+    def breach_view(self, escrow_id: int, breach_id: int) -> BreachView:
+        key = ("getBreach", escrow_id, breach_id)
+        if key not in self.views:
+            self.views[key] = self.client.get_breach(escrow_id, breach_id, block=self.block)
+        view: BreachView = self.views[key]
+        return view
+
+    def credit(self, account: str, token: str) -> int:
+        key = ("credits", account.lower(), token.lower())
+        if key not in self.views:
+            self.views[key] = self.client.credits(account, token, block=self.block)
+        return int(self.views[key])
+
+
+def prefetch_views(snap: ChainSnapshot, escrow_ids: Sequence[int]) -> None:
+    """Reads every view the checks will compare, in JSON-RPC batches (one round trip per few
+    hundred calls instead of one each): getEscrow, getMilestone and getBreach of each escrow,
+    and the credits of every client and provider per token."""
+    fns = snap.client.contract.functions
+    keys: list[tuple[Any, ...]] = []
+    datas: list[str] = []
+    accounts: set[tuple[str, str]] = set()
+    for escrow_id in escrow_ids:
+        events = snap.events.get(escrow_id, [])
+        if not events or events[0].name != "EscrowCreated":
+            continue
+        p = events[0].args["params"]
+        keys.append(("getEscrow", escrow_id))
+        datas.append(fns.getEscrow(escrow_id)._encode_transaction_data())
+        for m in range(len(p["milestoneAmounts"])):
+            keys.append(("getMilestone", escrow_id, m))
+            datas.append(fns.getMilestone(escrow_id, m)._encode_transaction_data())
+        reports = sum(1 for ev in events if ev.name == "BreachReported")
+        for b in range(reports):
+            keys.append(("getBreach", escrow_id, b))
+            datas.append(fns.getBreach(escrow_id, b)._encode_transaction_data())
+        token = str(p["token"]).lower()
+        accounts.update({(str(p["client"]).lower(), token), (str(p["provider"]).lower(), token)})
+    for account, token in sorted(accounts):
+        keys.append(("credits", account, token))
+        datas.append(fns.credits(Web3.to_checksum_address(account),
+                                 Web3.to_checksum_address(token))._encode_transaction_data())
+    results = eth_calls(snap.w3, snap.client.address, datas, snap.block)
+    for key, raw in zip(keys, results, strict=True):
+        name = key[0]
+        if name == "getEscrow":
+            (values,) = abi_decode([_ESCROW_TYPE], raw)
+            snap.views[key] = EscrowView.from_abi(values)
+        elif name == "getMilestone":
+            state, since = abi_decode(["uint8", "uint64"], raw)
+            snap.views[key] = MilestoneView(MilestoneState(state), int(since))
+        elif name == "getBreach":
+            (values,) = abi_decode([_BREACH_TYPE], raw)
+            snap.views[key] = BreachView.from_abi(values)
+        else:
+            (snap.views[key],) = abi_decode(["uint256"], raw)
+
+
+_ESCROW_TYPE = "(uint8,uint256,uint256,uint256,uint256,uint256,uint256,uint256)"
+_BREACH_TYPE = "(uint8,uint8,uint32,uint64,uint64,uint256)"
 
 
 def read_chain(
@@ -103,7 +187,10 @@ def audit_snapshot(
     token: str = ZERO_ADDRESS
     if events and events[0].name == "EscrowCreated":
         token = str(events[0].args["params"]["token"])
-    symbol, decimals = _token_info(snap.w3, token)
+    key = ("token", token.lower())
+    if key not in snap.views:
+        snap.views[key] = _token_info(snap.w3, token)
+    symbol, decimals = snap.views[key]
     checks = [
         bytecode,
         check_replay(snap, escrow_id, events),
@@ -160,6 +247,8 @@ def audit_all(
     snap = read_chain(w3, contract_address, from_block=from_block, block=block)
     bytecode = check_bytecode(snap)
     ids = sorted(snap.events) if escrow_ids is None else escrow_ids
+    if bytecode.ok is not False:
+        prefetch_views(snap, ids)
     audits: list[EscrowAudit] = []
     for n, escrow_id in enumerate(ids):
         audits.append(audit_snapshot(
