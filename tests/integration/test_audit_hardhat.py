@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from backend.api.app import create_app
 from backend.audit.verify import audit_all
+from backend.config import Settings
+from backend.indexer import Indexer
+from backend.services import build_services
 from tests.support import CHALLENGE, ETH, EscrowEnv
 
 
@@ -41,3 +49,24 @@ def report_views(env: EscrowEnv, escrow_id: int) -> dict[tuple[object, ...], obj
         assert snap.views[("getMilestone", escrow_id, m)] == env.escrow.get_milestone(escrow_id, m)
     assert snap.views[("getBreach", escrow_id, 0)] == env.escrow.get_breach(escrow_id, 0)
     return snap.views
+
+
+def test_the_audit_endpoint_reports_every_named_check_of_an_indexed_escrow(
+    hardhat_env: EscrowEnv, database_url: str, tmp_path: Path
+) -> None:
+    env = hardhat_env
+    escrow_id = env.create_active()
+    env.escrow.confirm(escrow_id, 0, 3, None, env.client)
+    services = build_services(
+        Settings(database_url=database_url, data_dir=tmp_path),
+        w3=env.w3,
+        contract_address=env.escrow.address,
+        deployment_block=env.deployment_block,
+    )
+    Indexer(services).sync()
+    body = TestClient(create_app(services)).get(f"/api/escrows/{escrow_id}/audit").json()
+    assert body["consistent"] is True
+    checks = {c["name"]: c["ok"] for c in body["checks"]}
+    assert checks["replay"] is True and checks["payouts"] is True and checks["index"] is True
+    assert set(checks) >= {"bytecode", "replay", "signatures", "payouts", "documents", "index"}
+    services.engine.dispose()
