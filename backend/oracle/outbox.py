@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.db.models import EscrowRow, EventLog, SenderNonce
 from backend.oracle_models import BreachSubmission
+from backend.relay.outbox import lock_nonce
 
 PENDING, SIGNED, SENT, MINED, FAILED, NOT_SENT = (
     "pending", "signed", "sent", "mined", "failed", "not_sent"
@@ -147,30 +148,12 @@ def has_in_flight(session: Session, chain_id: int, oracle: str) -> bool:
 
 
 def take_nonce(session: Session, chain_id: int, account: str, chain_count: int) -> SenderNonce:
-    """The oracle account's nonce row, locked for this transaction (as the relayer's
-    `take_nonce`, with the oracle's own transactions counting as in flight)."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(
-            update(SenderNonce)
-            .where(SenderNonce.chain_id == chain_id, SenderNonce.account == account)
-            .values(next_nonce=SenderNonce.next_nonce)
-        )
-    row = session.scalar(
-        select(SenderNonce)
-        .where(SenderNonce.chain_id == chain_id, SenderNonce.account == account)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    """The oracle account's nonce row, locked (the relay's `lock_nonce`, with the oracle's own
+    reports and finalizations counting as in flight)."""
+    return lock_nonce(
+        session, chain_id, account, chain_count,
+        lambda: has_in_flight(session, chain_id, account),
     )
-    if row is None:
-        row = SenderNonce(chain_id=chain_id, account=account, next_nonce=chain_count)
-        session.add(row)
-        session.flush()
-        return row
-    if has_in_flight(session, chain_id, account):
-        row.next_nonce = max(row.next_nonce, chain_count)
-    else:
-        row.next_nonce = chain_count
-    return row
 
 
 # ------------------------------------------------------------------ what the index knows

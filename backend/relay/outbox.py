@@ -9,6 +9,7 @@ out once even if a second relayer were started by mistake.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from eth_typing import ChecksumAddress
@@ -170,13 +171,20 @@ def has_in_flight(session: Session, chain_id: int) -> bool:
     return found is not None
 
 
-def take_nonce(session: Session, chain_id: int, account: str, chain_count: int) -> SenderNonce:
+def lock_nonce(
+    session: Session,
+    chain_id: int,
+    account: str,
+    chain_count: int,
+    in_flight: Callable[[], bool],
+) -> SenderNonce:
     """The account's nonce row, locked for this transaction (SELECT ... FOR UPDATE; on SQLite a
     no-op UPDATE takes the database write lock first).
 
     `chain_count` is the node's pending transaction count. With nothing of ours in flight the
     node's count is the truth (it also heals a reset dev chain); with transactions in flight the
-    higher of the two is, since signed-but-unsent ones are not known to the node yet."""
+    higher of the two is, since signed-but-unsent ones are not known to the node yet. Each sender
+    (relayer, oracle) says what of its own is in flight."""
     if session.get_bind().dialect.name == "sqlite":
         session.execute(
             update(SenderNonce)
@@ -194,8 +202,15 @@ def take_nonce(session: Session, chain_id: int, account: str, chain_count: int) 
         session.add(row)
         session.flush()
         return row
-    if has_in_flight(session, chain_id):
+    if in_flight():
         row.next_nonce = max(row.next_nonce, chain_count)
     else:
         row.next_nonce = chain_count
     return row
+
+
+def take_nonce(session: Session, chain_id: int, account: str, chain_count: int) -> SenderNonce:
+    """The relayer account's nonce row, locked (see `lock_nonce`)."""
+    return lock_nonce(
+        session, chain_id, account, chain_count, lambda: has_in_flight(session, chain_id)
+    )
