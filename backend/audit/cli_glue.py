@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from backend.audit.model import AuditReport
 from backend.audit.verify import audit_all
+from backend.chain.connect import connect
+from backend.chain.deploy import read_deployment
 from backend.config import Settings
 from backend.services import build_services
 
@@ -17,6 +19,17 @@ def run_audit(
     use_database: bool,
     progress: Callable[[int, int], None] | None = None,
 ) -> AuditReport:
+    escrow_ids = None if escrow_id is None else [escrow_id]
+    if not use_database:  # the chain alone: no database is opened, let alone created
+        w3 = connect(settings.rpc_url)
+        address, from_block = settings.contract_address, 0
+        if address is None:
+            deployment = read_deployment(settings.data_dir, int(w3.eth.chain_id))
+            address, from_block = deployment.address, deployment.block
+        return audit_all(
+            w3, address, from_block=from_block, api_url=api_url,
+            data_dir=settings.data_dir, escrow_ids=escrow_ids, progress=progress,
+        )
     services = build_services(settings)
     try:
         with services.sessions() as session:
@@ -24,10 +37,10 @@ def run_audit(
                 services.w3,
                 services.escrow.address,
                 from_block=services.deployment_block,
-                session=session if use_database else None,
+                session=session,
                 api_url=api_url,
                 data_dir=settings.data_dir,
-                escrow_ids=None if escrow_id is None else [escrow_id],
+                escrow_ids=escrow_ids,
                 progress=progress,
             )
     finally:

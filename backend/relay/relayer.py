@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal, cast
 
 import requests
@@ -65,7 +65,11 @@ class RelayReport:
 
     @property
     def busy(self) -> bool:
-        return any((self.signed, self.broadcast, self.mined, self.failed, self.requeued))
+        return any(getattr(self, f.name) for f in fields(self))
+
+    def add(self, other: RelayReport) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 def _hex(value: bytes) -> str:
@@ -110,8 +114,7 @@ class Relayer:
         total = RelayReport()
         for _ in range(max_passes):
             report = self.run_once()
-            for name in ("signed", "broadcast", "mined", "failed", "requeued"):
-                setattr(total, name, getattr(total, name) + getattr(report, name))
+            total.add(report)
             if not report.busy:
                 break
         return total

@@ -10,9 +10,6 @@ from web3.types import Wei
 
 from backend.chain.node import HardhatNode, HardhatNodeError, start_hardhat_node
 
-# Registered here too so this file runs on its own; tests/conftest.py registers it as well.
-pytest_plugins = ["tests.hardhat_fixture"]
-
 pytestmark = pytest.mark.hardhat
 
 FIRST_DEV_ACCOUNT = Web3.to_checksum_address("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266")
