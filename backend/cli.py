@@ -79,7 +79,7 @@ def deploy_cmd(as_json: JsonFlag = False) -> None:
     """Deploy QualityEscrow to ESCROW_RPC_URL and write the deployment record serve reads."""
     from backend.chain.connect import connect
     from backend.chain.deploy import deploy_escrow, write_deployment
-    from backend.keys import deployer_account
+    from backend.chain.keys import deployer_account
 
     settings = get_settings()
     w3 = connect(settings.rpc_url)
@@ -111,7 +111,7 @@ def index_cmd(
     ] = False,
 ) -> None:
     """Follow the contract's events into the database (Ctrl-C stops)."""
-    from backend.indexer import clear_index, index_once, run_indexer
+    from backend.index.indexer import clear_index, index_once, run_indexer
     from backend.notify.events import webhook_listener
     from backend.services import build_services
 
@@ -140,7 +140,7 @@ def oracle_cmd(
     """Run the KPI oracle: evaluate samples, report breaches with evidence, finalize them."""
     import threading
 
-    from backend.keys import oracle_account
+    from backend.chain.keys import oracle_account
     from backend.oracle.findings import evaluator
     from backend.oracle.worker import Oracle
     from backend.services import build_services
@@ -170,7 +170,7 @@ def tokens_issue_cmd(
     label: Annotated[str | None, typer.Option(help="A note to tell tokens apart.")] = None,
 ) -> None:
     """Issue a token for ESCROW_ID; it is printed once, only its hash is stored."""
-    from backend.measurements_cli import issue_token_command
+    from backend.oracle.cli import issue_token_command
 
     typer.echo(issue_token_command(get_settings(), escrow_id, label=label))
 
@@ -181,7 +181,7 @@ def tokens_revoke_cmd(
     token: Annotated[str | None, typer.Option("--token", help="This one token.")] = None,
 ) -> None:
     """Revoke every token of an escrow, or one token."""
-    from backend.measurements_cli import revoke_command
+    from backend.oracle.cli import revoke_command
 
     if (escrow_id is None) == (token is None):
         raise typer.BadParameter("give exactly one of --escrow or --token")
@@ -196,7 +196,7 @@ def measurements_import_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Import samples from a CSV with columns kpi,value,observed_at (all-or-nothing)."""
-    from backend.measurements_cli import import_csv
+    from backend.oracle.cli import import_csv
 
     result = import_csv(get_settings(), escrow_id, path)
     if as_json:
@@ -236,7 +236,7 @@ def audit_cmd(
     from rich.progress import Progress
 
     from backend.audit import render
-    from backend.audit.cli_glue import run_audit
+    from backend.audit.cli import run_audit
 
     if (escrow_id is None) == (not all_escrows):
         raise typer.BadParameter("give an ESCROW_ID or --all")
@@ -285,7 +285,7 @@ def ledger_cmd(
     """Every money movement of ACCOUNT over all its escrows, as CSV for bookkeeping."""
     import datetime
 
-    from backend.ledger_export import export_ledger, write_csv
+    from backend.escrows.ledger_export import export_ledger, write_csv
 
     def day(value: str | None, flag: str) -> datetime.date | None:
         if value is None:
@@ -317,7 +317,7 @@ def _serve(
     import uvicorn
 
     from backend.api.app import create_app
-    from backend.indexer import clear_index
+    from backend.index.indexer import clear_index
     from backend.services import build_services
     from backend.workers import start_workers
 
@@ -350,8 +350,8 @@ def up_cmd(
     from backend.chain.connect import connect
     from backend.chain.deploy import deploy_escrow, is_deployed, read_deployment, write_deployment
     from backend.chain.errors import DeploymentMissing
+    from backend.chain.keys import deployer_account
     from backend.chain.node import start_hardhat_node
-    from backend.keys import deployer_account
 
     settings = get_settings()
     with contextlib.ExitStack() as stack:
@@ -384,7 +384,7 @@ def demo_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Scripted end-to-end flow on a local chain, printing every step."""
-    from backend.demo import run_demo
+    from backend.escrows.demo import run_demo
 
     steps = run_demo(get_settings(), in_process=in_process, console=None if as_json else console)
     if as_json:

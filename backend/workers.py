@@ -9,13 +9,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from backend.indexer import run_indexer
-from backend.keys import oracle_account, relayer_account
+from backend.chain.keys import oracle_account, relayer_account
+from backend.confirmations.relayer import Relayer
+from backend.index.indexer import run_indexer
 from backend.notify.dispatch import run_dispatcher
 from backend.notify.events import webhook_listener
 from backend.oracle.findings import evaluator
 from backend.oracle.worker import Oracle
-from backend.relay.relayer import Relayer
 from backend.services import Services
 
 logger = logging.getLogger(__name__)

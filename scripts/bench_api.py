@@ -35,14 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from sqlalchemy import create_engine, text
 
+from backend.canonical import canonical_json, terms_hash
 from backend.chain.connect import connect
 from backend.chain.node import find_free_port, start_hardhat_node
 from backend.config import Settings
 from backend.db.models import Review
-from backend.indexer import Indexer, escrow_events
+from backend.index.indexer import Indexer, escrow_events
+from backend.oracle.terms_store import store_terms
 from backend.services import Services, build_services
-from backend.terms import canonical_json, terms_hash
-from backend.terms_store import store_terms
 from tests.support import CHALLENGE, ETH, EscrowEnv, build_env
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -44,7 +44,7 @@ from backend.chain.connect import connect
 from backend.chain.node import start_hardhat_node
 from backend.config import Settings
 from backend.db.models import EscrowRow, EventLog
-from backend.indexer import Indexer
+from backend.index.indexer import Indexer
 from backend.services import build_services
 from tests.support import EscrowEnv, build_env
 

@@ -1,4 +1,5 @@
-"""Measurement ingestion benchmark: full batches (10,000 samples) through `backend.measurements`
+"""Measurement ingestion benchmark: full batches (10,000 samples) through
+`backend.oracle.measurements`
 (`parse_samples` + `ingest`: checks, deduplication against stored samples, bulk insert, commit),
 on SQLite and on a throwaway PostgreSQL database. Prints samples per second for new samples and for
 a batch posted again (all duplicates). A benchmark, not a test.
@@ -21,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, text
 
+from backend.canonical import terms_hash
 from backend.db.models import EscrowRow
 from backend.db.session import make_engine, migrate, session_factory
-from backend.measurements import MAX_BATCH, ingest, parse_samples
-from backend.terms import terms_hash
-from backend.terms_model import parse_terms
+from backend.oracle.measurements import MAX_BATCH, ingest, parse_samples
+from backend.oracle.terms import parse_terms
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DOC = {"version": 1, "title": "bench", "period_seconds": 86400,

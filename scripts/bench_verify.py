@@ -29,7 +29,7 @@ from eth_account import Account
 from eth_keys import KeyAPI
 
 from backend.chain.eip712 import Confirmation, recover_signer
-from backend.reviews import review_document
+from backend.confirmations.reviews import review_document
 
 CHAIN_ID = 31337
 CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

@@ -1,7 +1,7 @@
 """Dependencies on per-app state that need no worker thread (plain `async def`, attribute access
 only): the services, and caches created on first use and kept on `app.state`: token metadata
 (`TokensDep`: decimals and symbols read from the chain once per token) and escrow detail bodies
-(`DetailCacheDep`, see `backend.escrow_detail.DetailCache`).
+(`DetailCacheDep`, see `backend.escrows.detail.DetailCache`).
 
 `deps.ServicesDep` and `deps.SessionDep` are synchronous, so FastAPI runs each in the thread pool;
 the hot `GET /api/escrows/{id}` uses these instead and does its database work in one hop."""
@@ -14,9 +14,9 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
-from backend.escrow_detail import DetailCache
+from backend.chain.tokens import TokenMetadata
+from backend.escrows.detail import DetailCache
 from backend.services import Services
-from backend.tokens import TokenMetadata
 
 T = TypeVar("T")
 _LOCK = threading.Lock()

@@ -18,8 +18,8 @@ from backend.errors import (
     TooLargeError,
     UnavailableError,
 )
-from backend.measurements import MeasurementTokenRefusedError
 from backend.notify.errors import SignInRefusedError
+from backend.oracle.measurements import MeasurementTokenRefusedError
 
 STATUS_BY_CLASS: dict[type[QualityEscrowError], int] = {
     MalformedInputError: 400,

@@ -19,8 +19,8 @@ from backend.chain.artifacts import load_artifact
 from backend.chain.eip712 import Confirmation, recover_signer
 from backend.chain.types import ZERO_ADDRESS, BreachOutcome, EscrowParams, MilestoneState
 from backend.db.models import Attachment, EventLog, Review, TermsDocument
-from backend.ledger import ChainEvent, LedgerError, fold, start
-from backend.oracle_models import EvidenceBundle
+from backend.db.oracle_models import EvidenceBundle
+from backend.index.ledger import ChainEvent, LedgerError, fold, start
 
 if TYPE_CHECKING:
     from backend.audit.verify import ChainSnapshot
@@ -287,7 +287,7 @@ def _api_doc(api_url: str, path: str) -> Any:
 
 
 def _doc_hash(canonical: str | None, api_body: Any) -> str | None:
-    from backend.terms import terms_hash
+    from backend.canonical import terms_hash
 
     if canonical is not None:
         return "0x" + keccak(canonical.encode("utf-8")).hex()

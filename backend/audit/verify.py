@@ -25,9 +25,9 @@ from backend.audit.checks import (
 )
 from backend.audit.model import AuditReport, Check, EscrowAudit
 from backend.chain.artifacts import load_artifact
+from backend.chain.bulk_rpc import RawLog, block_headers, eth_calls, get_logs
 from backend.chain.client import EscrowClient
 from backend.chain.log_decoder import LogDecoder, UnknownEvent
-from backend.chain.raw_reads import RawLog, block_headers, eth_calls, get_logs
 from backend.chain.types import (
     ZERO_ADDRESS,
     BreachView,
@@ -35,7 +35,7 @@ from backend.chain.types import (
     MilestoneState,
     MilestoneView,
 )
-from backend.ledger import ChainEvent
+from backend.index.ledger import ChainEvent
 
 Progress = Callable[[int, int], None]
 

@@ -223,5 +223,5 @@ class WebhookDelivery(Base):
 
 
 # Models of other packages that share this metadata (so Alembic and the migration test see them).
-import backend.notify.models  # noqa: E402
-import backend.oracle_models  # noqa: E402, F401
+import backend.db.notify_models  # noqa: E402
+import backend.db.oracle_models  # noqa: E402, F401

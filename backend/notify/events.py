@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from backend.chain.types import ZERO_ADDRESS, MilestoneState, SettledHow
 from backend.db.models import EscrowRow, EventLog, WebhookDelivery, WebhookSubscription
-from backend.indexer import escrow_ledger
+from backend.index.indexer import escrow_ledger
 from backend.notify.webhooks import (
     BREACH_REPORTED,
     CREDIT_AVAILABLE,

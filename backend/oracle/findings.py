@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from backend.db.models import EscrowRow, TermsDocument
 from backend.errors import QualityEscrowError
-from backend.evaluation import EvalTerms, evaluate
-from backend.evidence import evidence_bundle, store_bundle
-from backend.sample_reads import samples_by_escrow
+from backend.oracle.evaluation import EvalTerms, evaluate
+from backend.oracle.evidence import evidence_bundle, store_bundle
+from backend.oracle.samples import samples_by_escrow
 from backend.services import Services
 
 logger = logging.getLogger(__name__)

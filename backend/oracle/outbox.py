@@ -16,9 +16,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from backend.confirmations.outbox import lock_nonce
 from backend.db.models import EscrowRow, EventLog, SenderNonce
-from backend.oracle_models import BreachSubmission
-from backend.relay.outbox import lock_nonce
+from backend.db.oracle_models import BreachSubmission
 
 PENDING, SIGNED, SENT, MINED, FAILED, NOT_SENT = (
     "pending", "signed", "sent", "mined", "failed", "not_sent"

@@ -1,6 +1,6 @@
 """Sends the oracle outbox: each row's `reportBreach` exactly once, then its `finalizeBreach`
 once the challenge period is over, with the confirmation relayer's discipline
-(backend/relay/relayer.py):
+(backend/confirmations/relayer.py):
 
 * a transaction is simulated and signed under the `sender_nonce` row lock, and its raw bytes and
   hash are stored (committed) before anything is broadcast; a simulated revert is decoded and
@@ -34,7 +34,9 @@ from backend.chain.errors import ChainError, EscrowUnknown
 from backend.chain.revert_types import EscrowBreachAlreadyReported, EscrowWindowOpen
 from backend.chain.transactions import REVERT_EXCEPTIONS, as_chain_error
 from backend.chain.types import BreachState, EscrowParams
+from backend.confirmations.relayer import GAS_MARGIN, Relayer
 from backend.db.models import EscrowRow
+from backend.db.oracle_models import BreachSubmission
 from backend.oracle import outbox
 from backend.oracle.outbox import (
     CHALLENGED,
@@ -50,8 +52,6 @@ from backend.oracle.outbox import (
     SENT,
     SIGNED,
 )
-from backend.oracle_models import BreachSubmission
-from backend.relay.relayer import GAS_MARGIN, Relayer
 from backend.services import Services
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The oracle worker: queues the evaluation's findings, sends them, follows them up.
 
 It must be the only process sending from the oracle account: `run_forever` holds the same
-ownership lock as the confirmation relayer (backend/relay/owner.py), keyed by the oracle's
+ownership lock as the confirmation relayer (backend/outbox/owner.py), keyed by the oracle's
 account, for its whole life."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from backend.oracle.outbox import Finding, enqueue_reports
 from backend.oracle.submitter import Hook, SubmitReport, Submitter
-from backend.relay.owner import relayer_ownership
+from backend.outbox.owner import relayer_ownership
 from backend.services import Services
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import pytest
 
 from backend.chain import revert_types as rt
 from backend.chain.types import MilestoneState, MilestoneView, Status
-from tests.contract._helpers_core import (
+from tests.contract.support_core import (
     create,
     create_active,
     escrow_fn,

@@ -9,7 +9,7 @@ import pytest
 
 from backend.chain import revert_types as rt
 from backend.chain.types import BPS, MilestoneState, MilestoneView, SettledHow, Status
-from tests.contract._helpers_core import (
+from tests.contract.support_core import (
     COMMENT,
     ZERO32,
     ahead,

@@ -20,7 +20,7 @@ from backend.chain.eip712 import SECP256K1_N, Confirmation
 from backend.chain.errors import InvalidSignature
 from backend.chain.transactions import send
 from backend.chain.types import BPS, MilestoneState, MilestoneView, SettledHow, Status
-from tests.contract._helpers_core import (
+from tests.contract.support_core import (
     COMMENT,
     ZERO32,
     ahead,

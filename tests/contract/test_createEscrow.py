@@ -14,7 +14,7 @@ from backend.chain.client import EscrowClient
 from backend.chain.deploy import deploy_escrow
 from backend.chain.errors import ContractRevert
 from backend.chain.types import ZERO_ADDRESS, EscrowParams, MilestoneState, MilestoneView, Status
-from tests.contract._helpers_core import (
+from tests.contract.support_core import (
     ahead,
     event_names,
     gas_cost,

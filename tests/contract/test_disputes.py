@@ -8,7 +8,7 @@ import pytest
 
 from backend.chain import revert_types as rt
 from backend.chain.types import ZERO_ADDRESS, ZERO_HASH, MilestoneState, Status
-from tests.contract._breach_helpers import (
+from tests.contract.support_breach import (
     BPS,
     REASON,
     at,

@@ -9,7 +9,7 @@ import pytest
 
 from backend.chain import revert_types as rt
 from backend.chain.types import BreachState, EscrowView, Status
-from tests.contract._breach_helpers import (
+from tests.contract.support_breach import (
     CHALLENGE_AFTER,
     EVIDENCE,
     RESERVE,

@@ -10,7 +10,7 @@ import pytest
 
 from backend.chain import revert_types as rt
 from backend.chain.types import MilestoneState, MilestoneView, SettledHow, Status
-from tests.contract._helpers_core import (
+from tests.contract.support_core import (
     ZERO32,
     ahead,
     at_next_block,

@@ -8,7 +8,7 @@ import pytest
 
 from backend.chain import revert_types as rt
 from backend.chain.types import BreachState, BreachView, EscrowView, Status
-from tests.contract._breach_helpers import (
+from tests.contract.support_breach import (
     AMOUNTS,
     CAP,
     CHALLENGE_AFTER,

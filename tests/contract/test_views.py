@@ -22,7 +22,7 @@ from backend.chain.types import (
     MilestoneView,
     Status,
 )
-from tests.contract._breach_helpers import (
+from tests.contract.support_breach import (
     check_all_books,
     deliver,
     params_hash,

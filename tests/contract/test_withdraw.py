@@ -12,7 +12,7 @@ import pytest
 from backend.chain import revert_types as rt
 from backend.chain.transactions import TxResult, send
 from backend.chain.types import ZERO_ADDRESS, Status
-from tests.contract._breach_helpers import (
+from tests.contract.support_breach import (
     CHALLENGE_AFTER,
     EVIDENCE,
     check_all_books,

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from backend.api.app_state import TokensDep
 from backend.api.deps import ServicesDep, SessionDep
-from backend.credits import account_credits
+from backend.escrows.credits import account_credits
 from backend.inputs import parse_address
 
 router = APIRouter(tags=["accounts"])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from backend.acts import act_pdf
 from backend.api.app_state import TokensDep
 from backend.api.deps import ServicesDep, SessionDep
-from backend.escrow_views import check_escrow_id
+from backend.escrows.acts import act_pdf
+from backend.escrows.listing import check_escrow_id
 
 router = APIRouter(tags=["acts"])
 

@@ -1,5 +1,5 @@
 """Analytics: `GET /api/providers/{address}/scorecard` and `GET /api/escrows/{id}/kpis`
-(definitions in `backend.analytics`)."""
+(definitions in `backend.oracle.scorecard`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from backend.analytics import escrow_kpis, provider_scorecard
 from backend.api.app_state import TokensDep
 from backend.api.deps import ServicesDep, SessionDep
-from backend.measurements import current_time
+from backend.oracle.measurements import current_time
+from backend.oracle.scorecard import escrow_kpis, provider_scorecard
 
 router = APIRouter(tags=["analytics"])
 

@@ -11,8 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from backend.api.deps import ServicesDep, SessionDep
-from backend.errors import MalformedInputError, NotFoundError, TooLargeError
-from backend.reviews import (
+from backend.confirmations.reviews import (
     ALLOWED_MEDIA_TYPES,
     MAX_ATTACHMENT_BYTES,
     attachment_json,
@@ -20,6 +19,7 @@ from backend.reviews import (
     find_attachment,
     store_attachment,
 )
+from backend.errors import MalformedInputError, NotFoundError, TooLargeError
 
 router = APIRouter(tags=["attachments"])
 

@@ -13,10 +13,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from backend.api.deps import ServicesDep, SessionDep
-from backend.relay.chain_view import Web3ChainReader
-from backend.relay.outbox import get_request, request_json
-from backend.relay.submit import submit_confirmation
-from backend.relay.verify import ConfirmationInput, prepare
+from backend.confirmations.chain_reader import Web3ChainReader
+from backend.confirmations.outbox import get_request, request_json
+from backend.confirmations.submit import submit_confirmation
+from backend.confirmations.verify import ConfirmationInput, prepare
 
 router = APIRouter(tags=["confirmations"])
 

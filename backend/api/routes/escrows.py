@@ -10,14 +10,14 @@ from starlette.concurrency import run_in_threadpool
 
 from backend.api.app_state import AppServicesDep, DetailCacheDep, TokensDep
 from backend.api.deps import ServicesDep, SessionDep
+from backend.chain.node_reads import has_code, latest_block_time
 from backend.errors import OutOfRangeError
-from backend.escrow_actions import action_tx
-from backend.escrow_detail import escrow_detail_body
-from backend.escrow_prepare import PrepareRequest, prepare_escrow
-from backend.escrow_views import STATUSES, EscrowFilter, list_escrows, require_ledger
+from backend.escrows.actions import action_tx
+from backend.escrows.detail import escrow_detail_body
+from backend.escrows.listing import STATUSES, EscrowFilter, list_escrows, require_ledger
+from backend.escrows.prepare import PrepareRequest, prepare_escrow
+from backend.escrows.statements import statement_csv, statement_filename
 from backend.inputs import parse_address
-from backend.node_reads import has_code, latest_block_time
-from backend.statements import statement_csv, statement_filename
 
 router = APIRouter(tags=["escrows"])
 

@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from backend.api.deps import ServicesDep, SessionDep
-from backend.breach_reports import escrow_breaches
-from backend.evidence import bundle_text
+from backend.oracle.breaches import escrow_breaches
+from backend.oracle.evidence import bundle_text
 
 router = APIRouter(tags=["evidence"])
 

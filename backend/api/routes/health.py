@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from backend.api.deps import ServicesDep, SessionDep
-from backend.health import check_health
+from backend.api.health import check_health
 
 router = APIRouter(tags=["health"])
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Request
 
 from backend.api.deps import ServicesDep, SessionDep
 from backend.errors import MalformedInputError, OutOfRangeError, TooLargeError
-from backend.measurements import (
+from backend.oracle.measurements import (
     authenticate,
     bearer_token,
     current_time,

@@ -7,7 +7,7 @@ import threading
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from backend.metrics import AppMetrics, RequestMetricsMiddleware
+from backend.api.metrics import AppMetrics, RequestMetricsMiddleware
 from backend.services import Services
 
 router = APIRouter(tags=["metrics"])

@@ -8,7 +8,12 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from backend.api.deps import SessionDep
 from backend.errors import TooLargeError
-from backend.terms_store import MAX_TERMS_BYTES, get_terms_text, parse_terms_body, store_terms
+from backend.oracle.terms_store import (
+    MAX_TERMS_BYTES,
+    get_terms_text,
+    parse_terms_body,
+    store_terms,
+)
 
 router = APIRouter(tags=["terms"])
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from backend.terms_model import terms_json_schema
+from backend.oracle.terms import terms_json_schema
 
 router = APIRouter(tags=["terms"])
 

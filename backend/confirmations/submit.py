@@ -1,0 +1,31 @@
+"""Accepting a signed confirmation: verify it, keep its review, write the outbox row; all in the
+caller's database transaction, so either everything is stored or nothing is."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from backend.confirmations.chain_reader import ChainReader
+from backend.confirmations.outbox import enqueue
+from backend.confirmations.reviews import store_review
+from backend.confirmations.verify import ConfirmationInput, verify
+from backend.db.models import ConfirmationRequest
+
+
+def submit_confirmation(
+    session: Session, chain: ChainReader, inp: ConfirmationInput, signature: str
+) -> ConfirmationRequest:
+    verified = verify(session, chain, inp, signature)
+    confirmation = verified.prepared.confirmation
+    store_review(session, verified.prepared.review)
+    return enqueue(
+        session,
+        chain_id=chain.chain_id,
+        escrow_id=confirmation.escrow_id,
+        milestone=confirmation.milestone,
+        rating=confirmation.rating,
+        comment_hash=verified.prepared.review.comment_hash_hex,
+        deadline=confirmation.deadline,
+        signature="0x" + verified.signature.hex(),
+        signer=verified.signer,
+    )

@@ -1,0 +1,270 @@
+"""Every check a confirmation passes before anything is stored or sent (DESIGN.md section 4).
+
+In order: the body's own values (422 rating, 413 comment and attachment count, 400 signature
+encoding), the escrow and milestone (404), the deadline (410), whether the milestone can still be
+confirmed (409 queued, settled, disputed or escrow not active; 410 review window closed), the
+attachments (404), then the signature: the recovered signer must be the escrow's client (403
+otherwise), canonical (low s, v 27/28; 400 otherwise), or, for a contract-wallet client, its
+ERC-1271 `isValidSignature` must answer the magic value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from eth_typing import ChecksumAddress
+from sqlalchemy.orm import Session
+
+from backend.chain.eip712 import Confirmation, parse_signature, recover_signer
+from backend.chain.errors import InvalidSignature
+from backend.chain.types import EscrowParams, MilestoneState, Status
+from backend.confirmations.chain_reader import ChainReader
+from backend.confirmations.outbox import ensure_not_queued
+from backend.confirmations.reviews import (
+    ReviewDoc,
+    build_review,
+    check_attachment_list,
+    check_comment,
+)
+from backend.errors import (
+    AlreadyDoneError,
+    DeadlinePassedError,
+    ForbiddenSignerError,
+    MalformedInputError,
+    NotFoundError,
+    OutOfRangeError,
+    QualityEscrowError,
+)
+
+#: a deadline left out of a typed-data request lies this far ahead
+DEFAULT_DEADLINE_SECONDS = 3_600
+#: the outbox column holds 200 characters: 0x and 99 bytes (ERC-1271 wallets may sign longer
+#: than 65 bytes; an EOA signature is always 65)
+MAX_SIGNATURE_BYTES = 99
+UINT256_MAX = 2**256 - 1
+#: ids beyond a signed 64-bit integer cannot name an escrow the index holds
+_MAX_ID = 2**63 - 1
+
+
+class WalletRefusedError(ForbiddenSignerError):
+    """403: the client is a contract wallet and its `isValidSignature` did not agree."""
+
+    code = "wallet_refused"
+
+    def __init__(self, wallet: str) -> None:
+        self.signer = "(contract wallet)"
+        self.expected = wallet
+        QualityEscrowError.__init__(
+            self, f"the client's contract wallet {wallet} does not accept this signature (ERC-1271)"
+        )
+
+
+class NotConfirmableError(AlreadyDoneError):
+    """409: the milestone cannot take a confirmation any more (settled, disputed, escrow not
+    active)."""
+
+    code = "not_confirmable"
+
+    def __init__(self, escrow_id: int, milestone: int, reason: str) -> None:
+        self.escrow_id = escrow_id
+        self.milestone = milestone
+        self.reason = reason
+        super().__init__(f"escrow {escrow_id} milestone {milestone} {reason}")
+
+
+@dataclass(frozen=True)
+class ConfirmationInput:
+    """What a client asks to confirm (the body of both endpoints, minus the signature)."""
+
+    escrow_id: int
+    milestone: int
+    rating: int
+    comment: str = ""
+    attachments: tuple[str, ...] = ()
+    deadline: int | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A confirmation that may be signed: its message, review, typed data and digest."""
+
+    confirmation: Confirmation
+    params: EscrowParams
+    review: ReviewDoc
+    typed_data: dict[str, Any]
+    digest: bytes
+
+    def response(self) -> dict[str, Any]:
+        """The typed-data endpoint's answer."""
+        return {
+            "typed_data": self.typed_data,
+            "review": self.review.document,
+            "comment_hash": self.review.comment_hash_hex,
+            "digest": "0x" + self.digest.hex(),
+        }
+
+
+@dataclass(frozen=True)
+class Verified:
+    prepared: Prepared
+    signature: bytes
+    signer: ChecksumAddress
+    via: Literal["ecdsa", "erc1271"]
+
+
+# ------------------------------------------------------------------ values of the body
+
+
+def check_values(inp: ConfirmationInput) -> tuple[str, ...]:
+    """The checks that need no I/O; returns the attachment digests normalized."""
+    if not 1 <= inp.rating <= 5:
+        raise OutOfRangeError("rating", inp.rating, "1..5")
+    check_comment(inp.comment)
+    digests = check_attachment_list(inp.attachments)
+    if inp.deadline is not None and not 0 <= inp.deadline <= UINT256_MAX:
+        raise OutOfRangeError("deadline", inp.deadline, "unix seconds within uint256")
+    return digests
+
+
+def decode_signature(signature: str) -> bytes:
+    """0x hex to bytes; 400 for anything else, 400 beyond 99 bytes."""
+    text = signature.removeprefix("0x") if isinstance(signature, str) else ""
+    try:
+        raw = bytes.fromhex(text) if isinstance(signature, str) else b""
+    except ValueError as exc:
+        raise InvalidSignature("not 0x hex") from exc
+    if not raw:
+        raise InvalidSignature("empty")
+    if len(raw) > MAX_SIGNATURE_BYTES:
+        raise InvalidSignature(f"{len(raw)} bytes, at most {MAX_SIGNATURE_BYTES} accepted")
+    return raw
+
+
+# ------------------------------------------------------------------ escrow and milestone
+
+
+def _escrow_params(chain: ChainReader, escrow_id: int, milestone: int) -> EscrowParams:
+    if not 1 <= escrow_id <= _MAX_ID:
+        raise NotFoundError("escrow", escrow_id)
+    params = chain.params(escrow_id)
+    if not 0 <= milestone < len(params.milestone_amounts):
+        raise NotFoundError("milestone", f"{milestone} of escrow {escrow_id}")
+    return params
+
+
+def check_open(
+    session: Session,
+    chain: ChainReader,
+    params: EscrowParams,
+    escrow_id: int,
+    milestone: int,
+    now: int,
+) -> None:
+    """409 when already queued, settled, disputed or the escrow is not active; 410 when the
+    delivered milestone's review window has closed. The index answers first, the contract has
+    the last word."""
+    ensure_not_queued(session, chain.chain_id, escrow_id, milestone)
+    indexed = chain.ledger(escrow_id)
+    if (
+        indexed is not None
+        and milestone < len(indexed.milestones)
+        and indexed.milestones[milestone].state == MilestoneState.SETTLED
+    ):
+        raise NotConfirmableError(escrow_id, milestone, "is already settled")
+    status = chain.escrow_status(escrow_id)
+    if status != Status.ACTIVE:
+        reason = f"belongs to a {status.name.lower()} escrow"
+        raise NotConfirmableError(escrow_id, milestone, reason)
+    state = chain.milestone(escrow_id, milestone)
+    if state.state == MilestoneState.SETTLED:
+        raise NotConfirmableError(escrow_id, milestone, "is already settled")
+    if state.state == MilestoneState.DISPUTED:
+        raise NotConfirmableError(escrow_id, milestone, "is disputed")
+    if state.state == MilestoneState.DELIVERED:
+        ends = state.since + params.terms.review_period
+        if now > ends:
+            raise DeadlinePassedError("review window", ends, now)
+
+
+def prepare(session: Session, chain: ChainReader, inp: ConfirmationInput) -> Prepared:
+    """Checks everything but the signature and builds the message to sign."""
+    digests = check_values(inp)
+    params = _escrow_params(chain, inp.escrow_id, inp.milestone)
+    return _prepare(session, chain, inp, digests, params)
+
+
+def _prepare(
+    session: Session,
+    chain: ChainReader,
+    inp: ConfirmationInput,
+    digests: tuple[str, ...],
+    params: EscrowParams,
+) -> Prepared:
+    now = chain.now()
+    deadline = now + DEFAULT_DEADLINE_SECONDS if inp.deadline is None else inp.deadline
+    if deadline <= now:
+        raise DeadlinePassedError("signature", deadline, now)
+    check_open(session, chain, params, inp.escrow_id, inp.milestone, now)
+    review = build_review(session, inp.comment, digests)
+    confirmation = Confirmation(
+        inp.escrow_id, inp.milestone, inp.rating, review.comment_hash, deadline
+    )
+    return Prepared(
+        confirmation=confirmation,
+        params=params,
+        review=review,
+        typed_data=confirmation.typed_data(chain.chain_id, chain.contract),
+        digest=confirmation.digest(chain.chain_id, chain.contract),
+    )
+
+
+# ------------------------------------------------------------------ the signature
+
+
+def check_signer(
+    chain: ChainReader, client: ChecksumAddress, digest: bytes, signature: bytes
+) -> tuple[ChecksumAddress, Literal["ecdsa", "erc1271"]]:
+    """Mirrors the contract: a canonical ECDSA signature by the client, else the client's own
+    ERC-1271 answer when it is a contract."""
+    malformed: InvalidSignature | None = None
+    signer: ChecksumAddress | None = None
+    try:
+        signer = recover_signer(digest, signature)
+    except InvalidSignature as exc:
+        malformed = exc
+    if signer == client:
+        return signer, "ecdsa"
+    if chain.has_code(client):
+        if chain.erc1271_accepts(client, digest, signature):
+            return client, "erc1271"
+        raise WalletRefusedError(client)
+    if malformed is not None:
+        raise malformed
+    assert signer is not None
+    raise ForbiddenSignerError(signer, client)
+
+
+def precheck_signature(chain: ChainReader, client: ChecksumAddress, signature: bytes) -> None:
+    """400 early for a non-canonical signature when the client is a plain account (a contract
+    wallet may accept any bytes, so its verdict waits for the ERC-1271 call)."""
+    try:
+        parse_signature(signature)
+    except InvalidSignature:
+        if not chain.has_code(client):
+            raise
+
+
+def verify(
+    session: Session, chain: ChainReader, inp: ConfirmationInput, signature: str
+) -> Verified:
+    """All checks of a signed confirmation, nothing written."""
+    digests = check_values(inp)
+    if inp.deadline is None:
+        raise MalformedInputError("body", "deadline is required with a signature")
+    raw = decode_signature(signature)
+    params = _escrow_params(chain, inp.escrow_id, inp.milestone)
+    precheck_signature(chain, params.client, raw)
+    prepared = _prepare(session, chain, inp, digests, params)
+    signer, via = check_signer(chain, params.client, prepared.digest, raw)
+    return Verified(prepared, raw, signer, via)

@@ -1,0 +1,180 @@
+"""`POST /api/escrows/{id}/tx/{action}`: a ready `{to, data, value}` for every call after the
+creation, with the escrow's `EscrowParams` filled in from the indexed `EscrowCreated`.
+
+Each action names its contract function and its arguments; the body gives the arguments by their
+camelCase names (`milestone`, `deliveryHash`, `rating`, `commentHash`, `reasonHash`, `breachId`,
+`providerBps`, `upheld`; snake_case works too). Hashes are optional and default to zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic.alias_generators import to_camel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.chain.client import ACTIONS, EscrowClient
+from backend.chain.types import BPS, ZERO_HASH, EscrowParams
+from backend.db.models import EscrowRow, EventLog
+from backend.errors import MalformedInputError, NotFoundError, OutOfRangeError
+from backend.escrows.listing import check_escrow_id
+
+
+class MissingArgumentError(OutOfRangeError):
+    """422: an action's required argument is absent."""
+
+    code = "missing_argument"
+
+    def __init__(self, field: str, expected: str) -> None:
+        super().__init__(field, None, expected)
+        self.message = f"{field} is required: {expected}"
+        self.args = (self.message,)
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    kind: str  # milestone | breach | rating | bps | hash | bool
+    required: bool = True
+
+
+MILESTONE = Arg("milestone", "milestone")
+BREACH = Arg("breachId", "breach")
+
+#: arguments after (escrowId, params), in the contract function's order
+ACTION_ARGS: dict[str, tuple[Arg, ...]] = {
+    "accept": (),
+    "cancel": (),
+    "reclaim": (),
+    "deliver": (MILESTONE, Arg("deliveryHash", "hash", required=False)),
+    "confirm": (MILESTONE, Arg("rating", "rating"), Arg("commentHash", "hash", required=False)),
+    "dispute": (MILESTONE, Arg("reasonHash", "hash", required=False)),
+    "timeout": (MILESTONE,),
+    "challenge": (BREACH,),
+    "finalize": (BREACH,),
+    "resolve-dispute": (MILESTONE, Arg("providerBps", "bps")),
+    "stale-dispute": (MILESTONE,),
+    "resolve-breach": (BREACH, Arg("upheld", "bool")),
+    "stale-breach": (BREACH,),
+}
+assert set(ACTION_ARGS) == set(ACTIONS)
+
+_EXPECTED = {
+    "milestone": "a milestone index (integer)",
+    "breach": "a breach id (integer)",
+    "rating": "an integer from 1 to 5",
+    "bps": f"an integer from 0 to {BPS}",
+    "hash": "a 32-byte 0x hex value",
+    "bool": "true or false",
+}
+
+
+def _integer(name: str, value: object, expected: str) -> int:
+    if isinstance(value, bool):
+        raise OutOfRangeError(name, value, expected)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, int) and value >= 0:
+        return value
+    raise OutOfRangeError(name, value, expected)
+
+
+def _hash(name: str, value: object) -> bytes:
+    if value is None:
+        return ZERO_HASH
+    if isinstance(value, str) and len(value) == 66 and value[:2] in ("0x", "0X"):
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            pass
+    raise OutOfRangeError(name, value, _EXPECTED["hash"])
+
+
+@dataclass(frozen=True)
+class EscrowRef:
+    escrow_id: int
+    params: EscrowParams
+    breach_count: int
+
+
+def indexed_escrow(session: Session, chain_id: int, escrow_id: int) -> EscrowRef:
+    row = session.get(EscrowRow, (chain_id, check_escrow_id(escrow_id)))
+    if row is None:
+        raise NotFoundError("escrow", escrow_id)
+    breaches = session.scalar(
+        select(func.count())
+        .select_from(EventLog)
+        .where(
+            EventLog.chain_id == chain_id,
+            EventLog.escrow_id == escrow_id,
+            EventLog.event == "BreachReported",
+        )
+    )
+    return EscrowRef(escrow_id, EscrowParams.from_json(row.params), int(breaches or 0))
+
+
+def action_args(action: str, ref: EscrowRef, body: Mapping[str, Any] | None) -> list[Any]:
+    """The contract arguments after (escrowId, params), checked; 404 for an unknown action,
+    milestone or breach, 422 for a missing, unknown or invalid argument."""
+    spec = ACTION_ARGS.get(action)
+    if spec is None:
+        raise NotFoundError("action", f"{action!r} (known: {', '.join(ACTION_ARGS)})")
+    if body is not None and not isinstance(body, Mapping):
+        raise MalformedInputError("body", "expected a JSON object of the action's arguments")
+    given = {to_camel(k): v for k, v in (body or {}).items()}
+    known = {a.name for a in spec}
+    for key in given:
+        if key not in known:
+            raise OutOfRangeError(
+                key, given[key], f"one of the arguments of {action}: {sorted(known) or 'none'}"
+            )
+    values: list[Any] = []
+    for arg in spec:
+        raw = given.get(arg.name)
+        if raw is None:
+            if arg.required:
+                raise MissingArgumentError(arg.name, _EXPECTED[arg.kind])
+            values.append(ZERO_HASH)
+            continue
+        values.append(_convert(arg, raw, ref))
+    return values
+
+
+def _convert(arg: Arg, raw: object, ref: EscrowRef) -> Any:
+    expected = _EXPECTED[arg.kind]
+    if arg.kind == "hash":
+        return _hash(arg.name, raw)
+    if arg.kind == "bool":
+        if not isinstance(raw, bool):
+            raise OutOfRangeError(arg.name, raw, expected)
+        return raw
+    value = _integer(arg.name, raw, expected)
+    if arg.kind == "milestone" and value >= len(ref.params.milestone_amounts):
+        raise NotFoundError("milestone", f"{value} of escrow {ref.escrow_id}")
+    if arg.kind == "breach" and value >= ref.breach_count:
+        raise NotFoundError("breach", f"{value} of escrow {ref.escrow_id}")
+    if arg.kind == "rating" and not 1 <= value <= 5:
+        raise OutOfRangeError(arg.name, value, expected)
+    if arg.kind == "bps" and value > BPS:
+        raise OutOfRangeError(arg.name, value, expected)
+    return value
+
+
+def action_tx(
+    session: Session,
+    escrow: EscrowClient,
+    chain_id: int,
+    escrow_id: int,
+    action: str,
+    body: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """`{to, data, value}` for `action` on the indexed escrow."""
+    if action not in ACTION_ARGS:
+        raise NotFoundError("action", f"{action!r} (known: {', '.join(ACTION_ARGS)})")
+    ref = indexed_escrow(session, chain_id, escrow_id)
+    args = action_args(action, ref, body)
+    escrow.remember(escrow_id, ref.params)
+    return escrow.tx_for(ACTIONS[action], escrow_id, *args)

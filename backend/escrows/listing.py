@@ -1,0 +1,112 @@
+"""The list of escrows the API serves (`GET /api/escrows`), from the `escrow` projection, and
+the JSON conventions shared with the detail (`backend.escrows.detail`). Database only, no RPC:
+token metadata comes from the cached `TokenMetadata`.
+
+Conventions (DESIGN.md section 4): addresses EIP-55, hashes lower-case 0x hex, uint256 values
+decimal strings, times unix seconds, enum states as lower-case names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.chain.tokens import TokenMetadata
+from backend.chain.types import Status
+from backend.db.models import EscrowRow
+from backend.errors import NotFoundError
+from backend.index.indexer import escrow_ledger
+from backend.index.ledger import EscrowLedger
+
+STATUSES = tuple(s.name.lower() for s in Status if s != Status.NONE)
+#: ids count up from 1; the database stores them as signed 64-bit integers
+MAX_ESCROW_ID = 2**63 - 1
+
+
+def check_escrow_id(escrow_id: int) -> int:
+    """404 for an id no escrow can have (before it reaches a 64-bit database column)."""
+    if not 1 <= escrow_id <= MAX_ESCROW_ID:
+        raise NotFoundError("escrow", escrow_id)
+    return escrow_id
+
+
+@dataclass(frozen=True)
+class EscrowFilter:
+    client: str | None = None
+    provider: str | None = None
+    status: str | None = None
+
+
+def enum_name(value: Any) -> str | None:
+    """An enum member as its lower-case name (`MilestoneState.SETTLED` -> "settled")."""
+    return None if value is None else str(value.name).lower()
+
+
+def escrow_summary(row: EscrowRow, tokens: TokenMetadata) -> dict[str, Any]:
+    return {
+        "id": row.escrow_id,
+        "status": row.status,
+        "client": row.client,
+        "provider": row.provider,
+        "oracle": row.oracle,
+        "arbiter": row.arbiter,
+        "token": tokens.get(row.token).to_json(),
+        "terms_hash": row.terms_hash,
+        "milestone_count": len(row.params["milestoneAmounts"]),
+        "total": row.total,
+        "locked": row.locked,
+        "reserved": row.reserved,
+        "refunded": row.refunded,
+        "created_block": row.created_block,
+        "created_tx": row.created_tx,
+        "created_at": row.created_at,
+        "accepted_at": row.accepted_at,
+        "updated_block": row.updated_block,
+    }
+
+
+def list_escrows(
+    session: Session,
+    chain_id: int,
+    tokens: TokenMetadata,
+    where: EscrowFilter,
+    *,
+    limit: int,
+    offset: int,
+) -> dict[str, Any]:
+    """Indexed escrows, newest first, with the filter's total for paging."""
+    conditions = [EscrowRow.chain_id == chain_id]
+    if where.client is not None:
+        conditions.append(EscrowRow.client == where.client)
+    if where.provider is not None:
+        conditions.append(EscrowRow.provider == where.provider)
+    if where.status is not None:
+        conditions.append(EscrowRow.status == where.status)
+    total = session.scalar(select(func.count()).select_from(EscrowRow).where(*conditions)) or 0
+    rows = session.scalars(
+        select(EscrowRow)
+        .where(*conditions)
+        .order_by(EscrowRow.escrow_id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    items = [escrow_summary(r, tokens) for r in rows]
+    next_offset = offset + len(items) if offset + len(items) < total else None
+    return {
+        "escrows": items,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": next_offset,
+    }
+
+
+def require_ledger(session: Session, chain_id: int, escrow_id: int) -> EscrowLedger:
+    """The escrow's ledger folded from its indexed events; 404 when none are indexed."""
+    led = escrow_ledger(session, chain_id, check_escrow_id(escrow_id))
+    if led is None:
+        raise NotFoundError("escrow", escrow_id)
+    return led

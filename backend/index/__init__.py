@@ -1,0 +1,1 @@
+"""Chain -> database: the reorg-safe indexer and the pure event fold (ledger)."""

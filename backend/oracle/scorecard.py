@@ -1,0 +1,297 @@
+"""Analytics: the quality picture clients and providers use to judge each other (issue 4,
+deliverable 6). Plain functions over the index (`escrow` projection + folded ledgers), the stored
+terms documents and the KPI samples; no FastAPI, no RPC except token metadata (cached).
+
+Definitions (what the numbers mean):
+
+- `average_rating`: mean of the client ratings of milestones settled by the client
+  (`how` = confirmed or signed) that carry a rating, rounded to 6 digits; `null` when none.
+- `deliveries.delivered`: milestones with a delivery; `confirmed_within_review`: settled by
+  confirm/signature at or before `delivered_at + reviewPeriod`; `confirmed_after_review`: settled
+  by the client later than that; `released_by_timeout`: `how` = timeout; `disputed`: milestones
+  on which a dispute was opened (however it ended).
+- Breaches are counted by kind (1, 2, 3) and by state (`reported` = still in its challenge
+  window, `challenged`, `finalized`, `upheld`, `rejected`, `stale_split`).
+- Refunds per token: `refunded` = breach refunds credited to clients, `value` = sum of escrow
+  totals, `share` = refunded / value as a decimal string with 6 digits (rounded half-even).
+- KPI series: for every accepted escrow with a stored terms document and samples, one entry per
+  (period, KPI) from `backend.oracle.evaluation.evaluate` at `now`; the others are counted in
+  `series_skipped` (`not_accepted`, `no_terms`, `unreadable_terms`, `no_samples`).
+- An unknown provider (no escrow indexed) gets **200 with zeros**, not 404: an address is always
+  a valid provider, it has simply no history yet.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.chain.tokens import TokenMetadata
+from backend.chain.types import BreachState, SettledHow, Status
+from backend.db.models import EscrowRow, TermsDocument
+from backend.errors import MalformedInputError, NotFoundError, OutOfRangeError
+from backend.escrows.listing import check_escrow_id
+from backend.index.indexer import escrow_ledger
+from backend.index.ledger import EscrowLedger
+from backend.inputs import parse_address
+from backend.oracle.evaluation import (
+    KIND_INCIDENT,
+    KIND_KPI,
+    KIND_STREAK,
+    OPS,
+    EvalTerms,
+    Evaluation,
+    Sample,
+    aggregate,
+    evaluate,
+)
+from backend.oracle.measurements import TermsNotStoredError
+from backend.oracle.samples import samples_by_escrow
+
+CLIENT_SETTLED = (SettledHow.CONFIRMED, SettledHow.SIGNED)
+BREACH_KINDS = (KIND_KPI, KIND_STREAK, KIND_INCIDENT)
+BREACH_STATES = tuple(s.name.lower() for s in BreachState if s != BreachState.NONE)
+ESCROW_STATUSES = tuple(s.name.lower() for s in Status if s != Status.NONE)
+SHARE_DIGITS = Decimal("0.000001")
+
+
+def share(part: int, whole: int) -> str:
+    """`part / whole` as a decimal string with 6 digits ("0.050000"); "0.000000" if whole is 0."""
+    if whole <= 0:
+        return "0.000000"
+    return str((Decimal(part) / Decimal(whole)).quantize(SHARE_DIGITS, ROUND_HALF_EVEN))
+
+
+def _load_terms(session: Session, hashes: Iterable[str]) -> dict[str, str]:
+    wanted = sorted({h.lower() for h in hashes})
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(TermsDocument.terms_hash, TermsDocument.canonical)
+        .where(TermsDocument.terms_hash.in_(wanted))
+    )
+    return {h: text for h, text in rows}
+
+
+def _eval_terms(text: str) -> EvalTerms | None:
+    try:
+        doc = json.loads(text)
+        return EvalTerms.from_document(doc) if isinstance(doc, Mapping) else None
+    except (ValueError, MalformedInputError):
+        return None
+
+
+# --- provider scorecard ----------------------------------------------------------------
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.by_status: Counter[str] = Counter()
+        self.ratings: Counter[int] = Counter()
+        self.deliveries: Counter[str] = Counter()
+        self.kinds: Counter[int] = Counter()
+        self.states: Counter[str] = Counter()
+        self.refunded: defaultdict[str, int] = defaultdict(int)
+        self.value: defaultdict[str, int] = defaultdict(int)
+
+    def add(self, row: EscrowRow, led: EscrowLedger | None) -> None:
+        self.by_status[row.status] += 1
+        self.value[row.token] += int(row.total)
+        self.refunded[row.token] += 0 if led is None else led.refunded
+        if led is None:
+            return
+        review = led.params.terms.review_period
+        for m in led.milestones:
+            if m.delivered_at is not None:
+                self.deliveries["delivered"] += 1
+            if m.disputed_at is not None:
+                self.deliveries["disputed"] += 1
+            if m.how in CLIENT_SETTLED:
+                if m.rating is not None:
+                    self.ratings[m.rating] += 1
+                if m.delivered_at is not None and m.settled_at is not None:
+                    inside = m.settled_at <= m.delivered_at + review
+                    self.deliveries["confirmed_within_review" if inside
+                                    else "confirmed_after_review"] += 1
+            elif m.how == SettledHow.TIMEOUT:
+                self.deliveries["released_by_timeout"] += 1
+        for b in led.breaches:
+            self.kinds[b.kind] += 1
+            self.states[b.state.name.lower()] += 1
+
+    def average_rating(self) -> float | None:
+        count = sum(self.ratings.values())
+        if count == 0:
+            return None
+        return round(sum(r * n for r, n in self.ratings.items()) / count, 6)
+
+
+def provider_scorecard(
+    session: Session, chain_id: int, address: str, tokens: TokenMetadata, now: int
+) -> dict[str, Any]:
+    """The scorecard of `address` as a provider; 400 for a malformed address."""
+    provider = parse_address("address", address)
+    rows = list(session.scalars(
+        select(EscrowRow)
+        .where(EscrowRow.chain_id == chain_id, EscrowRow.provider == provider)
+        .order_by(EscrowRow.escrow_id)
+    ))
+    tally = _Tally()
+    for row in rows:
+        tally.add(row, escrow_ledger(session, chain_id, row.escrow_id))
+    series, skipped = _series(session, chain_id, rows, now)
+    return {
+        "provider": provider,
+        "now": now,
+        "escrows": {
+            "total": len(rows),
+            "by_status": {s: tally.by_status[s] for s in ESCROW_STATUSES},
+            "ids": [r.escrow_id for r in rows],
+        },
+        "average_rating": tally.average_rating(),
+        "ratings": {
+            "count": sum(tally.ratings.values()),
+            "histogram": {str(r): tally.ratings[r] for r in range(1, 6)},
+        },
+        "deliveries": {
+            k: tally.deliveries[k]
+            for k in ("delivered", "confirmed_within_review", "confirmed_after_review",
+                      "released_by_timeout", "disputed")
+        },
+        "breaches": {
+            "total": sum(tally.kinds.values()),
+            "by_kind": {str(k): tally.kinds[k] for k in BREACH_KINDS},
+            "by_state": {s: tally.states[s] for s in BREACH_STATES},
+        },
+        "refunds": [_refund_entry(tokens, token, tally.refunded[token], value)
+                    for token, value in sorted(tally.value.items())],
+        "series": series,
+        "series_skipped": skipped,
+    }
+
+
+def _refund_entry(tokens: TokenMetadata, token: str, refunded: int, value: int) -> dict[str, Any]:
+    info = tokens.get(token)
+    return {"token": info.address, "symbol": info.symbol, "decimals": info.decimals,
+            "refunded": str(refunded), "value": str(value), "share": share(refunded, value)}
+
+
+def _series(
+    session: Session, chain_id: int, rows: list[EscrowRow], now: int
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    skipped: Counter[str] = Counter()
+    accepted = [r for r in rows if r.accepted_at is not None]
+    skipped["not_accepted"] = len(rows) - len(accepted)
+    texts = _load_terms(session, (r.terms_hash for r in accepted))
+    ready: dict[int, tuple[EscrowRow, EvalTerms]] = {}
+    for row in accepted:
+        text = texts.get(row.terms_hash.lower())
+        terms = None if text is None else _eval_terms(text)
+        if text is None:
+            skipped["no_terms"] += 1
+        elif terms is None:
+            skipped["unreadable_terms"] += 1
+        else:
+            ready[row.escrow_id] = (row, terms)
+    out: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    if ready:
+        for escrow_id, samples in samples_by_escrow(session, chain_id, ready):
+            row, terms = ready[escrow_id]
+            seen.add(escrow_id)
+            assert row.accepted_at is not None
+            result = evaluate(terms, row.accepted_at, now, samples)
+            for p in result.periods:
+                for k in p.kpis:
+                    out.append({
+                        "escrow_id": escrow_id, "kpi": k.id, "period": p.period,
+                        "period_start": p.start, "period_end": p.end, "closed": p.closed,
+                        "value": k.value, "aggregate": k.aggregate, "op": k.op,
+                        "threshold": k.threshold, "verdict": k.verdict,
+                    })
+    skipped["no_samples"] = len(ready) - len(seen)
+    keys = ("not_accepted", "no_terms", "unreadable_terms", "no_samples")
+    return out, {k: skipped[k] for k in keys}
+
+
+# --- one escrow's KPIs -----------------------------------------------------------------
+
+
+def escrow_kpis(session: Session, chain_id: int, escrow_id: int, now: int) -> dict[str, Any]:
+    """Per-period values, thresholds and verdicts of one escrow's KPIs at `now`, the incident
+    rule's state and the findings; 404 for an escrow not indexed, 409 when its terms document
+    is not stored."""
+    row = session.get(EscrowRow, (chain_id, check_escrow_id(escrow_id)))
+    if row is None:
+        raise NotFoundError("escrow", escrow_id)
+    text = _load_terms(session, [row.terms_hash]).get(row.terms_hash.lower())
+    if text is None:
+        raise TermsNotStoredError(escrow_id, row.terms_hash)
+    try:
+        terms = EvalTerms.from_document(json.loads(text))
+    except MalformedInputError as exc:
+        raise OutOfRangeError(
+            "terms document", row.terms_hash, f"terms with KPIs the evaluation reads ({exc.reason})"
+        ) from exc
+    samples: list[Sample] = []
+    if row.accepted_at is not None:
+        for _, group in samples_by_escrow(session, chain_id, [escrow_id]):
+            samples = group
+    result = (Evaluation() if row.accepted_at is None
+              else evaluate(terms, row.accepted_at, now, samples))
+    led = escrow_ledger(session, chain_id, escrow_id)
+    reported = set() if led is None else {(b.kind, b.period) for b in led.breaches}
+    return {
+        "escrow_id": escrow_id,
+        "status": row.status,
+        "terms_hash": row.terms_hash,
+        "accepted_at": row.accepted_at,
+        "now": now,
+        "period_seconds": terms.period_seconds,
+        "grace_seconds": terms.grace_seconds,
+        "missing_data": terms.missing_data,
+        "consecutive_periods": terms.consecutive_periods,
+        "sample_count": len(samples),
+        "periods": [
+            {"period": p.period, "start": p.start, "end": p.end, "closed": p.closed,
+             "verdict": p.verdict,
+             "kpis": [{"id": k.id, "aggregate": k.aggregate, "op": k.op,
+                       "threshold": k.threshold, "value": k.value, "verdict": k.verdict,
+                       "samples": len(k.samples)} for k in p.kpis]}
+            for p in result.periods
+        ],
+        "incident": _incident_state(terms, row.accepted_at, now, samples),
+        "findings": [
+            {"kind": f.kind, "period": f.period, "period_start": f.period_start,
+             "period_end": f.period_end, "rule": f.rule,
+             "reported_on_chain": (f.kind, f.period) in reported}
+            for f in result.findings
+        ],
+    }
+
+
+def _incident_state(
+    terms: EvalTerms, accepted_at: int | None, now: int, samples: list[Sample]
+) -> dict[str, Any] | None:
+    """The incident rule and, per period with samples of its KPI, the value so far and whether
+    the rule is met (the same grouping as the evaluation)."""
+    rule = terms.incident
+    if rule is None:
+        return None
+    grouped: defaultdict[int, list[float]] = defaultdict(list)
+    if accepted_at is not None:
+        for s in samples:
+            if s.kpi == rule.kpi and accepted_at <= s.observed_at <= now:
+                grouped[(s.observed_at - accepted_at) // terms.period_seconds].append(s.value)
+    periods = []
+    for period in sorted(grouped):
+        value = aggregate(rule.aggregate, grouped[period])
+        periods.append({"period": period, "value": value,
+                        "met": OPS[rule.op](value, rule.threshold)})
+    return {"rule": rule.as_dict(), "met": any(p["met"] for p in periods), "periods": periods}

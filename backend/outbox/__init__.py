@@ -1,0 +1,1 @@
+"""Sending signed transactions exactly once, for every key that sends."""

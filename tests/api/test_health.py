@@ -1,0 +1,272 @@
+"""`GET /api/health`: ok when the index is current; degraded, with the reason, when the node is
+unreachable, the indexer has not run, the index lags, or the chain was reset under the index
+(which the indexer refuses to mix with the old data)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from web3 import Web3
+from web3.providers.rpc import HTTPProvider
+from web3.types import RPCEndpoint
+
+from backend.api.app import create_app
+from backend.chain.client import EscrowClient
+from backend.chain.connect import connect
+from backend.chain.deploy import deploy_escrow
+from backend.chain.node import HardhatNode, find_free_port, start_hardhat_node
+from backend.db.models import IndexedBlock
+from backend.index.indexer import clear_index, index_once
+from backend.services import Services
+from tests.index.support import (
+    chain_logs,
+    cursor_of,
+    mine,
+    projections,
+    services_for,
+    stored_logs,
+)
+from tests.support import EscrowEnv, build_env
+
+
+def health(services: Services) -> dict[str, Any]:
+    response = TestClient(create_app(services)).get("/api/health")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_health_is_ok_once_the_index_has_caught_up(
+    hardhat_env: EscrowEnv, database_url: str, tmp_path: Path
+) -> None:
+    env = hardhat_env
+    env.create_active()
+    with services_for(env, database_url, tmp_path) as services:
+        index_once(services)
+        head = int(env.w3.eth.block_number)
+        assert health(services) == {
+            "status": "ok",
+            "reason": None,
+            "chain_id": 31337,
+            "contract": env.escrow.address,
+            "head_block": head,
+            "indexed_block": head,
+            "lag_blocks": 0,
+        }
+
+
+def test_health_is_degraded_until_the_indexer_has_run(
+    hardhat_env: EscrowEnv, database_url: str, tmp_path: Path
+) -> None:
+    with services_for(hardhat_env, database_url, tmp_path) as services:
+        body = health(services)
+    assert (body["status"], body["reason"], body["indexed_block"]) == (
+        "degraded", "indexer has not run yet", None
+    )
+
+
+def test_health_reports_an_unreachable_node(
+    hardhat_env: EscrowEnv, database_url: str, tmp_path: Path
+) -> None:
+    with services_for(hardhat_env, database_url, tmp_path) as services:
+        index_once(services)
+        services.w3 = Web3(HTTPProvider(f"http://127.0.0.1:{find_free_port()}"))
+        body = health(services)
+    assert body["status"] == "degraded"
+    assert body["reason"].startswith("node unreachable: ")
+    assert body["head_block"] is None and body["indexed_block"] is not None
+
+
+def test_health_reports_an_index_lagging_the_confirmed_head_by_more_than_allowed(
+    hardhat_env: EscrowEnv, database_url: str, tmp_path: Path
+) -> None:
+    env = hardhat_env
+    with services_for(
+        env, database_url, tmp_path, index_max_lag=5, confirmations=2
+    ) as services:
+        index_once(services)
+        indexed = int(env.w3.eth.block_number) - 2
+        mine(env, 5)
+        body = health(services)
+        assert (body["status"], body["lag_blocks"], body["indexed_block"]) == ("ok", 5, indexed)
+        mine(env)
+        body = health(services)
+        assert (body["status"], body["lag_blocks"]) == ("degraded", 6)
+        assert body["reason"] == (
+            f"index lags the chain by 6 blocks (indexed {indexed}, confirmed head "
+            f"{indexed + 6}; at most 5 allowed)"
+        )
+
+
+# ------------------------------------------------------------------ wrong contract
+
+
+def test_an_address_without_contract_code_is_reported_and_nothing_is_indexed(
+    hardhat_env: EscrowEnv, database_url: str, tmp_path: Path
+) -> None:
+    env = hardhat_env
+    env.create_active()
+    nobody = env.parties.stranger.address
+    with services_for(env, database_url, tmp_path, address=nobody) as services:
+        assert index_once(services) == 0
+        body = health(services)
+        assert stored_logs(services) == []
+    assert body["status"] == "degraded"
+    assert body["reason"] == (
+        f"no contract code at {nobody} on chain 31337: wrong address, or not deployed yet"
+    )
+
+
+def test_a_missing_contract_is_looked_for_again_and_forgotten_once_its_code_is_there(
+    hardhat_env: EscrowEnv, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = hardhat_env
+    nobody = Web3.to_checksum_address("0x" + "5a" * 20)  # nobody's account: code set below
+    with services_for(env, database_url, tmp_path, address=nobody) as services:
+        with caplog.at_level(logging.ERROR, logger="backend.index.indexer"):
+            index_once(services)
+            index_once(services)
+        assert [r.getMessage().endswith("wrong address, or not deployed yet")
+                for r in caplog.records] == [True]  # logged once, not on every poll
+        code = env.w3.eth.get_code(env.escrow.address)
+        env.w3.provider.make_request(
+            RPCEndpoint("hardhat_setCode"), [nobody, "0x" + bytes(code).hex()]
+        )
+        assert index_once(services) == 0
+        cursor = cursor_of(services)
+        assert cursor is not None and cursor.reset_detected is None
+        assert cursor.block_number == int(env.w3.eth.block_number)
+        assert health(services)["status"] == "ok"
+
+
+def test_a_second_contract_on_the_same_chain_is_refused_rather_than_mixed(
+    hardhat_env: EscrowEnv, database_url: str, tmp_path: Path
+) -> None:
+    env = hardhat_env
+    env.create_active()
+    other = EscrowClient(env.w3, deploy_escrow(env.w3, env.parties.deployer.address).address)
+    other.create_escrow(env.params(), env.client)
+    with services_for(env, database_url, tmp_path) as services:
+        assert index_once(services) == 2
+        first_index = stored_logs(services)
+    with services_for(env, database_url, tmp_path, address=other.address) as services:
+        assert index_once(services) == 0
+        body = health(services)
+        assert stored_logs(services) == first_index
+    assert body["status"] == "degraded"
+    assert body["reason"] == (
+        f"this database already indexes contract {env.escrow.address} on chain 31337; "
+        f"refusing to mix its escrows with those of {other.address}"
+    )
+
+
+# ------------------------------------------------------------------ a reset chain
+
+
+@pytest.fixture(scope="module")
+def spare_node(
+    hardhat_node: HardhatNode, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HardhatNode]:
+    """A second Hardhat node of this module's own, free to be reset (the session's node must
+    keep its deployment)."""
+    node = start_hardhat_node(log_path=tmp_path_factory.mktemp("spare") / "node.log")
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def _reset(w3: Web3) -> None:
+    assert w3.provider.make_request(RPCEndpoint("hardhat_reset"), [])["result"] is True
+
+
+@pytest.fixture
+def spare_env(spare_node: HardhatNode) -> EscrowEnv:
+    w3 = connect(spare_node.url)
+    _reset(w3)
+    return build_env(w3)
+
+
+def test_a_chain_reset_under_the_index_stops_it_and_health_says_why(
+    spare_env: EscrowEnv, database_url: str, tmp_path: Path
+) -> None:
+    env = spare_env
+    first = env.create_active()
+    env.deliver(first, 0)
+    with services_for(env, database_url, tmp_path) as services:
+        assert index_once(services) == 3
+        before, folded = stored_logs(services), projections(services)
+        indexed = int(env.w3.eth.block_number)
+
+        _reset(env.w3)  # the node forgets everything: no code at the address any more
+        assert index_once(services) == 0
+        reason = (
+            f"chain reset detected: no contract code at {env.escrow.address} on chain 31337 "
+            f"any more (indexed up to block {indexed}); indexing stopped so old and new data "
+            "never mix"
+        )
+        cursor = cursor_of(services)
+        assert cursor is not None and cursor.reset_detected == reason
+        body = health(services)
+        assert body["status"] == "degraded"
+        assert body["reason"] == (
+            f"{reason}; the chain's head 0 is below the indexed block {indexed}: the chain was "
+            "reset or reorganised"
+        )
+
+        again = build_env(env.w3)  # redeployed at the same address; new escrows
+        assert again.escrow.address == env.escrow.address
+        again.create_active()
+        again.create_active()
+        assert index_once(services) == 0
+        assert stored_logs(services) == before
+        assert projections(services) == folded
+        assert health(services)["reason"].startswith(reason)
+
+
+def test_a_redeployed_chain_is_caught_by_its_block_hashes_and_cleared_on_request(
+    spare_env: EscrowEnv, database_url: str, tmp_path: Path
+) -> None:
+    env = spare_env
+    env.create_active()
+    with services_for(env, database_url, tmp_path) as services:
+        assert index_once(services) == 2
+        before = stored_logs(services)
+
+        _reset(env.w3)
+        env.w3.provider.make_request(RPCEndpoint("evm_increaseTime"), [3_600])
+        again = build_env(env.w3)  # same address, same deployment block number, other blocks
+        assert (again.escrow.address, again.deployment_block) == (
+            env.escrow.address, env.deployment_block
+        )
+        for _ in range(3):
+            again.create_active()
+        assert int(env.w3.eth.block_number) > before[-1][2]
+        assert index_once(services) == 0
+        assert stored_logs(services) == before
+        body = health(services)
+        assert body["status"] == "degraded"
+        assert body["reason"].startswith(
+            f"chain reset detected: block {env.deployment_block}, where the contract was "
+            "deployed, is 0x"
+        )
+        assert f"on the chain but {_stored_hash(services, env.deployment_block)} in the index" in (
+            body["reason"]
+        )
+
+        assert clear_index(services) == 2
+        assert index_once(services) == 6
+        assert stored_logs(services) == chain_logs(again)
+        assert health(services)["status"] == "ok"
+
+
+def _stored_hash(services: Services, number: int) -> str:
+    with services.sessions() as session:
+        block = session.get(IndexedBlock, (services.chain_id, number))
+        assert block is not None
+        return block.hash

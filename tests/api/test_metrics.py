@@ -1,0 +1,109 @@
+"""`GET /metrics`: Prometheus text with request counts and latencies per route template, the
+indexed and head block, escrows by status and the relayer's outbox by status."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from backend.api.routes.metrics import install_metrics
+from backend.db.models import ConfirmationRequest
+from tests.api.support import Api, api_on
+from tests.support import EscrowEnv
+
+
+@pytest.fixture
+def api(env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Api]:
+    with api_on(env, database_url, tmp_path) as api:
+        install_metrics(api.app)
+        install_metrics(api.app)  # a second call changes nothing
+        yield api
+
+
+def samples(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = api.http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def _outbox_row(escrow_id: int, milestone: int, status: str) -> ConfirmationRequest:
+    now = int(time.time())
+    return ConfirmationRequest(
+        chain_id=0, escrow_id=escrow_id, milestone=milestone, rating=5,
+        comment_hash="0x" + "00" * 32, deadline=now + 3600, signature="0x" + "11" * 65,
+        signer="0x" + "22" * 20, status=status, created_at=now, updated_at=now,
+    )
+
+
+def test_metrics_count_requests_per_route_template_and_status(api: Api) -> None:
+    env = api.env
+    escrow_id = env.create()
+    api.index()
+    for _ in range(3):
+        api.ok("GET", f"/api/escrows/{escrow_id}")
+    api.error("GET", "/api/escrows/999", 404)
+    api.ok("GET", "/api/escrows")
+    api.http.get("/no/such/route")
+
+    got = samples(api)
+    route = "/api/escrows/{escrow_id}"
+
+    def requests(route: str, status: str) -> float:
+        key = (("method", "GET"), ("route", route), ("status", status))
+        return got.get(("escrow_http_requests_total", key), 0.0)
+
+    assert requests(route, "200") == 3
+    assert requests(route, "404") == 1
+    assert requests("/api/escrows", "200") == 1
+    assert requests("unmatched", "404") == 1
+    assert requests(f"/api/escrows/{escrow_id}", "200") == 0  # templates, never raw paths
+    latency = (("method", "GET"), ("route", route))
+    assert got[("escrow_http_request_duration_seconds_count", latency)] == 4
+    assert got[("escrow_http_request_duration_seconds_sum", latency)] > 0
+    # the scrape itself shows up in the next one
+    scrape = (("method", "GET"), ("route", "/metrics"), ("status", "200"))
+    assert samples(api)[("escrow_http_requests_total", scrape)] == 1
+
+
+def test_metrics_report_blocks_escrows_by_status_and_the_outbox(api: Api) -> None:
+    env = api.env
+    env.create_active()
+    env.create()
+    env.create()
+    api.index()
+    chain_id = api.services.chain_id
+    with api.services.sessions() as session, session.begin():
+        for i, status in enumerate(["pending", "pending", "sent", "mined"]):
+            row = _outbox_row(1, i, status)
+            row.chain_id = chain_id
+            session.add(row)
+        other_chain = _outbox_row(1, 9, "failed")  # another chain's outbox is not ours
+        session.add(other_chain)
+
+    got = samples(api)
+    head = env.w3.eth.block_number
+    assert got[("escrow_head_block", ())] == head
+    assert got[("escrow_indexed_block", ())] == head
+    statuses = ("proposed", "active", "closed")
+    escrows = {s: got[("escrow_escrows", (("status", s),))] for s in statuses}
+    assert escrows == {"proposed": 2, "active": 1, "closed": 0}
+    outbox = {
+        s: got[("escrow_relayer_outbox", (("status", s),))]
+        for s in ("pending", "signed", "sent", "mined", "failed")
+    }
+    assert outbox == {"pending": 2, "signed": 0, "sent": 1, "mined": 1, "failed": 0}
+
+
+def test_metrics_before_the_indexer_ran_have_no_indexed_block(api: Api) -> None:
+    got = samples(api)
+    assert ("escrow_indexed_block", ()) not in got
+    assert got[("escrow_head_block", ())] == api.env.w3.eth.block_number

@@ -1,0 +1,188 @@
+"""Evaluation of KPI samples: aggregates, exact boundaries, the three triggers, late samples and
+missing data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from backend.errors import MalformedInputError
+from backend.oracle.evaluation import EvalTerms, Evaluation, Sample, aggregate, evaluate
+
+DAY = 86_400
+T0 = 1_700_000_000
+GRACE = 3_600
+
+
+def terms(**extra: Any) -> EvalTerms:
+    doc: dict[str, Any] = {
+        "period_seconds": DAY,
+        "kpis": [{"id": "uptime", "aggregate": "mean", "op": ">=", "threshold": 99.5}],
+        "grace_seconds": GRACE,
+    }
+    doc.update(extra)
+    return EvalTerms.from_document(doc)
+
+
+def daily(values: list[float], kpi: str = "uptime") -> list[Sample]:
+    """One sample per period, in the middle of the day."""
+    return [Sample(kpi, v, T0 + k * DAY + DAY // 2) for k, v in enumerate(values)]
+
+
+def after(periods: int) -> int:
+    """The first moment at which `periods` periods are closed."""
+    return T0 + periods * DAY + GRACE
+
+
+def kinds(ev: Evaluation) -> list[tuple[int, int]]:
+    return [(f.kind, f.period) for f in ev.findings]
+
+
+def test_percentiles_use_the_nearest_rank_of_the_sorted_samples() -> None:
+    values = [float(v) for v in range(100, 0, -1)]  # 100..1, unsorted
+    assert aggregate("p50", values) == 50.0
+    assert aggregate("p90", values) == 90.0
+    assert aggregate("p95", values) == 95.0
+    assert aggregate("p99", values) == 99.0
+    assert aggregate("p95", [7.0, 1.0, 3.0]) == 7.0  # rank ceil(2.85) = 3
+    assert aggregate("p50", [4.0, 1.0, 3.0, 2.0]) == 2.0  # rank 2
+    assert aggregate("p99", [5.0]) == 5.0
+
+
+def test_the_other_aggregates_give_exact_values() -> None:
+    values = [1.0, 0.0, 3.0, 0.0]
+    assert aggregate("mean", values) == 1.0
+    assert aggregate("min", values) == 0.0
+    assert aggregate("max", values) == 3.0
+    assert aggregate("sum", values) == 4.0
+    assert aggregate("count", values) == 4.0
+    assert aggregate("ratio", values) == 0.5  # share of non-zero samples
+    assert aggregate("sum", [0.1] * 10) == 1.0  # fsum: correctly rounded
+
+
+def test_a_value_equal_to_a_ge_threshold_passes() -> None:
+    samples = [Sample("uptime", 99.0, T0 + 5), Sample("uptime", 100.0, T0 + 10)]
+    ev = evaluate(terms(), T0, after(1), samples)
+    assert ev.periods[0].kpis[0].value == 99.5
+    assert ev.periods[0].verdict == "pass"
+    assert ev.findings == []
+
+
+def test_a_value_equal_to_a_gt_threshold_fails_with_kind_1() -> None:
+    t = terms(kpis=[{"id": "uptime", "aggregate": "min", "op": ">", "threshold": 99.5}])
+    ev = evaluate(t, T0, after(1), daily([99.5]))
+    assert ev.periods[0].kpis[0].verdict == "fail"
+    assert kinds(ev) == [(1, 0)]
+    finding = ev.findings[0]
+    assert (finding.period_start, finding.period_end) == (T0, T0 + DAY)
+    assert finding.rule["kpis"] == ["uptime"]
+    assert finding.kpis[0].samples == (Sample("uptime", 99.5, T0 + DAY // 2),)
+
+
+@pytest.mark.parametrize(("op", "value", "verdict"), [
+    ("<=", 300.0, "pass"), ("<=", 300.5, "fail"), ("<", 300.0, "fail"), ("<", 299.5, "pass"),
+])
+def test_upper_bounds_are_exact(op: str, value: float, verdict: str) -> None:
+    t = terms(kpis=[{"id": "lat", "aggregate": "p95", "op": op, "threshold": 300}])
+    ev = evaluate(t, T0, after(1), daily([value], "lat"))
+    assert ev.periods[0].kpis[0].verdict == verdict
+
+
+def test_one_bad_period_among_good_ones_reports_kind_1_for_that_period_only() -> None:
+    ev = evaluate(terms(), T0, after(4), daily([100.0, 90.0, 100.0, 100.0]))
+    assert kinds(ev) == [(1, 1)]
+    assert [p.verdict for p in ev.periods] == ["pass", "fail", "pass", "pass", "missing"]
+    assert [p.closed for p in ev.periods] == [True, True, True, True, False]
+
+
+def test_six_bad_periods_with_n_3_report_kind_2_twice() -> None:
+    ev = evaluate(terms(consecutive_periods=3), T0, after(6), daily([90.0] * 6))
+    streaks = [f for f in ev.findings if f.kind == 2]
+    assert [f.period for f in streaks] == [2, 5]
+    assert streaks[0].rule["periods"] == [0, 1, 2]
+    assert [k.period for k in streaks[1].kpis] == [3, 4, 5]
+    assert sum(f.kind == 1 for f in ev.findings) == 6
+
+
+def test_a_streak_is_broken_by_one_good_period() -> None:
+    ev = evaluate(terms(consecutive_periods=3), T0, after(6),
+                  daily([90.0, 90.0, 100.0, 90.0, 90.0, 90.0]))
+    assert [f.period for f in ev.findings if f.kind == 2] == [5]
+
+
+def test_missing_data_is_not_a_breach_by_default_and_breaks_the_streak() -> None:
+    samples = [s for s in daily([90.0] * 4) if s.observed_at < T0 + 2 * DAY] + daily(
+        [90.0] * 4)[3:]
+    ev = evaluate(terms(consecutive_periods=3), T0, after(4), samples)
+    assert [p.verdict for p in ev.periods[:4]] == ["fail", "fail", "missing", "fail"]
+    assert ev.periods[2].kpis[0].value is None
+    assert ev.periods[2].kpis[0].samples == ()
+    assert kinds(ev) == [(1, 0), (1, 1), (1, 3)]
+
+
+def test_missing_data_is_a_breach_when_the_terms_say_so() -> None:
+    ev = evaluate(terms(consecutive_periods=3, missing_data="breach"), T0, after(3),
+                  daily([90.0]))
+    assert kinds(ev) == [(1, 0), (1, 1), (1, 2), (2, 2)]
+    assert ev.findings[1].kpis[0].verdict == "missing"
+    assert ev.findings[1].rule["kpis"] == ["uptime"]
+
+
+def test_a_late_sample_inside_the_grace_interval_counts_and_the_period_stays_open() -> None:
+    late = Sample("uptime", 90.0, T0 + DAY - 1)  # observed at the period's last second
+    ev = evaluate(terms(), T0, T0 + DAY + GRACE - 1, [*daily([100.0]), late])
+    assert ev.periods[0].closed is False
+    assert ev.periods[0].kpis[0].value == 95.0
+    assert ev.findings == []
+    ev = evaluate(terms(), T0, T0 + DAY + GRACE, [*daily([100.0]), late])
+    assert ev.periods[0].closed is True
+    assert kinds(ev) == [(1, 0)]
+
+
+def test_a_sample_at_the_period_end_belongs_to_the_next_period() -> None:
+    ev = evaluate(terms(), T0, after(2), [Sample("uptime", 90.0, T0 + DAY)])
+    assert ev.periods[0].verdict == "missing"
+    assert kinds(ev) == [(1, 1)]
+
+
+def test_the_incident_fires_before_the_period_closes_once_its_rule_is_met() -> None:
+    t = terms(incident={"kpi": "outage_minutes", "aggregate": "sum", "op": ">",
+                        "threshold": 60})
+    outages = [Sample("outage_minutes", 30.0, T0 + 100), Sample("outage_minutes", 30.0, T0 + 200)]
+    ev = evaluate(t, T0, T0 + 300, outages)
+    assert ev.findings == []  # exactly 60: not more than 60
+    outages.append(Sample("outage_minutes", 1.0, T0 + 300))
+    ev = evaluate(t, T0, T0 + 300, outages)
+    assert kinds(ev) == [(3, 0)]
+    assert ev.periods[0].closed is False
+    assert ev.findings[0].kpis[0].value == 61.0
+    assert ev.findings[0].rule == {"kind": 3, "name": "incident", "kpi": "outage_minutes",
+                                   "aggregate": "sum", "op": ">", "threshold": 60.0}
+
+
+def test_samples_before_acceptance_or_of_unknown_kpis_are_ignored() -> None:
+    ev = evaluate(terms(), T0, after(1), [Sample("uptime", 1.0, T0 - 1),
+                                          Sample("other", 1.0, T0 + 5),
+                                          Sample("uptime", 100.0, T0 + 5)])
+    assert ev.periods[0].kpis[0].samples == (Sample("uptime", 100.0, T0 + 5),)
+    assert ev.findings == []
+
+
+def test_nothing_is_evaluated_before_acceptance() -> None:
+    assert evaluate(terms(), T0, T0 - 1, []) == Evaluation()
+
+
+@pytest.mark.parametrize("doc", [
+    {"period_seconds": 0, "kpis": [{"id": "a", "aggregate": "mean", "op": ">=", "threshold": 1}]},
+    {"period_seconds": 60, "kpis": []},
+    {"period_seconds": 60, "kpis": [{"id": "a", "aggregate": "p42", "op": ">=", "threshold": 1}]},
+    {"period_seconds": 60, "kpis": [{"id": "a", "aggregate": "mean", "op": "==", "threshold": 1}]},
+    {"period_seconds": 60, "kpis": [{"id": "a", "aggregate": "mean", "op": ">=",
+                                     "threshold": float("nan")}]},
+    {"period_seconds": 60, "kpis": [{"id": "a", "aggregate": "mean", "op": ">=", "threshold": 1}],
+     "missing_data": "maybe"},
+])
+def test_malformed_terms_are_refused(doc: dict[str, Any]) -> None:
+    with pytest.raises(MalformedInputError):
+        EvalTerms.from_document(doc)

@@ -1,0 +1,179 @@
+"""The terms document model: what it accepts, what it refuses (naming the field), its JSON Schema,
+and that validation leaves the hashed document untouched."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from eth_utils import keccak
+
+from backend.canonical import canonical_json, terms_hash
+from backend.oracle.terms import (
+    AGGREGATES,
+    DEFAULT_GRACE_SECONDS,
+    OPERATORS,
+    TermsInvalidError,
+    parse_terms,
+    terms_json_schema,
+)
+
+SLA: dict[str, Any] = {
+    "version": 1,
+    "title": "Managed hosting SLA",
+    "period_seconds": 86400,
+    "kpis": [
+        {"id": "uptime_pct", "aggregate": "mean", "op": ">=", "threshold": 99.9},
+        {"id": "p95_latency_ms", "aggregate": "p95", "op": "<=", "threshold": 300},
+    ],
+    "consecutive_periods": 3,
+    "incident": {"kpi": "outage_minutes", "aggregate": "sum", "op": ">", "threshold": 60},
+    "acceptance_criteria": ["deployment verified"],
+}
+
+
+def with_(**changes: Any) -> dict[str, Any]:
+    document = copy.deepcopy(SLA)
+    document.update(changes)
+    return document
+
+
+def kpi(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"id": "uptime_pct", "aggregate": "mean", "op": ">=", "threshold": 1}
+    base.update(changes)
+    return base
+
+
+def refusal(document: Any) -> str:
+    with pytest.raises(TermsInvalidError) as caught:
+        parse_terms(document)
+    return caught.value.message
+
+
+def test_the_design_example_parses_with_its_defaults() -> None:
+    terms = parse_terms(SLA)
+    assert terms.period_seconds == 86400
+    assert [(k.id, k.aggregate, k.op, k.threshold) for k in terms.kpis] == [
+        ("uptime_pct", "mean", ">=", 99.9),
+        ("p95_latency_ms", "p95", "<=", 300.0),
+    ]
+    assert terms.consecutive_periods == 3
+    assert terms.incident is not None and terms.incident.threshold == 60.0
+    assert terms.missing_data == "ignore"
+    assert terms.grace_seconds == DEFAULT_GRACE_SECONDS == 3600
+    assert terms.kpi_ids == {"uptime_pct", "p95_latency_ms", "outage_minutes"}
+
+
+def test_a_minimal_document_needs_version_title_period_and_one_kpi() -> None:
+    terms = parse_terms({"version": 1, "title": "t", "period_seconds": 1, "kpis": [kpi()]})
+    assert (terms.consecutive_periods, terms.incident) == (None, None)
+    assert terms.acceptance_criteria == []
+    assert terms.kpi_ids == {"uptime_pct"}
+
+
+def test_every_aggregate_and_operator_is_known() -> None:
+    assert AGGREGATES == ("mean", "min", "max", "sum", "count", "p50", "p90", "p95", "p99", "ratio")
+    assert OPERATORS == (">=", ">", "<=", "<")
+    for aggregate in AGGREGATES:
+        for op in OPERATORS:
+            terms = parse_terms(with_(kpis=[kpi(aggregate=aggregate, op=op)]))
+            assert (terms.kpis[0].aggregate, terms.kpis[0].op) == (aggregate, op)
+
+
+def test_extra_keys_are_allowed_kept_and_do_not_change_the_hash() -> None:
+    document = with_(currency_note="EUR", sla_owner={"team": "ops"})
+    document["kpis"][0]["unit"] = "%"
+    before = canonical_json(document)
+    terms = parse_terms(document)
+    assert terms.model_extra == {"currency_note": "EUR", "sla_owner": {"team": "ops"}}
+    assert terms.kpis[0].model_extra == {"unit": "%"}
+    assert canonical_json(document) == before
+    assert terms_hash(document) == keccak(before)
+
+
+def test_the_hash_is_keccak_of_the_rfc8785_form() -> None:
+    document = {"version": 1, "title": "é", "period_seconds": 60, "kpis": [kpi(threshold=99.9)]}
+    parse_terms(document)
+    expected = (
+        '{"kpis":[{"aggregate":"mean","id":"uptime_pct","op":">=","threshold":99.9}],'
+        '"period_seconds":60,"title":"é","version":1}'
+    ).encode()
+    assert terms_hash(document) == keccak(expected)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"period_seconds": 0}, "period_seconds: Input should be greater than 0"),
+        ({"period_seconds": -86400}, "period_seconds: Input should be greater than 0"),
+        ({"period_seconds": "86400"}, "period_seconds: Input should be a valid integer"),
+        ({"period_seconds": 1.5}, "period_seconds: Input should be a valid integer"),
+        ({"kpis": []}, "kpis: List should have at least 1 item after validation, not 0"),
+        ({"version": True}, "version: Input should be a valid integer"),
+        ({"version": 0}, "version: Input should be greater than or equal to 1"),
+        ({"title": ""}, "title: String should have at least 1 character"),
+        ({"consecutive_periods": 1}, "consecutive_periods: Input should be greater than or "
+                                     "equal to 2"),
+        ({"missing_data": "skip"}, "missing_data: Input should be 'ignore' or 'breach'"),
+        ({"grace_seconds": -1}, "grace_seconds: Input should be greater than or equal to 0"),
+        ({"acceptance_criteria": "all good"}, "acceptance_criteria: Input should be a valid list"),
+    ],
+)
+def test_a_bad_top_level_field_is_refused_naming_it(
+    changes: dict[str, Any], message: str
+) -> None:
+    assert refusal(with_(**changes)) == f"invalid terms document: {message}"
+
+
+def test_a_bad_kpi_is_refused_naming_its_index_and_field() -> None:
+    message = refusal(with_(kpis=[kpi(), kpi(id="lat", aggregate="avg", op="=>")]))
+    assert message == (
+        "invalid terms document: kpis.1.aggregate: Input should be 'mean', 'min', 'max', 'sum', "
+        "'count', 'p50', 'p90', 'p95', 'p99' or 'ratio'; kpis.1.op: Input should be '>=', '>', "
+        "'<=' or '<'"
+    )
+
+
+def test_thresholds_must_be_finite_numbers() -> None:
+    assert refusal(with_(kpis=[kpi(threshold=float("nan"))])) == (
+        "invalid terms document: kpis.0.threshold: Input should be a finite number"
+    )
+    assert "kpis.0.threshold: Input should be a finite number" in refusal(
+        with_(kpis=[kpi(threshold=float("inf"))])
+    )
+    assert "kpis.0.threshold: Input should be a valid number" in refusal(
+        with_(kpis=[kpi(threshold="99.9")])
+    )
+
+
+def test_missing_fields_and_duplicate_kpis_are_refused() -> None:
+    assert refusal({"title": "t"}) == (
+        "invalid terms document: version: Field required; period_seconds: Field required; "
+        "kpis: Field required"
+    )
+    assert refusal(with_(kpis=[kpi(), kpi(op="<")])) == (
+        "invalid terms document: kpis: Value error, KPI id 'uptime_pct' appears twice"
+    )
+    assert "kpis.0.id: String should match pattern" in refusal(with_(kpis=[kpi(id="a b")]))
+    assert "incident.op: Field required" in refusal(
+        with_(incident={"kpi": "outage_minutes", "aggregate": "sum", "threshold": 60})
+    )
+
+
+def test_the_refusal_is_an_out_of_range_error_naming_the_first_field() -> None:
+    with pytest.raises(TermsInvalidError) as caught:
+        parse_terms(with_(period_seconds=0))
+    assert (caught.value.code, caught.value.field) == ("out_of_range", "period_seconds")
+
+
+def test_the_json_schema_lists_the_fields_and_the_enums() -> None:
+    schema = terms_json_schema()
+    assert schema["title"] == "Quality Escrow terms document"
+    assert schema["required"] == ["version", "title", "period_seconds", "kpis"]
+    assert schema["properties"]["period_seconds"]["exclusiveMinimum"] == 0
+    assert schema["properties"]["kpis"]["minItems"] == 1
+    rule = schema["$defs"]["KpiRule"]
+    assert rule["properties"]["aggregate"]["enum"] == list(AGGREGATES)
+    assert rule["properties"]["op"]["enum"] == list(OPERATORS)
+    assert rule["additionalProperties"] is True
