@@ -18,8 +18,7 @@ from backend.audit.model import Check, TimelinePoint
 from backend.chain.artifacts import load_artifact
 from backend.chain.eip712 import Confirmation, recover_signer
 from backend.chain.types import ZERO_ADDRESS, BreachOutcome, EscrowParams, MilestoneState
-from backend.db.models import Attachment, EventLog, Review, TermsDocument
-from backend.db.oracle_models import EvidenceBundle
+from backend.db.models import Attachment, EventLog, EvidenceBundle, Review, TermsDocument
 from backend.index.ledger import ChainEvent, LedgerError, fold, start
 
 if TYPE_CHECKING:

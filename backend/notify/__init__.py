@@ -7,5 +7,5 @@ derived from the indexed chain, and a dispatcher that POSTs them signed with HMA
 - `events`: `webhook_listener` (an `Indexer` listener) and `scan_review_deadlines`;
 - `dispatch`: `dispatch_due` and the worker loop `run_dispatcher`.
 
-Kept free of imports so that `backend.db.notify_models` can be imported from `backend.db.models`.
+Kept free of imports so that `backend.db.models` can be imported from `backend.db.models`.
 """

@@ -11,7 +11,7 @@ from eth_typing import ChecksumAddress
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from backend.db.notify_models import SiweNonce
+from backend.db.models import SiweNonce
 from backend.errors import TooLargeError
 from backend.notify.errors import NonceRefusedError
 from backend.notify.siwe import check_message, parse_message, verify_signature

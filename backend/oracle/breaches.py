@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.db.oracle_models import BreachSubmission, EvidenceBundle
+from backend.db.models import BreachSubmission, EvidenceBundle
 from backend.escrows.listing import require_ledger
 from backend.index.ledger import BreachLedger
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.canonical import canonical_json, terms_hash
-from backend.db.oracle_models import EvidenceBundle
+from backend.db.models import EvidenceBundle
 from backend.errors import NotFoundError
 from backend.inputs import parse_hash
 from backend.oracle.evaluation import Finding, KpiResult

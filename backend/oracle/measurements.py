@@ -24,8 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from web3 import Web3
 
-from backend.db.models import EscrowRow
-from backend.db.oracle_models import KpiSample, MeasurementToken
+from backend.db.models import EscrowRow, KpiSample, MeasurementToken
 from backend.errors import (
     AlreadyDoneError,
     ForbiddenSignerError,

@@ -17,8 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.confirmations.outbox import lock_nonce
-from backend.db.models import EscrowRow, EventLog, SenderNonce
-from backend.db.oracle_models import BreachSubmission
+from backend.db.models import BreachSubmission, EscrowRow, EventLog, SenderNonce
 
 PENDING, SIGNED, SENT, MINED, FAILED, NOT_SENT = (
     "pending", "signed", "sent", "mined", "failed", "not_sent"

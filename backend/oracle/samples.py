@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.db.oracle_models import KpiSample
+from backend.db.models import KpiSample
 from backend.oracle.evaluation import Sample
 
 _BATCH = 10_000

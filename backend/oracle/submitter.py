@@ -35,8 +35,7 @@ from backend.chain.revert_types import EscrowBreachAlreadyReported, EscrowWindow
 from backend.chain.transactions import REVERT_EXCEPTIONS, as_chain_error
 from backend.chain.types import BreachState, EscrowParams
 from backend.confirmations.relayer import GAS_MARGIN, Relayer
-from backend.db.models import EscrowRow
-from backend.db.oracle_models import BreachSubmission
+from backend.db.models import BreachSubmission, EscrowRow
 from backend.oracle import outbox
 from backend.oracle.outbox import (
     CHALLENGED,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 
-from backend.db.oracle_models import BreachSubmission
+from backend.db.models import BreachSubmission
 from backend.oracle.evaluation import EvalTerms, Sample, evaluate
 from backend.oracle.evidence import evidence_bundle, store_bundle
 from tests.api.support import Api, api_on

@@ -12,8 +12,7 @@ from backend.audit.verify import audit_all
 from backend.canonical import canonical_json, terms_hash
 from backend.chain.deploy import deploy_contract
 from backend.confirmations.reviews import review_document, store_review
-from backend.db.models import EventLog, Review, TermsDocument
-from backend.db.oracle_models import EvidenceBundle
+from backend.db.models import EventLog, EvidenceBundle, Review, TermsDocument
 from backend.index.indexer import index_once
 from backend.services import Services
 from tests.index.support import services_for

@@ -26,8 +26,7 @@ from sqlalchemy import func, select, update
 from backend.api.app import create_app
 from backend.chain.deploy import deploy_contract
 from backend.config import Settings
-from backend.db.models import EventLog, WebhookDelivery, WebhookSubscription
-from backend.db.notify_models import SiweNonce
+from backend.db.models import EventLog, SiweNonce, WebhookDelivery, WebhookSubscription
 from backend.db.session import transaction
 from backend.index.indexer import Indexer
 from backend.notify.dispatch import dispatch_due, run_dispatcher

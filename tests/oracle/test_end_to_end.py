@@ -13,8 +13,7 @@ from backend.api.app import create_app
 from backend.chain.keys import oracle_account
 from backend.chain.types import BreachState
 from backend.config import Settings
-from backend.db.models import EscrowRow
-from backend.db.oracle_models import EvidenceBundle
+from backend.db.models import EscrowRow, EvidenceBundle
 from backend.index.indexer import Indexer
 from backend.oracle.findings import evaluator
 from backend.oracle.measurements import issue_token

@@ -15,8 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from backend.canonical import terms_hash
-from backend.db.models import EscrowRow
-from backend.db.oracle_models import KpiSample, MeasurementToken
+from backend.db.models import EscrowRow, KpiSample, MeasurementToken
 from backend.errors import MalformedInputError, NotFoundError, OutOfRangeError, TooLargeError
 from backend.oracle.cli import import_csv, issue_token_command, revoke_command
 from backend.oracle.measurements import (

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from backend.canonical import terms_hash
-from backend.db.oracle_models import KpiSample
+from backend.db.models import KpiSample
 from backend.oracle.terms_store import store_terms
 from tests.api.support import Api, api_on
 from tests.support import CHALLENGE, DAY, ETH, REVIEW, EscrowEnv

@@ -20,8 +20,7 @@ from sqlalchemy.orm import Session
 
 from backend.chain.keys import oracle_account
 from backend.chain.types import BreachState
-from backend.db.models import EventLog, SenderNonce
-from backend.db.oracle_models import BreachSubmission
+from backend.db.models import BreachSubmission, EventLog, SenderNonce
 from backend.index.indexer import Indexer
 from backend.oracle.outbox import enqueue_reports
 from backend.oracle.submitter import FINALIZE_STEPS, STEPS, Hook
