@@ -4,6 +4,7 @@ inside a snapshot that is reverted afterwards, so tests stay independent and fas
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, settings
 from backend.chain import devchain
 from backend.chain.connect import connect, in_process_chain
 from backend.chain.node import HardhatNode
+from tests.api.support import Api, api_on
 from tests.support import EscrowEnv, build_env
 
 pytest_plugins = ["tests.hardhat_fixture", "tests.db_fixture"]
@@ -23,6 +25,13 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile("ci")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test that needs the real node (`-m "not hardhat"` runs without one)."""
+    for item in items:
+        if "hardhat_node" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.hardhat)
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +74,10 @@ def any_env(request: pytest.FixtureRequest) -> EscrowEnv:
     name = "env" if request.param == "in-process" else "hardhat_env"
     env: EscrowEnv = request.getfixturevalue(name)
     return env
+
+
+@pytest.fixture
+def api(env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Api]:
+    """The REST API on the in-process chain and a fresh database (SQLite and PostgreSQL)."""
+    with api_on(env, database_url, tmp_path) as api:
+        yield api

@@ -3,22 +3,14 @@ for every token the index shows the account was credited in."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from backend.chain.types import ZERO_ADDRESS
-from tests.api.support import Api, api_on
+from tests.api.support import Api
 from tests.support import ETH, EscrowEnv
-
-
-@pytest.fixture
-def api(env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Api]:
-    with api_on(env, database_url, tmp_path) as api:
-        yield api
 
 
 def eth(amount: int) -> dict[str, object]:

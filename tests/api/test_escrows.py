@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,6 @@ from tests.support import ARBITRATION, CHALLENGE, DAY, ETH, PAYOUTS, REVIEW, TER
 
 TERMS_DOC = {"version": 1, "title": "Managed hosting SLA", "period_seconds": 86400,
              "kpis": [{"id": "uptime_pct", "aggregate": "mean", "op": ">=", "threshold": 99.9}]}
-
-
-@pytest.fixture
-def api(env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Api]:
-    with api_on(env, database_url, tmp_path) as api:
-        yield api
 
 
 def rules_json(env: EscrowEnv, **overrides: Any) -> dict[str, Any]:

@@ -4,28 +4,18 @@ nothing and a finding recorded but not sent both shown with a note."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from eth_utils import keccak
 
 from backend.db.models import BreachSubmission
 from backend.oracle.evaluation import EvalTerms, Sample, evaluate
 from backend.oracle.evidence import evidence_bundle, store_bundle
-from tests.api.support import Api, api_on
-from tests.support import ETH, EscrowEnv
+from tests.api.support import Api
+from tests.support import ETH
 
 TERMS = EvalTerms.from_document({
     "period_seconds": 100, "grace_seconds": 0,
     "kpis": [{"id": "uptime", "aggregate": "mean", "op": ">=", "threshold": 99.9}],
 })
-
-
-@pytest.fixture
-def api(env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Api]:
-    with api_on(env, database_url, tmp_path) as api:
-        yield api
 
 
 def store_finding(api: Api, escrow_id: int, period: int) -> str:

@@ -4,17 +4,13 @@ their RFC 8785 form and served back byte for byte, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from eth_utils import keccak
 from sqlalchemy import func, select
 
 from backend.db.models import TermsDocument
 from backend.oracle.terms_store import MAX_TERMS_BYTES
-from tests.api.support import Api, api_on
-from tests.support import EscrowEnv
+from tests.api.support import Api
 
 DOC = {"version": 1, "title": "Managed hosting SLA", "period_seconds": 86400,
        "kpis": [{"id": "uptime_pct", "aggregate": "mean", "op": ">=", "threshold": 99.9}],
@@ -24,12 +20,6 @@ CANONICAL = (
     '"uptime_pct","op":">=","threshold":99.9}],"period_seconds":86400,"title":'
     '"Managed hosting SLA","version":1}'
 ).encode()
-
-
-@pytest.fixture
-def api(env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Api]:
-    with api_on(env, database_url, tmp_path) as api:
-        yield api
 
 
 def test_posting_terms_returns_201_with_the_keccak_of_the_canonical_form(api: Api) -> None:

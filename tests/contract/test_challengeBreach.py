@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from backend.chain import revert_types as rt
@@ -15,7 +13,6 @@ from tests.contract.support_breach import (
     TOTAL,
     active,
     at,
-    check_all_books,
     check_books,
     only_event,
     quick,
@@ -25,12 +22,7 @@ from tests.contract.support_breach import (
 )
 from tests.support import CHALLENGE, EscrowEnv
 
-
-@pytest.fixture(autouse=True)
-def _books_balance_after_every_test(env: EscrowEnv) -> Iterator[None]:
-    """After every scenario, each escrow's credits == total - locked - reserved."""
-    yield
-    check_all_books(env)
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 def _reported(env: EscrowEnv, kind: int = 2) -> tuple[int, int]:

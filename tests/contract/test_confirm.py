@@ -3,8 +3,6 @@ client), before delivery or inside the review window after it."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from backend.chain import revert_types as rt
@@ -18,10 +16,7 @@ from tests.contract.support_core import (
     create,
     create_active,
     deliver,
-    escrow_fn,
     event_names,
-    python_params_hash,
-    send_fn,
     settled_args,
     view,
 )
@@ -294,26 +289,3 @@ def test_confirm_refuses_a_milestone_out_of_range(env: EscrowEnv, milestone: int
     with pytest.raises(rt.EscrowMilestoneOutOfRange) as ei:
         env.escrow.confirm(escrow_id, milestone, 5, None, env.client)
     assert ei.value.fields == {"milestone": milestone, "count": 2}
-
-
-def test_confirm_refuses_params_that_do_not_match(env: EscrowEnv) -> None:
-    p = env.params()
-    escrow_id = create_active(env, p)
-    wrong = replace(p, provider=env.parties.stranger.address)
-    with pytest.raises(rt.EscrowParamsMismatch) as ei:
-        send_fn(env, escrow_fn(env, "confirm", escrow_id, wrong, 0, 5, ZERO32), env.client)
-    assert ei.value.fields == {
-        "escrowId": escrow_id,
-        "expected": python_params_hash(p),
-        "actual": python_params_hash(wrong),
-    }
-    assert env.escrow.credits(env.parties.stranger.address) == 0
-
-
-def test_confirm_refuses_an_unknown_escrow(env: EscrowEnv) -> None:
-    p = env.params()
-    create_active(env, p)
-    unknown = env.escrow.escrow_count() + 1
-    with pytest.raises(rt.EscrowNotFound) as ei:
-        send_fn(env, escrow_fn(env, "confirm", unknown, p, 0, 5, ZERO32), env.client)
-    assert ei.value.fields == {"escrowId": unknown}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from backend.chain import revert_types as rt
@@ -12,7 +10,6 @@ from tests.contract.support_breach import (
     BPS,
     REASON,
     at,
-    check_all_books,
     check_books,
     confirm,
     deliver,
@@ -24,12 +21,7 @@ from tests.contract.support_breach import (
 )
 from tests.support import ARBITRATION, REVIEW, EscrowEnv
 
-
-@pytest.fixture(autouse=True)
-def _books_balance_after_every_test(env: EscrowEnv) -> Iterator[None]:
-    """After every scenario, each escrow's credits == total - locked - reserved."""
-    yield
-    check_all_books(env)
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 AMOUNTS = (1_000_003, 2_000_001)  # odd amounts, so every split rounds

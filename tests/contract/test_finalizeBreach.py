@@ -3,8 +3,6 @@ escrow closes around open reports."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from backend.chain import revert_types as rt
@@ -17,7 +15,6 @@ from tests.contract.support_breach import (
     active,
     at,
     challenged,
-    check_all_books,
     check_books,
     confirm,
     only_event,
@@ -28,12 +25,7 @@ from tests.contract.support_breach import (
 )
 from tests.support import CHALLENGE, EscrowEnv
 
-
-@pytest.fixture(autouse=True)
-def _books_balance_after_every_test(env: EscrowEnv) -> Iterator[None]:
-    """After every scenario, each escrow's credits == total - locked - reserved."""
-    yield
-    check_all_books(env)
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 def _reported(env: EscrowEnv, kind: int = 3) -> tuple[int, int]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from backend.chain import revert_types as rt
@@ -17,7 +15,6 @@ from tests.contract.support_breach import (
     TOTAL,
     active,
     challenged,
-    check_all_books,
     check_books,
     confirm,
     only_event,
@@ -29,12 +26,7 @@ from tests.contract.support_breach import (
 )
 from tests.support import EscrowEnv
 
-
-@pytest.fixture(autouse=True)
-def _books_balance_after_every_test(env: EscrowEnv) -> Iterator[None]:
-    """After every scenario, each escrow's credits == total - locked - reserved."""
-    yield
-    check_all_books(env)
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 U32_MAX = 2**32 - 1

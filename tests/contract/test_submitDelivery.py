@@ -4,8 +4,6 @@ and including the delivery deadline."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from backend.chain import revert_types as rt
@@ -18,10 +16,7 @@ from tests.contract.support_core import (
     create,
     create_active,
     deliver,
-    escrow_fn,
     event_names,
-    python_params_hash,
-    send_fn,
     view,
 )
 from tests.support import ETH, EscrowEnv
@@ -174,26 +169,3 @@ def test_submitDelivery_refuses_one_second_after_the_delivery_deadline(env: Escr
         env.escrow.submit_delivery(escrow_id, 0, DELIVERY_HASH, env.provider)
     assert ei.value.fields == {"endedAt": deadline, "timestamp": deadline + 1}
     assert env.escrow.get_milestone(escrow_id, 0) == MilestoneView(MilestoneState.NONE, 0)
-
-
-def test_submitDelivery_refuses_params_that_do_not_match(env: EscrowEnv) -> None:
-    p = env.params()
-    escrow_id = create_active(env, p)
-    wrong = replace(p, terms=replace(p.terms, delivery_deadline=p.terms.delivery_deadline + 1))
-    with pytest.raises(rt.EscrowParamsMismatch) as ei:
-        send_fn(env, escrow_fn(env, "submitDelivery", escrow_id, wrong, 0, HASH), env.provider)
-    assert ei.value.fields == {
-        "escrowId": escrow_id,
-        "expected": python_params_hash(p),
-        "actual": python_params_hash(wrong),
-    }
-    assert env.escrow.get_milestone(escrow_id, 0) == MilestoneView(MilestoneState.NONE, 0)
-
-
-def test_submitDelivery_refuses_an_unknown_escrow(env: EscrowEnv) -> None:
-    p = env.params()
-    create_active(env, p)
-    unknown = env.escrow.escrow_count() + 1
-    with pytest.raises(rt.EscrowNotFound) as ei:
-        send_fn(env, escrow_fn(env, "submitDelivery", unknown, p, 0, HASH), env.provider)
-    assert ei.value.fields == {"escrowId": unknown}

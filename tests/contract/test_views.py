@@ -1,16 +1,12 @@
-"""Views of unknown ids, `hashParams`, and the params commitment every call checks
-(DESIGN.md section 2)."""
+"""Views of unknown ids and `hashParams` (docs/interface.md section 1); the commitment every call
+checks is `test_params_commitment.py`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
-from backend.chain import revert_types as rt
-from backend.chain.transactions import send
 from backend.chain.types import (
     ZERO_ADDRESS,
     ZERO_HASH,
@@ -23,21 +19,14 @@ from backend.chain.types import (
     Status,
 )
 from tests.contract.support_breach import (
-    check_all_books,
     deliver,
     params_hash,
     quick_active,
-    quick_create,
     report,
 )
 from tests.support import EscrowEnv
 
-
-@pytest.fixture(autouse=True)
-def _books_balance_after_every_test(env: EscrowEnv) -> Iterator[None]:
-    """After every scenario, each escrow's credits == total - locked - reserved."""
-    yield
-    check_all_books(env)
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 U256_MAX = 2**256 - 1
@@ -116,113 +105,3 @@ def test_hashParams_matches_the_commitment_stored_at_creation(env: EscrowEnv) ->
         escrow_id = env.create(params)
         assert env.escrow.params_hash(escrow_id) == params_hash(params)
         assert env.escrow.hash_params(params) == params_hash(params)
-
-
-def _single_field_variants(env: EscrowEnv, p: EscrowParams) -> dict[str, EscrowParams]:
-    t = p.terms
-    other = env.parties.stranger.address
-    payouts = list(t.rating_payout_bps)
-    variants: dict[str, EscrowParams] = {
-        "client": replace(p, client=other),
-        "provider": replace(p, provider=other),
-        "token": replace(p, token=env.token),
-        "oracle": replace(p, oracle=other),
-        "arbiter": replace(p, arbiter=ZERO_ADDRESS),
-        "termsHash": replace(p, terms_hash=b"\x12" * 32),
-        "milestoneAmounts[0]": replace(p, milestone_amounts=(p.milestone_amounts[0] + 1, 2_000)),
-        "milestoneAmounts[1]": replace(p, milestone_amounts=(p.milestone_amounts[0], 1_999)),
-        "milestoneAmounts order": replace(p, milestone_amounts=(2_000, 1_000)),
-        "milestoneAmounts one more": replace(p, milestone_amounts=(1_000, 2_000, 1)),
-        "milestoneAmounts one less": replace(p, milestone_amounts=(3_000,)),
-    }
-    for i in range(5):
-        table = payouts.copy()
-        table[i] -= 1
-        variants[f"ratingPayoutBps[{i}]"] = replace(
-            p, terms=replace(t, rating_payout_bps=tuple(table))
-        )
-    for field in (
-        "breach_refund_bps",
-        "streak_refund_bps",
-        "incident_refund_bps",
-        "max_refund_bps",
-        "review_period",
-        "challenge_period",
-        "arbitration_period",
-        "delivery_deadline",
-    ):
-        changed = replace(t, **{field: getattr(t, field) + 1})
-        variants[field] = replace(p, terms=changed)
-    return variants
-
-
-def test_accept_refuses_params_that_differ_in_any_single_field(env: EscrowEnv) -> None:
-    params = env.params((1_000, 2_000))
-    escrow_id = env.create(params)
-    stored = env.escrow.params_hash(escrow_id)
-    assert stored == params_hash(params)
-    variants = _single_field_variants(env, params)
-    assert len(variants) == 24
-
-    for field, variant in variants.items():
-        actual = params_hash(variant)
-        assert actual != stored, field
-        fn = env.escrow.contract.functions.accept(escrow_id, variant.to_abi())
-        with pytest.raises(rt.EscrowParamsMismatch) as exc:
-            send(env.w3, env.escrow.contract, fn, env.provider)
-        assert exc.value.fields == {
-            "escrowId": escrow_id,
-            "expected": stored,
-            "actual": actual,
-        }, field
-
-    assert env.escrow.get_escrow(escrow_id).status == Status.PROPOSED
-    env.escrow.accept(escrow_id, env.provider)  # the true params still work
-    assert env.escrow.get_escrow(escrow_id).status == Status.ACTIVE
-
-
-#: every call after creation, with arguments that would pass with the right params
-CALLS: list[tuple[str, str, tuple[Any, ...]]] = [
-    ("cancel", "client", ()),
-    ("accept", "provider", ()),
-    ("submitDelivery", "provider", (1, b"\x22" * 32)),
-    ("confirm", "client", (1, 5, ZERO_HASH)),
-    ("confirmWithSig", "relayer", (1, 5, ZERO_HASH, 2**40, b"\x00" * 65)),
-    ("releaseAfterTimeout", "stranger", (0,)),
-    ("openDispute", "client", (0, ZERO_HASH)),
-    ("resolveDispute", "arbiter", (0, 5_000)),
-    ("settleStaleDispute", "stranger", (0,)),
-    ("reportBreach", "oracle", (2, 2, ZERO_HASH)),
-    ("challengeBreach", "provider", (0,)),
-    ("resolveBreach", "arbiter", (0, True)),
-    ("settleStaleBreach", "stranger", (0,)),
-    ("finalizeBreach", "stranger", (0,)),
-    ("reclaimExpired", "client", ()),
-]
-
-
-def test_paramsHash_commitment_is_checked_by_every_call_taking_params(env: EscrowEnv) -> None:
-    params = env.params((1_000, 2_000))
-    proposed = quick_create(env, params)
-    active = quick_active(env, params)
-    deliver(env, active, 0)
-    report(env, active, 1, 1)
-    wrong = replace(params, terms_hash=b"\x99" * 32)
-
-    for name, who, args in CALLS:
-        escrow_id = proposed if name in ("cancel", "accept") else active
-        sender = getattr(env.parties, who).address
-        fn = env.escrow.contract.functions[name](escrow_id, wrong.to_abi(), *args)
-        with pytest.raises(rt.EscrowParamsMismatch) as exc:
-            send(env.w3, env.escrow.contract, fn, sender)
-        assert exc.value.fields == {
-            "escrowId": escrow_id,
-            "expected": params_hash(params),
-            "actual": params_hash(wrong),
-        }, name
-
-    # an id no escrow has is refused before any hash comparison
-    fn = env.escrow.contract.functions.accept(active + 1, params.to_abi())
-    with pytest.raises(rt.EscrowNotFound) as not_found:
-        send(env.w3, env.escrow.contract, fn, env.provider)
-    assert not_found.value.fields == {"escrowId": active + 1}

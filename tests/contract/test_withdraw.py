@@ -5,8 +5,6 @@ the credits plus locked + reserved of its escrows, per token."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from backend.chain import revert_types as rt
@@ -15,7 +13,6 @@ from backend.chain.types import ZERO_ADDRESS, Status
 from tests.contract.support_breach import (
     CHALLENGE_AFTER,
     EVIDENCE,
-    check_all_books,
     check_books,
     check_holdings,
     confirm,
@@ -31,12 +28,7 @@ from tests.contract.support_breach import (
 )
 from tests.support import ETH, EscrowEnv
 
-
-@pytest.fixture(autouse=True)
-def _books_balance_after_every_test(env: EscrowEnv) -> Iterator[None]:
-    """After every scenario, each escrow's credits == total - locked - reserved."""
-    yield
-    check_all_books(env)
+pytestmark = pytest.mark.usefixtures("books_balance")
 
 
 def _gas_cost(env: EscrowEnv, result: TxResult) -> int:

@@ -5,24 +5,15 @@ rating and the review's attachments by sha256. Every test runs on SQLite and Pos
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from eth_typing import HexStr
 from pypdf import PdfReader
 
 from backend.confirmations.reviews import build_review, store_attachment, store_review
-from tests.api.support import Api, api_on
-from tests.support import ETH, EscrowEnv
+from tests.api.support import Api
+from tests.support import ETH
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
-
-
-@pytest.fixture
-def api(env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Api]:
-    with api_on(env, database_url, tmp_path) as api:
-        yield api
 
 
 def _text(pdf: bytes) -> str:

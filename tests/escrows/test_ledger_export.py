@@ -5,28 +5,19 @@ in chain order, filtered by inclusive UTC days. Every test runs on SQLite and Po
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from eth_typing import HexStr
 
 from backend.chain.tokens import TokenMetadata
 from backend.config import Settings
 from backend.escrows.ledger_export import export_ledger, ledger_rows, write_csv
 from backend.escrows.statements import COLUMNS
-from tests.api.support import Api, api_on
-from tests.support import DAY, ETH, EscrowEnv
+from tests.api.support import Api
+from tests.support import DAY, ETH
 
 TUSD = 1_500_000  # 1.5 of a 6-decimal token
-
-
-@pytest.fixture
-def api(env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Api]:
-    with api_on(env, database_url, tmp_path) as api:
-        yield api
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,7 @@ from backend.oracle.measurements import (
 )
 from backend.oracle.terms import parse_terms
 from backend.oracle.terms_store import store_terms
-from tests.api.support import Api, api_on
-from tests.support import EscrowEnv
+from tests.api.support import Api
 
 DOC: dict[str, Any] = {
     "version": 1,
@@ -49,12 +47,6 @@ class Escrow:
     id: int
     accepted_at: int
     token: str
-
-
-@pytest.fixture
-def api(env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Api]:
-    with api_on(env, database_url, tmp_path) as api:
-        yield api
 
 
 def open_escrow(api: Api, *, accept: bool = True, store: bool = True) -> Escrow:

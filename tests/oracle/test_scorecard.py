@@ -4,17 +4,13 @@ deliveries confirmed within the review period, breaches, refund share, KPI serie
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from backend.canonical import terms_hash
 from backend.db.models import KpiSample
 from backend.oracle.terms_store import store_terms
-from tests.api.support import Api, api_on
-from tests.support import CHALLENGE, DAY, ETH, REVIEW, EscrowEnv
+from tests.api.support import Api
+from tests.support import CHALLENGE, DAY, ETH, REVIEW
 
 DOC: dict[str, Any] = {
     "version": 1,
@@ -25,12 +21,6 @@ DOC: dict[str, Any] = {
     "incident": {"kpi": "outage_minutes", "aggregate": "sum", "op": ">", "threshold": 60},
 }
 EVIDENCE = b"\x33" * 32
-
-
-@pytest.fixture
-def api(env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Api]:
-    with api_on(env, database_url, tmp_path) as api:
-        yield api
 
 
 def kpi_escrow(api: Api, amounts: tuple[int, ...] = (ETH, 2 * ETH)) -> tuple[int, int]:
