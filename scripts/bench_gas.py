@@ -28,7 +28,7 @@ from tests.support import DAY, EscrowEnv, build_env
 DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 BEGIN, END = "<!-- gas:begin -->", "<!-- gas:end -->"
 
-#: operation -> (target, prototype) from issue 2; None where the issue sets none
+#: operation -> (target, prototype) as docs/performance.md records them; None where none is set
 TARGETS: dict[str, tuple[int | None, int | None]] = {
     "createEscrow, ETH, 2 milestones": (95_000, 93_845),
     "createEscrow, ERC-20 the contract already holds, 2 milestones": (120_000, 117_101),

@@ -4,7 +4,7 @@ Starts a fresh Hardhat node, deploys the escrow and fills the chain with at leas
 contract events (escrows of 64 milestones: created, accepted, and every milestone confirmed),
 packing hundreds of transactions per block (automine off, JSON-RPC batches of
 `eth_sendTransaction`, `evm_mine`). Then it indexes all of them from an empty database and prints
-events per second. Target (issue 3): at least 3,000 events/s into PostgreSQL.
+events per second. Target (docs/performance.md): at least 3,000 events/s into PostgreSQL.
 
     .venv/bin/python scripts/bench_indexer.py [--events 20000] [--database postgresql|sqlite]
         [--chunk BLOCKS] [--repeat N] [--profile] [--rpc-url URL [--contract ADDRESS BLOCK]]

@@ -1,4 +1,4 @@
-"""challengeBreach: the provider sends a report to the arbiter (DESIGN.md section 2)."""
+"""challengeBreach: the provider sends a report to the arbiter (docs/interface.md section 1)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 
 """createEscrow: ids, the EscrowCreated event, the stored commitment, the money pulled, and every
-refusal DESIGN.md lists for creation (each leaving the chain untouched)."""
+refusal docs/interface.md lists for creation (each leaving the chain untouched)."""
 
 from __future__ import annotations
 

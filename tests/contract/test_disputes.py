@@ -1,4 +1,4 @@
-"""openDispute, resolveDispute and settleStaleDispute (DESIGN.md section 2)."""
+"""openDispute, resolveDispute and settleStaleDispute (docs/interface.md section 1)."""
 
 from __future__ import annotations
 

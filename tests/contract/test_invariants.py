@@ -1,9 +1,9 @@
-"""Random sequences of every `QualityEscrow` operation against a Python model of DESIGN.md
+"""Random sequences of every `QualityEscrow` operation against a Python model of docs/interface.md
 section 2, with the design's money invariants checked after every step.
 
 The model predicts each call: either it succeeds (then the amounts in its events must equal the
 model's) or it is refused (then the contract must revert with one of the custom errors the model
-says apply, and nothing may change). DESIGN.md does not fix the order of a function's checks, so
+says apply, and nothing may change). docs/interface.md does not fix the order of a function's checks, so
 when several refusals apply any one of them is accepted.
 
 Targets are drawn so that both outcomes are common: an index mostly lands on an escrow,
@@ -194,7 +194,7 @@ class BreachModel:
 
 @dataclass
 class EscrowModel:
-    """What DESIGN.md's rules say one escrow's state is."""
+    """What docs/interface.md's rules say one escrow's state is."""
 
     escrow_id: int
     params: EscrowParams
@@ -1345,7 +1345,7 @@ class EscrowMachine(RuleBasedStateMachine):
 
     @rule(spec=specs(), mutation=st.sampled_from(REFUSED_CALLS), pick=PICK)
     def refused_call(self, spec: Spec, mutation: str, pick: int) -> None:
-        """Every creation refusal DESIGN.md lists (one at a time, nothing funded), an unknown
+        """Every creation refusal docs/interface.md lists (one at a time, nothing funded), an unknown
         escrow id, and parameters that do not hash to the escrow's commitment."""
         client = getattr(self.env.parties, spec.client).address
         provider = getattr(self.env.parties, spec.provider).address

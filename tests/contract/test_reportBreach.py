@@ -1,4 +1,4 @@
-"""reportBreach: the oracle's evidence and the reserve it takes (DESIGN.md section 2)."""
+"""reportBreach: the oracle's evidence and the reserve it takes (docs/interface.md section 1)."""
 
 from __future__ import annotations
 

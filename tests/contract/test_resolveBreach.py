@@ -1,4 +1,4 @@
-"""resolveBreach: the arbiter upholds or rejects a challenged report (DESIGN.md section 2)."""
+"""resolveBreach: the arbiter upholds or rejects a challenged report (docs/interface.md section 1)."""
 
 from __future__ import annotations
 

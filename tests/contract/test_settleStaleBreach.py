@@ -1,4 +1,4 @@
-"""settleStaleBreach: the 50/50 fallback when the arbiter stays silent (DESIGN.md section 2)."""
+"""settleStaleBreach: the 50/50 fallback when the arbiter stays silent (docs/interface.md section 1)."""
 
 from __future__ import annotations
 

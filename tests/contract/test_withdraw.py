@@ -1,4 +1,4 @@
-"""withdraw: the only way money leaves the contract (DESIGN.md section 2).
+"""withdraw: the only way money leaves the contract (docs/interface.md section 1).
 
 Every scenario checks after each step that the contract holds exactly what it owes: the sum of
 the credits plus locked + reserved of its escrows, per token."""
