@@ -2,9 +2,8 @@
 
 - `at(env, t)`: the next transaction is mined at exactly `t` (eth-tester mines each transaction
   in its own block, one second after the latest one).
-- `check_books(env, escrow_id)`: the per-escrow money rules of docs/interface.md section 1, rebuilt
-from
-  the escrow's events and views.
+- `check_books(env, escrow_id)`: the per-escrow money rules of docs/interface.md section 1,
+  rebuilt from the escrow's events and views.
 - `contract_account` / `execute`: drive a test contract account (TestAccount and subclasses)
   through its owner, the deployer.
 """

@@ -1,6 +1,5 @@
 """finalizeBreach: an unchallenged report refunds its reserve (docs/interface.md section 1), and
-when the
-escrow closes around open reports."""
+when the escrow closes around open reports."""
 
 from __future__ import annotations
 

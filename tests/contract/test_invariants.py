@@ -1,11 +1,10 @@
-"""Random sequences of every `QualityEscrow` operation against a Python model of docs/interface.md
-section 2, with the design's money invariants checked after every step.
+"""Random sequences of every `QualityEscrow` operation against a Python model of
+docs/interface.md section 1, with the design's money invariants checked after every step.
 
 The model predicts each call: either it succeeds (then the amounts in its events must equal the
 model's) or it is refused (then the contract must revert with one of the custom errors the model
 says apply, and nothing may change). docs/interface.md does not fix the order of a function's
-checks, so
-when several refusals apply any one of them is accepted.
+checks, so when several refusals apply any one of them is accepted.
 
 Targets are drawn so that both outcomes are common: an index mostly lands on an escrow,
 milestone or breach in a state the call accepts, and `prepare` can first bring one into that
@@ -1345,10 +1344,9 @@ class EscrowMachine(RuleBasedStateMachine):
             self.run_next_at(targets[pick % len(targets)])
 
     @rule(spec=specs(), mutation=st.sampled_from(REFUSED_CALLS), pick=PICK)
-    def refused_call(self, spec: Spec, mutation: str, pick: int) ->
-    None:
-        """Every creation refusal docs/interface.md lists (one at a time, nothing funded), an unknown
-        escrow id, and parameters that do not hash to the escrow's commitment."""
+    def refused_call(self, spec: Spec, mutation: str, pick: int) -> None:
+        """Every creation refusal docs/interface.md lists (one at a time, nothing funded), an
+        unknown escrow id, and parameters that do not hash to the escrow's commitment."""
         client = getattr(self.env.parties, spec.client).address
         provider = getattr(self.env.parties, spec.provider).address
         t = self.next_time()

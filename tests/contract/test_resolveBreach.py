@@ -1,5 +1,5 @@
-"""resolveBreach: the arbiter upholds or rejects a challenged report (docs/interface.md section
-1)."""
+"""resolveBreach: the arbiter upholds or rejects a challenged report (docs/interface.md
+section 1)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""settleStaleBreach: the 50/50 fallback when the arbiter stays silent (docs/interface.md section
-1)."""
+"""settleStaleBreach: the 50/50 fallback when the arbiter stays silent (docs/interface.md
+section 1)."""
 
 from __future__ import annotations
 
