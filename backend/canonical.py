@@ -1,5 +1,5 @@
 """Hashing of JSON documents bound on-chain (terms, evidence, reviews): keccak256 of the
-RFC 8785 (JCS) canonical form (DESIGN.md section 3)."""
+RFC 8785 (JCS) canonical form (docs/interface.md section 3)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,43 @@
-"""The `escrow` command line (DESIGN.md section 5)."""
+"""The `escrow` command line (`docs/interface.md`, CLI)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from backend.config import get_settings
+from backend.errors import MalformedInputError, NotFoundError, QualityEscrowError
+
+if TYPE_CHECKING:
+    from backend.services import Services
+
+#: exit status of a refused command (an unknown escrow, a malformed file, a node that is down)
+EXIT_REFUSED = 2
+
+
+class _ReportingGroup(TyperGroup):
+    """The one place that reports the project's errors: any `QualityEscrowError` a command
+    raises is printed as one line, `error: <message>`, on stderr, with exit status 2. Any other
+    exception is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click.Context
+        try:
+            return super().invoke(ctx)
+        except QualityEscrowError as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(EXIT_REFUSED) from None
+
 
 app = typer.Typer(
+    cls=_ReportingGroup,
     help="Quality Escrow: escrowed payments released by quality ratings and KPI evidence.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -198,7 +222,14 @@ def measurements_import_cmd(
     """Import samples from a CSV with columns kpi,value,observed_at (all-or-nothing)."""
     from backend.oracle.cli import import_csv
 
-    result = import_csv(get_settings(), escrow_id, path)
+    try:
+        result = import_csv(get_settings(), escrow_id, path)
+    except OSError as exc:  # missing or unreadable file
+        raise MalformedInputError(f"CSV file {path}", exc.strerror or str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise MalformedInputError(f"CSV file {path}", f"not UTF-8 text ({exc.reason})") from exc
+    except csv.Error as exc:
+        raise MalformedInputError(f"CSV file {path}", str(exc)) from exc
     if as_json:
         typer.echo(
             json.dumps(
@@ -232,7 +263,8 @@ def audit_cmd(
     markdown: Annotated[Path | None, typer.Option(help="Write a Markdown report here.")] = None,
     html: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report.")] = None,
 ) -> None:
-    """Verify the settlement history from the chain alone; exit 1 when anything is inconsistent."""
+    """Verify the settlement history from the chain alone; exit 1 when anything is inconsistent,
+    2 for an unknown escrow or a node that does not answer."""
     from rich.progress import Progress
 
     from backend.audit import render
@@ -282,10 +314,15 @@ def ledger_cmd(
     ] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="Last day (UTC), YYYY-MM-DD.")] = None,
 ) -> None:
-    """Every money movement of ACCOUNT over all its escrows, as CSV for bookkeeping."""
+    """Every money movement of ACCOUNT over all its escrows, as CSV for bookkeeping (exit 2 for
+    an account no indexed escrow names)."""
     import datetime
 
     from backend.escrows.ledger_export import export_ledger, write_csv
+    from backend.inputs import parse_address
+    from backend.services import build_services
+
+    address = parse_address("account", account)
 
     def day(value: str | None, flag: str) -> datetime.date | None:
         if value is None:
@@ -295,8 +332,37 @@ def ledger_cmd(
         except ValueError:
             raise typer.BadParameter(f"{flag} wants YYYY-MM-DD, got {value!r}") from None
 
-    rows = export_ledger(get_settings(), account, day(date_from, "--from"), day(date_to, "--to"))
+    start, end = day(date_from, "--from"), day(date_to, "--to")
+    services = build_services(get_settings())
+    try:
+        rows = export_ledger(services.settings, address, start, end, services=services)
+        if not rows and not _account_indexed(services, address):
+            raise NotFoundError(
+                "account",
+                f"{address}: no indexed escrow on chain {services.chain_id} names it as client or "
+                "provider (if the index is behind, run `escrow index --once`)",
+            )
+    finally:
+        services.engine.dispose()
     write_csv(rows, sys.stdout)
+
+
+def _account_indexed(services: Services, address: str) -> bool:
+    """Whether an indexed escrow of this chain names `address` as client or provider."""
+    from sqlalchemy import or_, select
+
+    from backend.db.models import EscrowRow
+
+    with services.sessions() as session:
+        found = session.scalar(
+            select(EscrowRow.escrow_id)
+            .where(
+                EscrowRow.chain_id == services.chain_id,
+                or_(EscrowRow.client == address, EscrowRow.provider == address),
+            )
+            .limit(1)
+        )
+    return found is not None
 
 
 @app.command("serve")

@@ -1,4 +1,4 @@
-"""Configuration from the environment (prefix ESCROW_), read once (DESIGN.md section 6)."""
+"""Configuration from the environment (prefix ESCROW_), read once (docs/interface.md section 6)."""
 
 from __future__ import annotations
 

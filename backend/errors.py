@@ -1,5 +1,19 @@
-"""The one exception base of the project. Every error raised on purpose derives from it and builds
-its own message from typed fields; the API maps the classes to HTTP statuses in one place."""
+"""The one exception root of the project. Every error raised on purpose derives from it and builds
+its own message from typed fields; the API maps the families to HTTP statuses in one place
+(`backend/api/errors.py`).
+
+As web3.py's `Web3ValueError(Web3Exception, ValueError)`, a family also derives from the builtin it
+refines where one fits, so code that catches the builtin keeps working: malformed, too large and
+out-of-range input are `ValueError`s, an unknown thing is a `LookupError`. Families:
+
+- `ConfigurationError`: a setting that cannot work (the command line prints it, exit 2);
+- `MalformedInputError` (400), `ForbiddenSignerError` (403), `NotFoundError` (404),
+  `AlreadyDoneError` (409), `DeadlinePassedError` (410), `TooLargeError` (413),
+  `OutOfRangeError` (422): what an API caller or a command-line user did wrong;
+- `UnavailableError` (503 with `Retry-After`): a dependency did not answer; the node's own
+  subclass is `backend.chain.errors.NodeUnavailable`;
+- `backend.chain.errors.ChainError`: what the chain answered (reverts, decoding, deployments).
+"""
 
 from __future__ import annotations
 
@@ -25,7 +39,7 @@ class ConfigurationError(QualityEscrowError):
 # Each maps to one HTTP status in backend/api/errors.py; the message is built from the fields.
 
 
-class MalformedInputError(QualityEscrowError):
+class MalformedInputError(QualityEscrowError, ValueError):
     """400: a body or signature that cannot be parsed."""
 
     code = "malformed"
@@ -47,7 +61,7 @@ class ForbiddenSignerError(QualityEscrowError):
         super().__init__(f"signed by {signer}, but only {expected} may sign this")
 
 
-class NotFoundError(QualityEscrowError):
+class NotFoundError(QualityEscrowError, LookupError):
     """404: an unknown escrow, milestone or document."""
 
     code = "not_found"
@@ -80,7 +94,7 @@ class DeadlinePassedError(QualityEscrowError):
         super().__init__(f"{what} deadline {deadline} has passed (now {now})")
 
 
-class TooLargeError(QualityEscrowError):
+class TooLargeError(QualityEscrowError, ValueError):
     """413: a body, comment or attachment over its limit."""
 
     code = "too_large"
@@ -92,7 +106,7 @@ class TooLargeError(QualityEscrowError):
         super().__init__(f"{what} is {size}, over the limit of {limit}")
 
 
-class OutOfRangeError(QualityEscrowError):
+class OutOfRangeError(QualityEscrowError, ValueError):
     """422: a value out of range."""
 
     code = "out_of_range"
@@ -105,9 +119,14 @@ class OutOfRangeError(QualityEscrowError):
 
 
 class UnavailableError(QualityEscrowError):
-    """503: a dependency (node, database) does not answer."""
+    """503: a dependency (node, database) does not answer; asking again later may work.
+
+    `retry_after` (seconds) is what the API sends as the `Retry-After` header (RFC 9110
+    section 10.2.3)."""
 
     code = "unavailable"
+    #: seconds a client should wait before asking again
+    retry_after: ClassVar[int] = 5
 
     def __init__(self, what: str, reason: str) -> None:
         self.what = what

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from web3 import Web3
 
 from backend.chain.client import EscrowClient
+from backend.chain.clock import Clock, WallClock, system_wall
 from backend.chain.connect import connect
 from backend.chain.deploy import Deployment, read_deployment
 from backend.config import Settings
@@ -25,6 +26,13 @@ class Services:
     escrow: EscrowClient
     #: block the contract was deployed in (where the indexer starts)
     deployment_block: int
+    #: the wall clock behind `clock`'s service time (tests put a fixed one here)
+    wall: WallClock = field(default=system_wall)
+
+    @property
+    def clock(self) -> Clock:
+        """Chain time of `w3` and service time of `wall` (`backend.chain.clock`)."""
+        return Clock(self.w3, self.wall)
 
 
 def build_services(

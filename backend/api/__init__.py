@@ -1,1 +1,1 @@
-"""The REST API (DESIGN.md section 4): thin FastAPI routes over plain business functions."""
+"""The REST API (docs/interface.md section 4): thin FastAPI routes over plain business functions."""

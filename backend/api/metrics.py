@@ -2,7 +2,8 @@
 
 Request counts and latencies per route template are recorded by a small ASGI middleware
 (`RequestMetricsMiddleware`, installed by `install_metrics`); the state gauges (indexed and head
-block, escrows by status, relayer outbox by status) are read from the database and the node at
+block, escrows by status, every sender's outbox by status and the age of its oldest transaction
+in flight) are read from the database and the node at
 scrape time by `StateCollector`. Each app has its own registry, so several apps in one process
 (tests) never share counters.
 """
@@ -17,14 +18,18 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.db.models import ChainCursor, ConfirmationRequest, EscrowRow
+from backend.confirmations.relayer import Relayer
+from backend.db.models import ChainCursor, EscrowRow
 from backend.escrows.listing import STATUSES
+from backend.oracle.submitter import Submitter
+from backend.outbox.sender import Sender
 from backend.services import Services
 
-#: outbox states of the relayer (`ConfirmationRequest.status`)
-OUTBOX_STATUSES = ("pending", "signed", "sent", "mined", "failed")
+#: every sender whose outbox is reported (`backend/outbox/sender.py`)
+SENDERS: tuple[type[Sender[Any]], ...] = (Relayer, Submitter)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -66,23 +71,28 @@ class StateCollector(Collector):
             for status in sorted(set(STATUSES) | set(by_status)):
                 escrows.add_metric([status], by_status.get(status, 0))
             yield escrows
-            outbox_counts = dict(
-                list(
-                    session.execute(
-                        select(ConfirmationRequest.status, func.count())
-                        .where(ConfirmationRequest.chain_id == s.chain_id)
-                        .group_by(ConfirmationRequest.status)
-                    )
-                )
-            )
-            outbox = GaugeMetricFamily(
-                "escrow_relayer_outbox",
-                "Confirmation requests in the relayer's outbox by status",
-                labels=["status"],
-            )
-            for status in sorted(set(OUTBOX_STATUSES) | set(outbox_counts)):
-                outbox.add_metric([status], outbox_counts.get(status, 0))
-            yield outbox
+            yield from outbox_metrics(session, s.chain_id, s.clock.service_time())
+
+
+def outbox_metrics(session: Session, chain_id: int, now: int) -> Iterator[Metric]:
+    """`escrow_outbox_rows{sender, status}`: every sender's outbox rows by status (every status,
+    0 included); `escrow_outbox_oldest_in_flight_seconds{sender}`: seconds since the oldest of
+    its signed-or-sent transactions was signed (0 when none is in flight)."""
+    rows = GaugeMetricFamily(
+        "escrow_outbox_rows", "Rows of each sender's outbox by status", labels=["sender", "status"]
+    )
+    oldest = GaugeMetricFamily(
+        "escrow_outbox_oldest_in_flight_seconds",
+        "Age of each sender's oldest signed or sent transaction not final yet (0: none)",
+        labels=["sender"],
+    )
+    for sender in SENDERS:
+        for status, count in sender.outbox_counts(session, chain_id).items():
+            rows.add_metric([sender.name, status], count)
+        since = sender.oldest_in_flight(session, chain_id)
+        oldest.add_metric([sender.name], 0 if since is None else max(0, now - since))
+    yield rows
+    yield oldest
 
 
 class AppMetrics:

@@ -1,1 +1,1 @@
-"""The auditor: verifies the settlement history from the chain alone (issue 5)."""
+"""The auditor: verifies the settlement history from the chain alone."""

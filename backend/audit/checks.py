@@ -15,17 +15,19 @@ from sqlalchemy.orm import Session
 from web3 import Web3
 
 from backend.audit.model import Check, TimelinePoint
+from backend.chain import erc1271
 from backend.chain.artifacts import load_artifact
 from backend.chain.eip712 import Confirmation, recover_signer
+from backend.chain.errors import is_transport_failure
 from backend.chain.types import ZERO_ADDRESS, BreachOutcome, EscrowParams, MilestoneState
 from backend.db.models import Attachment, EventLog, EvidenceBundle, Review, TermsDocument
+from backend.errors import UnavailableError
 from backend.index.ledger import ChainEvent, LedgerError, fold, start
 
 if TYPE_CHECKING:
     from backend.audit.verify import ChainSnapshot
 
 ZERO_HASH_HEX = "0x" + "00" * 32
-ERC1271_MAGIC = bytes.fromhex("1626ba7e")
 
 
 def _hex(value: Any) -> str:
@@ -72,6 +74,8 @@ def check_replay(snap: ChainSnapshot, escrow_id: int, events: list[ChainEvent]) 
     try:
         view = snap.escrow_view(escrow_id)
     except Exception as exc:
+        if is_transport_failure(exc):  # the node is down: no verdict, a 503 / exit 2
+            raise
         return Check("replay", False, f"views unreadable: {exc}", [{"error": str(exc)}])
     bad: list[dict[str, Any]] = []
     settled = sum(1 for m in led.milestones if m.state == MilestoneState.SETTLED)
@@ -111,7 +115,9 @@ def _trace_calls(w3: Web3, tx_hash: str) -> list[dict[str, Any]] | None:
         reply = w3.provider.make_request(
             "debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}]  # type: ignore[arg-type]
         )
-    except Exception:
+    except Exception as exc:  # no tracing on this node: the call cannot be seen
+        if is_transport_failure(exc):
+            raise
         return None
     result = reply.get("result") if isinstance(reply, dict) else None
     if not isinstance(result, dict):
@@ -158,7 +164,7 @@ def _verify_one(snap: ChainSnapshot, ev: ChainEvent, client: str) -> dict[str, A
                             bytes(args["commentHash"]), int(args["deadline"]))
         digest = conf.digest(snap.chain_id, snap.client.address)
         sig = bytes(args["signature"])
-        if snap.w3.eth.get_code(Web3.to_checksum_address(client), block_identifier=ev.block_number):
+        if erc1271.has_code(snap.w3, client, block=ev.block_number):
             return _erc1271(snap, ev, client, digest, sig)
         try:
             signer = recover_signer(digest, sig)
@@ -174,22 +180,12 @@ def _verify_one(snap: ChainSnapshot, ev: ChainEvent, client: str) -> dict[str, A
 def _erc1271(
     snap: ChainSnapshot, ev: ChainEvent, client: str, digest: bytes, sig: bytes
 ) -> dict[str, Any] | None:
-    abi = [{"name": "isValidSignature", "type": "function", "stateMutability": "view",
-            "inputs": [{"name": "h", "type": "bytes32"}, {"name": "s", "type": "bytes"}],
-            "outputs": [{"name": "", "type": "bytes4"}]}]
-    wallet = snap.w3.eth.contract(address=Web3.to_checksum_address(client), abi=abi)
-    try:
-        magic = bytes(wallet.functions.isValidSignature(digest, sig).call(
-            block_identifier=ev.block_number))
-    except Exception as exc:
-        magic = b""
-        error = str(exc)
-    else:
-        error = ""
-    if magic == ERC1271_MAGIC:
+    """None when the client's contract wallet accepted the signature at the settlement's block
+    (EIP-1271, `backend.chain.erc1271`); otherwise the evidence."""
+    if erc1271.is_valid_signature(snap.w3, client, digest, sig, block=ev.block_number):
         return None
     return {"milestone": ev.uint("milestone"), "tx": ev.tx_hash, "wallet": client,
-            "actual": "0x" + magic.hex(), "error": error}
+            "error": "the wallet does not accept the signature (EIP-1271)"}
 
 
 def check_signatures(snap: ChainSnapshot, escrow_id: int, events: list[ChainEvent]) -> Check:
@@ -209,7 +205,8 @@ def check_signatures(snap: ChainSnapshot, escrow_id: int, events: list[ChainEven
 
 
 def check_payouts(escrow_id: int, events: list[ChainEvent]) -> Check:
-    """Every amount re-derived from the money rules (DESIGN.md) and EscrowCreated's params."""
+    """Every amount re-derived from the money rules (`docs/interface.md`) and EscrowCreated's
+    params."""
     if not events or events[0].name != "EscrowCreated":
         return Check("payouts", False, "no EscrowCreated event", [{"escrow": escrow_id}])
     params = EscrowParams.from_event(events[0].args["params"])
@@ -278,11 +275,16 @@ def check_payouts(escrow_id: int, events: list[ChainEvent]) -> Check:
 
 
 def _api_doc(api_url: str, path: str) -> Any:
-    reply = requests.get(api_url.rstrip("/") + path, timeout=10)
-    if reply.status_code == 404:
-        return None
-    reply.raise_for_status()
-    return reply.json()
+    """The API's JSON at `path`; None on 404; `UnavailableError` when the API does not answer
+    (or answers with another error status or no JSON)."""
+    try:
+        reply = requests.get(api_url.rstrip("/") + path, timeout=10)
+        if reply.status_code == 404:
+            return None
+        reply.raise_for_status()
+        return reply.json()
+    except requests.RequestException as exc:  # includes a body that is not JSON
+        raise UnavailableError(f"API {api_url}", str(exc)) from exc
 
 
 def _doc_hash(canonical: str | None, api_body: Any) -> str | None:

@@ -8,6 +8,7 @@ from backend.audit.model import AuditReport
 from backend.audit.verify import audit_all
 from backend.chain.connect import connect
 from backend.chain.deploy import read_deployment
+from backend.chain.errors import from_node
 from backend.config import Settings
 from backend.services import build_services
 
@@ -18,6 +19,20 @@ def run_audit(
     api_url: str | None,
     use_database: bool,
     progress: Callable[[int, int], None] | None = None,
+) -> AuditReport:
+    """The audit report; `NotFoundError` for an escrow without events, `NodeUnavailable` when
+    the node does not answer (the command line prints either as one line, exit 2)."""
+    return from_node(
+        "audit", lambda: _run(settings, escrow_id, api_url, use_database, progress)
+    )
+
+
+def _run(
+    settings: Settings,
+    escrow_id: int | None,
+    api_url: str | None,
+    use_database: bool,
+    progress: Callable[[int, int], None] | None,
 ) -> AuditReport:
     escrow_ids = None if escrow_id is None else [escrow_id]
     if not use_database:  # the chain alone: no database is opened, let alone created

@@ -27,7 +27,8 @@ from backend.audit.model import AuditReport, Check, EscrowAudit
 from backend.chain.artifacts import load_artifact
 from backend.chain.bulk_rpc import RawLog, block_headers, eth_calls, get_logs
 from backend.chain.client import EscrowClient
-from backend.chain.log_decoder import LogDecoder, UnknownEvent
+from backend.chain.errors import UnknownEvent, is_transport_failure
+from backend.chain.log_decoder import LogDecoder
 from backend.chain.types import (
     ZERO_ADDRESS,
     BreachView,
@@ -35,6 +36,7 @@ from backend.chain.types import (
     MilestoneState,
     MilestoneView,
 )
+from backend.errors import NotFoundError
 from backend.index.ledger import ChainEvent
 
 Progress = Callable[[int, int], None]
@@ -170,8 +172,19 @@ def _token_info(w3: Web3, token: str) -> tuple[str, int]:
     contract = w3.eth.contract(address=Web3.to_checksum_address(token), abi=abi)
     try:
         return str(contract.functions.symbol().call()), int(contract.functions.decimals().call())
-    except Exception:
+    except Exception as exc:  # not an ERC-20 we can read
+        if is_transport_failure(exc):
+            raise
         return "?", 18
+
+
+def require_known(snap: ChainSnapshot, escrow_ids: Sequence[int]) -> None:
+    """Raises `NotFoundError` ("unknown escrow N", 404 / exit 2) for the first id that has no
+    event on the contract up to the audited block: there is nothing to audit, which is not an
+    inconsistency."""
+    for escrow_id in escrow_ids:
+        if not snap.events.get(escrow_id):
+            raise NotFoundError("escrow", escrow_id)
 
 
 def audit_snapshot(
@@ -225,6 +238,7 @@ def audit_escrow(
     data_dir: Any = None,
 ) -> EscrowAudit:
     snap = read_chain(w3, contract_address, from_block=from_block, block=block)
+    require_known(snap, [escrow_id])
     return audit_snapshot(
         snap, escrow_id, bytecode=check_bytecode(snap), session=session, api_url=api_url,
         data_dir=data_dir,
@@ -247,6 +261,7 @@ def audit_all(
     snap = read_chain(w3, contract_address, from_block=from_block, block=block)
     bytecode = check_bytecode(snap)
     ids = sorted(snap.events) if escrow_ids is None else escrow_ids
+    require_known(snap, ids)
     if bytecode.ok is not False:
         prefetch_views(snap, ids)
     audits: list[EscrowAudit] = []

@@ -14,9 +14,11 @@ from typing import Any
 
 from eth_typing import HexStr
 from web3 import Web3
-from web3.exceptions import BlockNotFound, Web3RPCError
+from web3.exceptions import BlockNotFound
 from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint, RPCResponse
+
+from backend.chain.errors import BlockMissing, NodeRefused
 
 #: how many block headers to ask for in one JSON-RPC batch
 HEADER_BATCH = 500
@@ -68,7 +70,7 @@ def _result(reply: RPCResponse, method: str) -> Any:
     if "error" in reply and reply["error"] is not None:
         error = reply["error"]
         message = error.get("message", error) if isinstance(error, Mapping) else error
-        raise Web3RPCError(f"{method}: {message}", rpc_response=reply)
+        raise NodeRefused(f"{method}: {message}", rpc_response=reply)
     return reply.get("result")
 
 
@@ -119,7 +121,8 @@ def block_hash(w3: Web3, number: int) -> str | None:
 
 
 def block_headers(w3: Web3, numbers: Iterable[int]) -> dict[int, BlockHeader]:
-    """Headers of the given blocks; raises `BlockNotFound` if the chain lacks one of them."""
+    """Headers of the given blocks; raises `BlockMissing` (a `BlockNotFound`) if the chain lacks
+    one of them."""
     wanted = sorted(set(numbers))
     found: dict[int, BlockHeader] = {}
     for i in range(0, len(wanted), HEADER_BATCH):
@@ -127,7 +130,7 @@ def block_headers(w3: Web3, numbers: Iterable[int]) -> dict[int, BlockHeader]:
             found[header.number] = header
     missing = [n for n in wanted if n not in found]
     if missing:
-        raise BlockNotFound(f"blocks {missing[:5]} not found")
+        raise BlockMissing(f"blocks {missing[:5]} not found")
     return found
 
 
@@ -145,7 +148,7 @@ def _fetch(w3: Web3, numbers: Sequence[int]) -> list[BlockHeader]:
     replies = provider.make_batch_request([(method, [hex(n), False]) for n in numbers])
     if not isinstance(replies, list):  # the whole batch was refused
         _result(replies, "eth_getBlockByNumber")
-        raise Web3RPCError(f"eth_getBlockByNumber batch refused: {replies}")
+        raise NodeRefused(f"eth_getBlockByNumber batch refused: {replies}")
     return [_header(block) for r in replies if (block := _result(r, method)) is not None]
 
 
@@ -172,7 +175,7 @@ def eth_calls(w3: Web3, to: str, datas: Sequence[str], block: int) -> list[bytes
         )
         if not isinstance(replies, list):
             _result(replies, "eth_call")
-            raise Web3RPCError(f"eth_call batch refused: {replies}")
+            raise NodeRefused(f"eth_call batch refused: {replies}")
         by_id = sorted(replies, key=lambda r: int(str(r.get("id") or 0)))
         out.extend(_bytes(_result(r, "eth_call")) for r in by_id)
     return out

@@ -29,6 +29,7 @@ from backend.chain.types import (
     MilestoneState,
     MilestoneView,
 )
+from backend.errors import MalformedInputError
 
 CONTRACT_NAME = "QualityEscrow"
 
@@ -55,7 +56,7 @@ def _b32(value: bytes | str | None) -> bytes:
         return ZERO_HASH
     raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else bytes(value)
     if len(raw) != 32:
-        raise ValueError(f"expected a 32-byte hash, got {len(raw)} bytes")
+        raise MalformedInputError("hash", f"expected 32 bytes, got {len(raw)}")
     return raw
 
 

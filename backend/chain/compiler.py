@@ -59,7 +59,8 @@ SOLC_VERSION: Final = "0.8.28"
 SETTINGS: Final[dict[str, Any]] = {
     "evmVersion": "cancun",
     # The IR pipeline merges the writes to QualityEscrow's packed slots; the legacy one cost
-    # about 2,400 gas more per creation and missed two of issue 2's gas targets.
+    # about 2,400 gas more per creation and missed two of the gas targets in
+    # docs/performance.md (section Gas).
     "viaIR": True,
     "optimizer": {"enabled": True, "runs": 200},
     "outputSelection": {

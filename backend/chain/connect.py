@@ -1,5 +1,5 @@
-"""One factory for the three chains of DESIGN.md section 1: in-process eth-tester, the local
-Hardhat node, and any JSON-RPC network."""
+"""One factory for the three chains (`docs/interface.md`, configuration): in-process eth-tester,
+the local Hardhat node, and any JSON-RPC network."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from backend.chain.clock import chain_time
 from backend.chain.connect import HARDHAT_CHAIN_ID, is_in_process
 from backend.errors import ConfigurationError
 
@@ -16,7 +17,8 @@ HARDHAT_MNEMONIC = "test test test test test test test test test test test junk"
 
 
 def latest_timestamp(w3: Web3) -> int:
-    return int(w3.eth.get_block("latest")["timestamp"])
+    """The chain's time (`backend.chain.clock.chain_time`)."""
+    return chain_time(w3)
 
 
 def advance_time(w3: Web3, seconds: int) -> int:

@@ -16,6 +16,7 @@ from eth_typing import ChecksumAddress
 from eth_utils import keccak, to_checksum_address
 
 from backend.chain.errors import InvalidSignature
+from backend.errors import MalformedInputError
 
 DOMAIN_NAME = "QualityEscrow"
 DOMAIN_VERSION = "1"
@@ -53,7 +54,7 @@ def _word(value: int) -> bytes:
 def _bytes32(value: bytes | str) -> bytes:
     raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else value
     if len(raw) != 32:
-        raise ValueError(f"commentHash must be 32 bytes, got {len(raw)}")
+        raise MalformedInputError("commentHash", f"expected 32 bytes, got {len(raw)}")
     return raw
 
 

@@ -3,17 +3,125 @@
 Every custom error of the contract has its own subclass of `ContractRevert` (generated into
 `revert_types.py` from the compiled ABI by `escrow compile`), carrying the error's fields as
 attributes named as in Solidity.
+
+"The node is unavailable" has one test, `is_transport_failure`, and one error, `NodeUnavailable`
+(a 503 with `Retry-After`); `from_node` runs a read and turns a transport failure into it. Every
+call site that talks to the node on behalf of a request goes through `from_node`.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
-from backend.errors import QualityEscrowError
+from web3.exceptions import (
+    BlockNotFound,
+    PersistentConnectionError,
+    ProviderConnectionError,
+    RequestTimedOut,
+    Web3RPCError,
+)
+
+from backend.errors import QualityEscrowError, UnavailableError
+
+T = TypeVar("T")
 
 
 class ChainError(QualityEscrowError):
+    """What the chain answered that the caller did not want: a revert, an unknown escrow, a
+    missing deployment, an event that does not decode."""
+
     code = "chain"
+
+
+class NodeUnavailable(UnavailableError, ChainError):
+    """503 with `Retry-After`: the Ethereum node did not answer (refused or dropped connection,
+    timeout, an HTTP error status from the node or a proxy in front of it).
+
+    `what` names the read that failed ("latest block", "credits"); the message reads
+    ``node unavailable: <what>: <reason>``."""
+
+    code = "unavailable"
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.read = what
+        UnavailableError.__init__(self, "node", f"{what}: {reason}")
+
+
+def is_transport_failure(exc: BaseException) -> bool:
+    """Whether `exc` means the node did not answer, as opposed to an answer the caller did not
+    like. The one test for "the node is unavailable" in the project.
+
+    True for: `NodeUnavailable` itself; `OSError` and its subclasses, which include the builtin
+    `ConnectionError` and `TimeoutError` and every `requests` error (a refused connection, a
+    timeout, an HTTP 5xx/429 status raised by the provider, a reply that is not JSON);
+    web3.py's `ProviderConnectionError`, `RequestTimedOut` and `PersistentConnectionError`.
+
+    False for: a revert (`ContractLogicError` and kin), a JSON-RPC error object
+    (`Web3RPCError`: the node answered), a value that does not decode, and every other error of
+    this project (a `QualityEscrowError` is never a transport failure unless it is a
+    `NodeUnavailable`).
+    """
+    if isinstance(exc, NodeUnavailable):
+        return True
+    if isinstance(exc, QualityEscrowError):
+        return False
+    return isinstance(
+        exc, OSError | ProviderConnectionError | RequestTimedOut | PersistentConnectionError
+    )
+
+
+def from_node(what: str, read: Callable[[], T]) -> T:
+    """`read()`, with a transport failure raised as `NodeUnavailable(what, ...)` (503); every
+    other exception (reverts included) passes through unchanged."""
+    try:
+        return read()
+    except Exception as exc:
+        if isinstance(exc, NodeUnavailable) or not is_transport_failure(exc):
+            raise
+        raise NodeUnavailable(what, str(exc)) from exc
+
+
+class NodeRefused(ChainError, Web3RPCError):
+    """The node answered a batched request with a JSON-RPC error object (a range too large, too
+    many results, a method it does not serve). Also a web3.py `Web3RPCError`, as the same
+    refusal of a single request through web3.py would be."""
+
+    code = "node_refused"
+
+    def __init__(self, message: str, rpc_response: Any = None) -> None:
+        super().__init__(message)
+        self.rpc_response = rpc_response
+
+
+class BlockMissing(ChainError, BlockNotFound):
+    """The chain has no block of that number (any more: a reorganisation); also a web3.py
+    `BlockNotFound`, as web3.py's own `get_block` would raise."""
+
+    code = "block_missing"
+
+
+class EventNotEmitted(ChainError, LookupError):
+    """A transaction did not emit exactly the one event its caller expected."""
+
+    code = "event_not_emitted"
+
+    def __init__(self, name: str, found: int) -> None:
+        self.name = name
+        self.found = found
+        super().__init__(f"expected one {name} event, found {found}")
+
+
+class UnknownEvent(ChainError, ValueError):
+    """A log whose first topic is none of the contract's events (or has no topic at all)."""
+
+    code = "unknown_event"
+
+
+class HardhatNodeError(ChainError, RuntimeError):
+    """The Hardhat node could not be started, or did not answer in time."""
+
+    code = "hardhat_node"
 
 
 class ContractRevert(ChainError):

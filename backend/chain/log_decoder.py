@@ -16,6 +16,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
 
+from backend.chain.errors import UnknownEvent
 from backend.chain.event_json import args_to_json
 
 Word = Callable[[bytes], Any]
@@ -107,10 +108,6 @@ class _EventSpec:
                 args[name] = reader(data[offset : offset + 32])
                 offset += 32
         return args
-
-
-class UnknownEvent(ValueError):
-    """A log whose first topic is none of the contract's events."""
 
 
 class LogDecoder:

@@ -25,15 +25,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
+from backend.chain.errors import HardhatNodeError
 from backend.paths import HARDHAT_CLI, HARDHAT_DIR
 
 HOST: Final = "127.0.0.1"
 DEFAULT_START_TIMEOUT: Final = 60.0
 LOG_TAIL_LINES: Final = 40
-
-
-class HardhatNodeError(RuntimeError):
-    """The Hardhat node could not be started, or did not answer in time."""
 
 
 def find_free_port(host: str = HOST) -> int:

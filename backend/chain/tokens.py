@@ -16,8 +16,9 @@ from eth_abi import decode as abi_decode
 from eth_typing import ChecksumAddress
 from eth_utils import to_checksum_address
 from web3 import Web3
-from web3.exceptions import ContractLogicError
 
+from backend.chain.errors import NodeUnavailable, from_node
+from backend.chain.transactions import REVERT_EXCEPTIONS
 from backend.chain.types import ZERO_ADDRESS
 
 DECIMALS_SELECTOR = "0x313ce567"  # decimals()
@@ -83,10 +84,6 @@ def decode_symbol(raw: bytes) -> str | None:
     return text[:MAX_SYMBOL_LENGTH] or None
 
 
-class _Transient(Exception):
-    """The node did not answer: ask again next time."""
-
-
 class TokenMetadata:
     """Decimals and symbol of the tokens of one chain, cached."""
 
@@ -106,16 +103,19 @@ class TokenMetadata:
                 decode_symbol(self._call(address, SYMBOL_SELECTOR)),
                 decode_decimals(self._call(address, DECIMALS_SELECTOR)),
             )
-        except _Transient:
+        except NodeUnavailable:  # not cached: asked again next time
             return TokenInfo(address, None, None)
         with self._lock:
             self._cache[address] = info
         return info
 
     def _call(self, address: ChecksumAddress, selector: str) -> bytes:
+        """The call's return data; empty when it reverts (the token has no such function);
+        `NodeUnavailable` when the node does not answer."""
         try:
-            return bytes(self.w3.eth.call({"to": address, "data": selector}))  # type: ignore[typeddict-item]
-        except ContractLogicError:  # reverted: the token has no such function
+            return bytes(from_node(
+                f"token {address}",
+                lambda: self.w3.eth.call({"to": address, "data": selector}),  # type: ignore[typeddict-item]
+            ))
+        except REVERT_EXCEPTIONS:
             return b""
-        except Exception as exc:  # transport, timeout, node error
-            raise _Transient(str(exc)) from exc

@@ -28,6 +28,7 @@ from backend.chain.errors import (
     ContractErrorString,
     ContractPanic,
     ContractRevert,
+    EventNotEmitted,
     TransactionFailed,
     UnknownRevert,
 )
@@ -150,7 +151,7 @@ class TxResult:
         """The one event of that name this transaction emitted."""
         found = [e for e in self.events if e.name == name]
         if len(found) != 1:
-            raise LookupError(f"expected one {name} event, found {len(found)}")
+            raise EventNotEmitted(name, len(found))
         return found[0]
 
     def events_named(self, name: str) -> list[DecodedEvent]:

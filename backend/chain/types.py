@@ -1,4 +1,4 @@
-"""Python mirrors of the contract's structs and enums (DESIGN.md section 2)."""
+"""Python mirrors of the contract's structs and enums (`docs/interface.md`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 
 from eth_typing import ChecksumAddress
 from eth_utils import to_checksum_address
+
+from backend.errors import MalformedInputError
 
 ZERO_ADDRESS: ChecksumAddress = to_checksum_address("0x" + "00" * 20)
 ZERO_HASH = b"\x00" * 32
@@ -70,7 +72,7 @@ class BreachOutcome(IntEnum):
 def _as_bytes32(value: bytes | str) -> bytes:
     raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else bytes(value)
     if len(raw) != 32:
-        raise ValueError(f"expected 32 bytes, got {len(raw)}")
+        raise MalformedInputError("bytes32", f"expected 32 bytes, got {len(raw)}")
     return raw
 
 
@@ -106,7 +108,7 @@ class Terms:
         v = list(value.values()) if isinstance(value, Mapping) else list(value)
         table = tuple(int(x) for x in v[0])
         if len(table) != 5:
-            raise ValueError("ratingPayoutBps must have 5 entries")
+            raise MalformedInputError("ratingPayoutBps", "must have 5 entries")
         return cls(
             rating_payout_bps=(table[0], table[1], table[2], table[3], table[4]),
             breach_refund_bps=int(v[1]),
@@ -136,7 +138,7 @@ class Terms:
     def from_json(cls, v: Mapping[str, Any]) -> Terms:
         table = tuple(int(x) for x in v["ratingPayoutBps"])
         if len(table) != 5:
-            raise ValueError("ratingPayoutBps must have 5 entries")
+            raise MalformedInputError("ratingPayoutBps", "must have 5 entries")
         return cls(
             rating_payout_bps=(table[0], table[1], table[2], table[3], table[4]),
             breach_refund_bps=int(v["breachRefundBps"]),

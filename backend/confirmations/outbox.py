@@ -1,28 +1,27 @@
 """The relay outbox: one `confirmation_request` row per (chain, escrow, milestone), written in the
 same database transaction that accepts the confirmation and before anything is sent.
 
-A row moves `pending -> signed -> sent -> mined`, or ends `failed` with the decoded reason. The
-relayer's next nonce lives in `sender_nonce` and is taken under a row lock, so a nonce is handed
-out once even if a second relayer were started by mistake.
+A row moves `pending -> signed -> sent -> mined`, or ends `failed` with the decoded reason; the
+relayer (`backend/confirmations/relayer.py`, a `backend.outbox.sender.Sender`) moves it, and its
+signed transaction is an `outbox_transaction` row.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from eth_typing import ChecksumAddress
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.db.models import ConfirmationRequest, SenderNonce
+from backend.chain.clock import service_time
+from backend.db.models import ConfirmationRequest
 from backend.errors import AlreadyDoneError, NotFoundError
+from backend.inputs import parse_row_id
 
 PENDING, SIGNED, SENT, MINED, FAILED = "pending", "signed", "sent", "mined", "failed"
-#: rows whose transaction exists (signed, maybe broadcast) but is not final yet
-IN_FLIGHT = (SIGNED, SENT)
+STATUSES = (PENDING, SIGNED, SENT, MINED, FAILED)
 
 
 class AlreadyQueuedError(AlreadyDoneError):
@@ -74,7 +73,7 @@ def enqueue(
     now: int | None = None,
 ) -> ConfirmationRequest:
     """Writes the outbox row (or revives a failed one); 409 if a live one exists."""
-    stamp = int(time.time()) if now is None else now
+    stamp = service_time() if now is None else now
     values: dict[str, Any] = {
         "rating": rating,
         "comment_hash": comment_hash,
@@ -82,9 +81,7 @@ def enqueue(
         "signature": signature,
         "signer": signer,
         "status": PENDING,
-        "nonce": None,
-        "raw_tx": None,
-        "tx_hash": None,
+        "transaction": None,
         "error": None,
         "updated_at": stamp,
     }
@@ -107,7 +104,7 @@ def enqueue(
 
 
 def get_request(session: Session, request_id: int) -> ConfirmationRequest:
-    row = session.get(ConfirmationRequest, request_id) if 0 < request_id < 2**63 else None
+    row = session.get(ConfirmationRequest, parse_row_id("confirmation request", request_id))
     if row is None:
         raise NotFoundError("confirmation request", request_id)
     return row
@@ -131,86 +128,3 @@ def request_json(row: ConfirmationRequest, *, full: bool = False) -> dict[str, A
             updated_at=row.updated_at,
         )
     return out
-
-
-# ------------------------------------------------------------------ the relayer's queue
-
-
-def rows_in(session: Session, chain_id: int, status: str, *, limit: int = 100) -> list[int]:
-    """Ids of the rows in `status`: signed ones in nonce order, the others oldest first."""
-    order = ConfirmationRequest.nonce if status == SIGNED else ConfirmationRequest.id
-    ids = session.scalars(
-        select(ConfirmationRequest.id)
-        .where(ConfirmationRequest.chain_id == chain_id, ConfirmationRequest.status == status)
-        .order_by(order, ConfirmationRequest.id)
-        .limit(limit)
-    )
-    return list(ids)
-
-
-def lock_row(session: Session, request_id: int, status: str) -> ConfirmationRequest | None:
-    """The row under a row lock, if it is still in `status` (another pass may have moved it)."""
-    row = session.scalar(
-        select(ConfirmationRequest)
-        .where(ConfirmationRequest.id == request_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return row if row is not None and row.status == status else None
-
-
-def has_in_flight(session: Session, chain_id: int) -> bool:
-    found = session.scalar(
-        select(ConfirmationRequest.id)
-        .where(
-            ConfirmationRequest.chain_id == chain_id,
-            ConfirmationRequest.status.in_(IN_FLIGHT),
-        )
-        .limit(1)
-    )
-    return found is not None
-
-
-def lock_nonce(
-    session: Session,
-    chain_id: int,
-    account: str,
-    chain_count: int,
-    in_flight: Callable[[], bool],
-) -> SenderNonce:
-    """The account's nonce row, locked for this transaction (SELECT ... FOR UPDATE; on SQLite a
-    no-op UPDATE takes the database write lock first).
-
-    `chain_count` is the node's pending transaction count. With nothing of ours in flight the
-    node's count is the truth (it also heals a reset dev chain); with transactions in flight the
-    higher of the two is, since signed-but-unsent ones are not known to the node yet. Each sender
-    (relayer, oracle) says what of its own is in flight."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(
-            update(SenderNonce)
-            .where(SenderNonce.chain_id == chain_id, SenderNonce.account == account)
-            .values(next_nonce=SenderNonce.next_nonce)
-        )
-    row = session.scalar(
-        select(SenderNonce)
-        .where(SenderNonce.chain_id == chain_id, SenderNonce.account == account)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if row is None:
-        row = SenderNonce(chain_id=chain_id, account=account, next_nonce=chain_count)
-        session.add(row)
-        session.flush()
-        return row
-    if in_flight():
-        row.next_nonce = max(row.next_nonce, chain_count)
-    else:
-        row.next_nonce = chain_count
-    return row
-
-
-def take_nonce(session: Session, chain_id: int, account: str, chain_count: int) -> SenderNonce:
-    """The relayer account's nonce row, locked (see `lock_nonce`)."""
-    return lock_nonce(
-        session, chain_id, account, chain_count, lambda: has_in_flight(session, chain_id)
-    )

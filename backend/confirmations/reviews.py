@@ -1,5 +1,5 @@
 """A client's review of a milestone: a comment plus uploaded attachments (photos of the result, a
-signed acceptance act), bound on-chain as the confirmation's `commentHash` (DESIGN.md section 2).
+signed acceptance act), bound on-chain as the confirmation's `commentHash` (`docs/interface.md`).
 
 Attachments are stored content-addressed under `<data_dir>/attachments/<sha256>` with a size limit
 and an allow-list of media types detected from the file's magic bytes (the declared type must
@@ -14,7 +14,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -26,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from backend.canonical import canonical_json
+from backend.chain.clock import service_time
 from backend.db.models import Attachment, Review
 from backend.errors import MalformedInputError, NotFoundError, OutOfRangeError, TooLargeError
 
@@ -192,7 +192,7 @@ def store_attachment(
         "name": clean_name(name),
         "media_type": media_type,
         "size": len(data),
-        "created_at": int(time.time()) if now is None else now,
+        "created_at": service_time() if now is None else now,
     }
     created = _insert_once(session, Attachment, values)
     row = session.get(Attachment, digest)
@@ -274,7 +274,7 @@ def store_review(session: Session, review: ReviewDoc, *, now: int | None = None)
     values = {
         "comment_hash": key,
         "canonical": review.canonical.decode("utf-8"),
-        "created_at": int(time.time()) if now is None else now,
+        "created_at": service_time() if now is None else now,
     }
     _insert_once(session, Review, values)
     return session.get(Review, key)

@@ -1,11 +1,12 @@
-"""Every check a confirmation passes before anything is stored or sent (DESIGN.md section 4).
+"""Every check a confirmation passes before anything is stored or sent (`docs/interface.md`).
 
 In order: the body's own values (422 rating, 413 comment and attachment count, 400 signature
 encoding), the escrow and milestone (404), the deadline (410), whether the milestone can still be
 confirmed (409 queued, settled, disputed or escrow not active; 410 review window closed), the
 attachments (404), then the signature: the recovered signer must be the escrow's client (403
-otherwise), canonical (low s, v 27/28; 400 otherwise), or, for a contract-wallet client, its
-ERC-1271 `isValidSignature` must answer the magic value.
+otherwise, naming every signed field and the value the service signed over), canonical (low s,
+v 27/28; 400 otherwise), or, for a contract-wallet client, its EIP-1271 `isValidSignature` must
+answer the magic value (`backend.chain.erc1271`; 403 otherwise, 503 when the node is down).
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from typing import Any, Literal
 from eth_typing import ChecksumAddress
 from sqlalchemy.orm import Session
 
-from backend.chain.eip712 import Confirmation, parse_signature, recover_signer
+from backend.chain.eip712 import (
+    DOMAIN_NAME,
+    DOMAIN_VERSION,
+    Confirmation,
+    parse_signature,
+    recover_signer,
+)
 from backend.chain.errors import InvalidSignature
 from backend.chain.types import EscrowParams, MilestoneState, Status
 from backend.confirmations.chain_reader import ChainReader
@@ -36,28 +43,82 @@ from backend.errors import (
     OutOfRangeError,
     QualityEscrowError,
 )
+from backend.inputs import UINT256_MAX, parse_escrow_id
 
 #: a deadline left out of a typed-data request lies this far ahead
 DEFAULT_DEADLINE_SECONDS = 3_600
 #: the outbox column holds 200 characters: 0x and 99 bytes (ERC-1271 wallets may sign longer
 #: than 65 bytes; an EOA signature is always 65)
 MAX_SIGNATURE_BYTES = 99
-UINT256_MAX = 2**256 - 1
-#: ids beyond a signed 64-bit integer cannot name an escrow the index holds
-_MAX_ID = 2**63 - 1
 
 
 class WalletRefusedError(ForbiddenSignerError):
-    """403: the client is a contract wallet and its `isValidSignature` did not agree."""
+    """403: the client is a contract wallet and its `isValidSignature` did not agree (EIP-1271).
+    The wallet judged the digest of the fields in `expected_fields`, which the message lists."""
 
     code = "wallet_refused"
 
-    def __init__(self, wallet: str) -> None:
+    def __init__(self, wallet: str, expected_fields: dict[str, str] | None = None) -> None:
         self.signer = "(contract wallet)"
         self.expected = wallet
+        self.expected_fields = dict(expected_fields or {})
+        shown = ", ".join(f"{name}={value}" for name, value in self.expected_fields.items())
         QualityEscrowError.__init__(
-            self, f"the client's contract wallet {wallet} does not accept this signature (ERC-1271)"
+            self,
+            f"the client's contract wallet {wallet} does not accept this signature (EIP-1271)"
+            + (f" over the digest of: {shown}" if shown else ""),
         )
+
+
+class WrongSignerError(ForbiddenSignerError):
+    """403: the signature recovers to someone other than the escrow's client.
+
+    An EIP-712 signature by the right key over a message that differs in any one field recovers
+    to another, unrelated address, so "signed by 0x..." alone does not find the mistake. The
+    message names every field of the domain and of the `Confirmation` with the value this
+    service checked the signature against (`expected_fields`), so the wallet's request can be
+    compared field by field."""
+
+    code = "forbidden_signer"
+
+    def __init__(self, signer: str, client: str, expected_fields: dict[str, str]) -> None:
+        self.signer = signer
+        self.expected = client
+        self.expected_fields = dict(expected_fields)
+        shown = ", ".join(f"{name}={value}" for name, value in expected_fields.items())
+        QualityEscrowError.__init__(
+            self,
+            f"the signature recovers to {signer}, not to the escrow's client {client}. Either "
+            "another key signed, or the client signed other values: a change in any signed "
+            f"field changes the recovered address. Check every signed field against what this "
+            f"service expects: {shown}",
+        )
+
+
+def signed_fields(prepared: Prepared, chain_id: int, contract: str) -> dict[str, str]:
+    """The EIP-712 domain and `Confirmation` fields of `prepared` as the service checks them,
+    in the typed data's order (the review named next to its hash)."""
+    c = prepared.confirmation
+    review = prepared.review.document
+    if review is None:
+        what = "no review: the zero hash"
+    else:
+        attachments = len(review.get("attachments") or [])
+        comment = str(review.get("comment") or "")
+        what = (
+            f"the review of a {len(comment)}-character comment and {attachments} attachment(s)"
+        )
+    return {
+        "name": repr(DOMAIN_NAME),
+        "version": repr(DOMAIN_VERSION),
+        "chainId": str(chain_id),
+        "verifyingContract": str(contract),
+        "escrowId": str(c.escrow_id),
+        "milestone": str(c.milestone),
+        "rating": str(c.rating),
+        "commentHash": f"0x{c.comment_hash.hex()} ({what})",
+        "deadline": str(c.deadline),
+    }
 
 
 class NotConfirmableError(AlreadyDoneError):
@@ -145,8 +206,7 @@ def decode_signature(signature: str) -> bytes:
 
 
 def _escrow_params(chain: ChainReader, escrow_id: int, milestone: int) -> EscrowParams:
-    if not 1 <= escrow_id <= _MAX_ID:
-        raise NotFoundError("escrow", escrow_id)
+    parse_escrow_id(escrow_id)
     params = chain.params(escrow_id)
     if not 0 <= milestone < len(params.milestone_amounts):
         raise NotFoundError("milestone", f"{milestone} of escrow {escrow_id}")
@@ -223,10 +283,12 @@ def _prepare(
 
 
 def check_signer(
-    chain: ChainReader, client: ChecksumAddress, digest: bytes, signature: bytes
+    chain: ChainReader, client: ChecksumAddress, prepared: Prepared, signature: bytes
 ) -> tuple[ChecksumAddress, Literal["ecdsa", "erc1271"]]:
     """Mirrors the contract: a canonical ECDSA signature by the client, else the client's own
-    ERC-1271 answer when it is a contract."""
+    EIP-1271 answer when it is a contract. Raises `WrongSignerError` (403, naming the signed
+    fields), `WalletRefusedError` (403), `InvalidSignature` (400) or `NodeUnavailable` (503)."""
+    digest = prepared.digest
     malformed: InvalidSignature | None = None
     signer: ChecksumAddress | None = None
     try:
@@ -238,11 +300,13 @@ def check_signer(
     if chain.has_code(client):
         if chain.erc1271_accepts(client, digest, signature):
             return client, "erc1271"
-        raise WalletRefusedError(client)
+        raise WalletRefusedError(
+            client, signed_fields(prepared, chain.chain_id, chain.contract)
+        )
     if malformed is not None:
         raise malformed
     assert signer is not None
-    raise ForbiddenSignerError(signer, client)
+    raise WrongSignerError(signer, client, signed_fields(prepared, chain.chain_id, chain.contract))
 
 
 def precheck_signature(chain: ChainReader, client: ChecksumAddress, signature: bytes) -> None:
@@ -266,5 +330,5 @@ def verify(
     params = _escrow_params(chain, inp.escrow_id, inp.milestone)
     precheck_signature(chain, params.client, raw)
     prepared = _prepare(session, chain, inp, digests, params)
-    signer, via = check_signer(chain, params.client, prepared.digest, raw)
+    signer, via = check_signer(chain, params.client, prepared, raw)
     return Verified(prepared, raw, signer, via)

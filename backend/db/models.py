@@ -18,7 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 ADDRESS = String(42)
 HASH = String(66)
@@ -155,34 +155,51 @@ class Review(Base):
     created_at: Mapped[int]
 
 
-# ------------------------------------------------------------------ relay outbox
+# ------------------------------------------------------------------ outbox (signed transactions)
 
 
-class ConfirmationRequest(Base):
-    """Outbox row of the confirmation relayer: written before anything is sent. A transaction is
-    signed once; its raw bytes and hash are stored and only those bytes are ever rebroadcast."""
+class OutboxTransaction(Base):
+    """One signed transaction of one sender (`backend/outbox/sender.py`): its raw bytes and hash
+    are stored (committed) before anything leaves the process, and only these bytes are ever
+    broadcast. An outbox row (a confirmation, a breach report, its finalization) points at the
+    transaction that carries it; a transaction whose nonce went to another one stays here as
+    `superseded` and the row gets a new one.
 
-    __tablename__ = "confirmation_request"
+    `status`: signed -> sent -> mined | reverted, or superseded."""
+
+    __tablename__ = "outbox_transaction"
     __table_args__ = (
-        UniqueConstraint("chain_id", "escrow_id", "milestone", name="uq_confirmation_milestone"),
-        Index("ix_confirmation_status", "status"),
+        UniqueConstraint("chain_id", "tx_hash", name="uq_outbox_transaction_hash"),
+        Index("ix_outbox_transaction_queue", "chain_id", "account", "status", "nonce"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     chain_id: Mapped[int]
-    escrow_id: Mapped[int]
-    milestone: Mapped[int]
-    rating: Mapped[int] = mapped_column(Integer)
-    comment_hash: Mapped[str] = mapped_column(HASH)
-    deadline: Mapped[int]
-    #: 65 bytes for a plain key; ERC-1271 wallets (a Safe's owners) may sign with more
-    signature: Mapped[str] = mapped_column(Text)
-    signer: Mapped[str] = mapped_column(ADDRESS)
-    #: pending -> signed -> sent -> mined | failed
+    #: the sending account (EIP-55)
+    account: Mapped[str] = mapped_column(ADDRESS)
+    #: which sender signed it ("relayer", "oracle"): its ownership lock and metrics label
+    sender: Mapped[str] = mapped_column(String(32))
+    #: what the transaction does for its outbox row ("confirm", "report", "finalize")
+    purpose: Mapped[str] = mapped_column(String(32))
+    nonce: Mapped[int]
+    raw_tx: Mapped[str] = mapped_column(Text)
+    tx_hash: Mapped[str] = mapped_column(HASH)
     status: Mapped[str] = mapped_column(String(16))
-    nonce: Mapped[int | None]
-    raw_tx: Mapped[str | None] = mapped_column(Text)
-    tx_hash: Mapped[str | None] = mapped_column(HASH)
+    #: why a broadcast was refused, the decoded reason of a mined revert
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int]
+    updated_at: Mapped[int]
+
+
+class OutboxRow(Base):
+    """What every outbox table has (`ConfirmationRequest`, `BreachSubmission`): a row is written
+    before anything is sent, and the sender (`backend/outbox/sender.py`) moves it."""
+
+    __abstract__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chain_id: Mapped[int]
+    #: the decoded reason of a refusal or a revert; a note on a row settled without sending
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[int]
     updated_at: Mapped[int]
@@ -196,6 +213,45 @@ class SenderNonce(Base):
     chain_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     account: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
     next_nonce: Mapped[int]
+
+
+# ------------------------------------------------------------------ relay outbox
+
+
+class ConfirmationRequest(OutboxRow):
+    """Outbox row of the confirmation relayer: written before anything is sent; the signed
+    `confirmWithSig` that carries it is `transaction` (an `OutboxTransaction`)."""
+
+    __tablename__ = "confirmation_request"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "escrow_id", "milestone", name="uq_confirmation_milestone"),
+        Index("ix_confirmation_status", "status"),
+    )
+
+    escrow_id: Mapped[int]
+    milestone: Mapped[int]
+    rating: Mapped[int] = mapped_column(Integer)
+    comment_hash: Mapped[str] = mapped_column(HASH)
+    deadline: Mapped[int]
+    #: 65 bytes for a plain key; ERC-1271 wallets (a Safe's owners) may sign with more
+    signature: Mapped[str] = mapped_column(Text)
+    signer: Mapped[str] = mapped_column(ADDRESS)
+    #: pending -> signed -> sent -> mined | failed
+    status: Mapped[str] = mapped_column(String(16))
+    transaction_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbox_transaction.id", name="fk_confirmation_request_transaction")
+    )
+
+    transaction: Mapped[OutboxTransaction | None] = relationship(lazy="selectin")
+
+    @property
+    def tx_hash(self) -> str | None:
+        """The hash of the current transaction, if one was signed."""
+        return None if self.transaction is None else self.transaction.tx_hash
+
+    @property
+    def nonce(self) -> int | None:
+        return None if self.transaction is None else self.transaction.nonce
 
 
 # ------------------------------------------------------------------ notifications
@@ -296,9 +352,10 @@ class EvidenceBundle(Base):
     created_at: Mapped[int]
 
 
-class BreachSubmission(Base):
-    """Oracle outbox row, keyed by (escrow, kind, period): written before anything is sent; a
-    transaction is signed once and only its stored bytes are rebroadcast (as the relayer's)."""
+class BreachSubmission(OutboxRow):
+    """Oracle outbox row, keyed by (escrow, kind, period): written before anything is sent; its
+    signed `reportBreach` is `report_tx` and, later, its `finalizeBreach` is `finalize_tx` (each
+    an `OutboxTransaction`)."""
 
     __tablename__ = "breach_submission"
     __table_args__ = (
@@ -306,8 +363,6 @@ class BreachSubmission(Base):
         Index("ix_breach_submission_status", "status"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    chain_id: Mapped[int]
     escrow_id: Mapped[int]
     kind: Mapped[int] = mapped_column(Integer)
     period: Mapped[int]
@@ -315,15 +370,27 @@ class BreachSubmission(Base):
     oracle: Mapped[str] = mapped_column(ADDRESS)
     #: pending -> signed -> sent -> mined | failed | not_sent (e.g. the escrow already closed)
     status: Mapped[str] = mapped_column(String(16))
-    nonce: Mapped[int | None]
-    raw_tx: Mapped[str | None] = mapped_column(Text)
-    tx_hash: Mapped[str | None] = mapped_column(HASH)
+    #: the signed `reportBreach`
+    report_tx_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbox_transaction.id", name="fk_breach_submission_report_tx")
+    )
     breach_id: Mapped[int | None]
     #: follow-up after the report: none -> finalize_signed -> finalize_sent -> done, or
     #: challenged -> resolved (the arbiter decided) ...
     follow_up: Mapped[str] = mapped_column(String(24), default="none")
-    finalize_raw_tx: Mapped[str | None] = mapped_column(Text)
-    finalize_tx_hash: Mapped[str | None] = mapped_column(HASH)
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[int]
-    updated_at: Mapped[int]
+    #: the signed `finalizeBreach`
+    finalize_tx_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbox_transaction.id", name="fk_breach_submission_finalize_tx")
+    )
+
+    report_tx: Mapped[OutboxTransaction | None] = relationship(
+        lazy="selectin", foreign_keys=[report_tx_id]
+    )
+    finalize_tx: Mapped[OutboxTransaction | None] = relationship(
+        lazy="selectin", foreign_keys=[finalize_tx_id]
+    )
+
+    @property
+    def tx_hash(self) -> str | None:
+        """The hash of the report's transaction, if one was signed."""
+        return None if self.report_tx is None else self.report_tx.tx_hash

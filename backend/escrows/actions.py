@@ -4,6 +4,8 @@ creation, with the escrow's `EscrowParams` filled in from the indexed `EscrowCre
 Each action names its contract function and its arguments; the body gives the arguments by their
 camelCase names (`milestone`, `deliveryHash`, `rating`, `commentHash`, `reasonHash`, `breachId`,
 `providerBps`, `upheld`; snake_case works too). Hashes are optional and default to zero.
+Milestone indexes, breach ids, integers and hashes are read by the parsers of `backend.inputs`;
+every refusal is 422 naming the argument, or 404 for a milestone or breach the escrow lacks.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from backend.chain.client import ACTIONS, EscrowClient
 from backend.chain.types import BPS, ZERO_HASH, EscrowParams
 from backend.db.models import EscrowRow, EventLog
 from backend.errors import MalformedInputError, NotFoundError, OutOfRangeError
-from backend.escrows.listing import check_escrow_id
+from backend.inputs import (
+    MalformedValueError,
+    out_of_range,
+    parse_escrow_id,
+    parse_hash,
+    parse_index,
+    parse_milestone,
+    parse_uint,
+)
 
 
 class MissingArgumentError(OutOfRangeError):
@@ -72,25 +82,15 @@ _EXPECTED = {
 }
 
 
-def _integer(name: str, value: object, expected: str) -> int:
-    if isinstance(value, bool):
-        raise OutOfRangeError(name, value, expected)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    if isinstance(value, int) and value >= 0:
-        return value
-    raise OutOfRangeError(name, value, expected)
-
-
 def _hash(name: str, value: object) -> bytes:
     if value is None:
         return ZERO_HASH
-    if isinstance(value, str) and len(value) == 66 and value[:2] in ("0x", "0X"):
-        try:
-            return bytes.fromhex(value[2:])
-        except ValueError:
-            pass
-    raise OutOfRangeError(name, value, _EXPECTED["hash"])
+    if isinstance(value, str) and value[:2] == "0X":
+        value = "0x" + value[2:]
+    try:
+        return bytes.fromhex(parse_hash(name, value)[2:])
+    except MalformedValueError as exc:
+        raise out_of_range(name, value, exc.expected) from None
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class EscrowRef:
 
 
 def indexed_escrow(session: Session, chain_id: int, escrow_id: int) -> EscrowRef:
-    row = session.get(EscrowRow, (chain_id, check_escrow_id(escrow_id)))
+    row = session.get(EscrowRow, (chain_id, parse_escrow_id(escrow_id)))
     if row is None:
         raise NotFoundError("escrow", escrow_id)
     breaches = session.scalar(
@@ -151,11 +151,20 @@ def _convert(arg: Arg, raw: object, ref: EscrowRef) -> Any:
         if not isinstance(raw, bool):
             raise OutOfRangeError(arg.name, raw, expected)
         return raw
-    value = _integer(arg.name, raw, expected)
-    if arg.kind == "milestone" and value >= len(ref.params.milestone_amounts):
-        raise NotFoundError("milestone", f"{value} of escrow {ref.escrow_id}")
-    if arg.kind == "breach" and value >= ref.breach_count:
-        raise NotFoundError("breach", f"{value} of escrow {ref.escrow_id}")
+    if arg.kind == "milestone":
+        value = parse_milestone(raw, arg.name)
+        if value >= len(ref.params.milestone_amounts):
+            raise NotFoundError("milestone", f"{value} of escrow {ref.escrow_id}")
+        return value
+    if arg.kind == "breach":
+        value = parse_index("breach", raw, arg.name)
+        if value >= ref.breach_count:
+            raise NotFoundError("breach", f"{value} of escrow {ref.escrow_id}")
+        return value
+    try:
+        value = parse_uint(arg.name, raw)
+    except MalformedValueError:
+        raise out_of_range(arg.name, raw, expected) from None
     if arg.kind == "rating" and not 1 <= value <= 5:
         raise OutOfRangeError(arg.name, value, expected)
     if arg.kind == "bps" and value > BPS:

@@ -19,7 +19,8 @@ from hexbytes import HexBytes
 from sqlalchemy.orm import Session
 
 from backend.chain.eip712 import Confirmation, recover_signer
-from backend.chain.errors import InvalidSignature
+from backend.chain.erc1271 import has_code, is_valid_signature
+from backend.chain.errors import InvalidSignature, from_node
 from backend.chain.tokens import TokenInfo, TokenMetadata
 from backend.chain.types import MilestoneState, SettledHow
 from backend.db.models import Review
@@ -81,12 +82,20 @@ def _settled_event(events: list[ChainEvent], milestone: int) -> ChainEvent:
     for ev in events:
         if ev.name == "MilestoneSettled" and ev.uint("milestone") == milestone:
             return ev
-    raise AssertionError("a settled milestone has its MilestoneSettled event")
+    # a SETTLED milestone is folded from this very event, so the index is inconsistent
+    raise NotFoundError("MilestoneSettled event", milestone)
 
 
-def signature_proof(services: Services, tx_hash: str, escrow_id: int) -> SignatureProof:
-    """Decodes the settling transaction's `confirmWithSig` call and recovers its signer."""
-    tx = services.w3.eth.get_transaction(HexBytes(tx_hash))
+def signature_proof(
+    services: Services, settled: ChainEvent, escrow_id: int, client: str
+) -> SignatureProof:
+    """Decodes the settling transaction's `confirmWithSig` call and names its signer: the key
+    recovered from the signature (ECDSA), or, when that is not the client, the client's contract
+    wallet if it accepts the signature (EIP-1271, asked at the block before the settlement).
+    Raises `NodeUnavailable` (503) when the node does not answer."""
+    tx_hash = settled.tx_hash
+    tx = from_node("settling transaction", lambda: services.w3.eth.get_transaction(
+        HexBytes(tx_hash)))
     to = str(tx.get("to") or "")
     if to.lower() != services.escrow.address.lower():
         return SignatureProof(None, None, None,
@@ -98,21 +107,33 @@ def signature_proof(services: Services, tx_hash: str, escrow_id: int) -> Signatu
         return SignatureProof(None, None, None, f"input not decodable: {exc}")
     if fn.fn_name != "confirmWithSig":
         return SignatureProof(None, None, None, f"settled by a call to {fn.fn_name}")
-    signature = "0x" + bytes(args["signature"]).hex()
+    signature = bytes(args["signature"])
     confirmation = Confirmation(
         int(args["escrowId"]), int(args["milestone"]), int(args["rating"]),
         bytes(args["commentHash"]), int(args["deadline"]),
     )
+    shown = "0x" + signature.hex()
     if confirmation.escrow_id != escrow_id:
-        return SignatureProof(signature, confirmation.deadline, None,
+        return SignatureProof(shown, confirmation.deadline, None,
                               f"the call confirms escrow {confirmation.escrow_id}")
     digest = confirmation.digest(services.chain_id, services.escrow.address)
     try:
         signer: str | None = recover_signer(digest, signature)
         note = None
     except InvalidSignature as exc:
-        signer, note = None, f"no plain-key signer ({exc}): an ERC-1271 contract wallet signature"
-    return SignatureProof(signature, confirmation.deadline, signer, note)
+        signer, note = None, f"no key recovered ({exc})"
+    if signer is not None and signer.lower() == client.lower():
+        return SignatureProof(shown, confirmation.deadline, signer, None)
+    before = max(settled.block_number - 1, 0)
+    if has_code(services.w3, client, block=before) and is_valid_signature(
+        services.w3, client, digest, signature, block=before
+    ):
+        return SignatureProof(
+            shown, confirmation.deadline, client,
+            f"the client is a contract wallet that accepts this signature (EIP-1271) at "
+            f"block {before}",
+        )
+    return SignatureProof(shown, confirmation.deadline, signer, note)
 
 
 def load_act(
@@ -134,7 +155,7 @@ def load_act(
         row = session.get(Review, m.comment_hash.lower())
         review = None if row is None else json.loads(row.canonical)
     proof = (
-        signature_proof(services, settled.tx_hash, escrow_id)
+        signature_proof(services, settled, escrow_id, led.params.client)
         if m.how == SettledHow.SIGNED
         else None
     )

@@ -13,7 +13,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from backend.chain.client import EscrowClient
-from backend.chain.node_reads import from_node
+from backend.chain.errors import from_node
 from backend.chain.tokens import TokenMetadata
 from backend.chain.types import ZERO_ADDRESS
 from backend.db.models import EscrowRow, EventLog

@@ -26,8 +26,9 @@ from backend.chain.tokens import TokenMetadata
 from backend.chain.types import ZERO_HASH, BreachKind
 from backend.db.models import ChainCursor, EventLog, Review, TermsDocument
 from backend.errors import NotFoundError
-from backend.escrows.listing import check_escrow_id, enum_name
+from backend.escrows.listing import enum_name
 from backend.index.ledger import BreachLedger, ChainEvent, EscrowLedger, MilestoneLedger, fold
+from backend.inputs import parse_escrow_id
 
 Db = Session | Connection
 Version = tuple[int, str]
@@ -65,7 +66,7 @@ def index_version(db: Db, chain_id: int, contract: str) -> Version | None:
 def load_ledger(db: Db, chain_id: int, escrow_id: int) -> EscrowLedger:
     """The escrow's events (the same rows as `backend.index.indexer.escrow_ledger`) folded; 404 when
     none are indexed."""
-    rows = db.execute(_EVENTS, {"chain_id": chain_id, "escrow": check_escrow_id(escrow_id)})
+    rows = db.execute(_EVENTS, {"chain_id": chain_id, "escrow": parse_escrow_id(escrow_id)})
     events = [ChainEvent(*row) for row in rows]
     if not events:
         raise NotFoundError("escrow", escrow_id)
@@ -105,7 +106,7 @@ def milestone_json(m: MilestoneLedger, reviews: dict[str, Any]) -> dict[str, Any
 
 
 def breach_json(b: BreachLedger) -> dict[str, Any]:
-    kind = BreachKind(b.kind) if b.kind in BreachKind._value2member_map_ else None
+    kind = BreachKind(b.kind) if b.kind in {k.value for k in BreachKind} else None
     return {
         "id": b.breach_id,
         "kind": b.kind,
@@ -213,7 +214,7 @@ def escrow_detail_body(
 
     One connection, one transaction: the cursor is read first, so a body is never filed under
     a cursor newer than the events it was folded from."""
-    check_escrow_id(escrow_id)
+    parse_escrow_id(escrow_id)
     with engine.connect() as conn:
         version = index_version(conn, chain_id, contract)
         if version is not None:

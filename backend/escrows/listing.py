@@ -2,7 +2,7 @@
 the JSON conventions shared with the detail (`backend.escrows.detail`). Database only, no RPC:
 token metadata comes from the cached `TokenMetadata`.
 
-Conventions (DESIGN.md section 4): addresses EIP-55, hashes lower-case 0x hex, uint256 values
+Conventions (`docs/interface.md`): addresses EIP-55, hashes lower-case 0x hex, uint256 values
 decimal strings, times unix seconds, enum states as lower-case names.
 """
 
@@ -20,17 +20,9 @@ from backend.db.models import EscrowRow
 from backend.errors import NotFoundError
 from backend.index.indexer import escrow_ledger
 from backend.index.ledger import EscrowLedger
+from backend.inputs import parse_escrow_id
 
 STATUSES = tuple(s.name.lower() for s in Status if s != Status.NONE)
-#: ids count up from 1; the database stores them as signed 64-bit integers
-MAX_ESCROW_ID = 2**63 - 1
-
-
-def check_escrow_id(escrow_id: int) -> int:
-    """404 for an id no escrow can have (before it reaches a 64-bit database column)."""
-    if not 1 <= escrow_id <= MAX_ESCROW_ID:
-        raise NotFoundError("escrow", escrow_id)
-    return escrow_id
 
 
 @dataclass(frozen=True)
@@ -106,7 +98,7 @@ def list_escrows(
 
 def require_ledger(session: Session, chain_id: int, escrow_id: int) -> EscrowLedger:
     """The escrow's ledger folded from its indexed events; 404 when none are indexed."""
-    led = escrow_ledger(session, chain_id, check_escrow_id(escrow_id))
+    led = escrow_ledger(session, chain_id, parse_escrow_id(escrow_id))
     if led is None:
         raise NotFoundError("escrow", escrow_id)
     return led

@@ -2,7 +2,10 @@
 been checked against everything `createEscrow` refuses, so a bad request never reaches a wallet.
 
 The body uses snake_case names; the camelCase names of `EscrowParams.to_json` are accepted too,
-so a client may paste the `terms` of an existing escrow's params as `rules`.
+so a client may paste the `terms` of an existing escrow's params as `rules`. Values are read by
+the parsers of `backend.inputs` (addresses, amounts, uint256 values, hashes) and the inline terms
+document by the one terms model (`backend.oracle.terms`): prepare refuses what `POST /api/terms`
+refuses, with the same 422 naming the field (`terms_document.kpis`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from backend.chain.types import (
     Terms,
 )
 from backend.errors import NotFoundError, OutOfRangeError
-from backend.inputs import parse_address, parse_hash, parse_uint
+from backend.inputs import Address, Amount, Hash32, Uint256
 from backend.oracle.terms_store import store_terms, terms_text
 
 UINT16, UINT32, UINT64 = 2**16, 2**32, 2**64
@@ -33,35 +36,41 @@ UINT16, UINT32, UINT64 = 2**16, 2**32, 2**64
 
 class _Body(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="forbid"
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        extra="forbid",
+        loc_by_alias=False,  # errors name the snake_case field
     )
 
 
 class RulesIn(_Body):
-    """The contract's `Terms`: payout table, refund rules and time windows."""
+    """The contract's `Terms`: payout table (bps per rating 1..5), refund rules (bps) and time
+    windows (seconds; `delivery_deadline` in unix seconds). Each a uint256 as a decimal string
+    or a JSON integer; the ranges the contract checks come in `check_rules`."""
 
-    rating_payout_bps: list[int]
-    breach_refund_bps: int
-    streak_refund_bps: int
-    incident_refund_bps: int
-    max_refund_bps: int
-    review_period: int
-    challenge_period: int
-    arbitration_period: int = 0
-    delivery_deadline: int
+    rating_payout_bps: list[Uint256]
+    breach_refund_bps: Uint256
+    streak_refund_bps: Uint256
+    incident_refund_bps: Uint256
+    max_refund_bps: Uint256
+    review_period: Uint256
+    challenge_period: Uint256
+    arbitration_period: Uint256 = 0
+    delivery_deadline: Uint256
 
 
 class PrepareRequest(_Body):
-    client: str
-    provider: str
-    oracle: str
-    arbiter: str | None = None
-    token: str | None = None
-    #: base units, as decimal strings (JSON integers are accepted too)
-    milestone_amounts: list[str | int]
+    client: Address
+    provider: Address
+    oracle: Address
+    arbiter: Address | None = None
+    token: Address | None = None
+    #: base units: decimal strings, or JSON integers up to 2^53 - 1
+    milestone_amounts: list[Amount]
     #: the terms document to store and hash; or `terms_hash` of one stored before
     terms_document: dict[str, Any] | None = None
-    terms_hash: str | None = None
+    terms_hash: Hash32 | None = None
     rules: RulesIn
 
 
@@ -116,35 +125,28 @@ def check_rules(rules: RulesIn, *, has_arbiter: bool, now: int) -> Terms:
     )
 
 
-def check_amounts(amounts: list[str | int]) -> tuple[int, ...]:
+def check_amounts(amounts: list[int]) -> tuple[int, ...]:
+    """1 to `MAX_MILESTONES` positive amounts (base units) whose total is below 2^112."""
     if not 1 <= len(amounts) <= MAX_MILESTONES:
         raise OutOfRangeError(
             "milestone_amounts", f"{len(amounts)} milestones", f"1 to {MAX_MILESTONES}"
         )
-    parsed: list[int] = []
-    for i, raw in enumerate(amounts):
-        field = f"milestone_amounts[{i}]"
-        amount = parse_uint(field, raw)
+    for i, amount in enumerate(amounts):
         if amount == 0:
-            raise OutOfRangeError(field, str(raw), "a positive amount in base units")
-        parsed.append(amount)
-    if sum(parsed) >= MAX_TOTAL:
-        raise OutOfRangeError("milestone_amounts", f"total {sum(parsed)}", "a total below 2^112")
-    return tuple(parsed)
-
-
-def _optional_address(field: str, value: str | None) -> ChecksumAddress:
-    return ZERO_ADDRESS if value is None else parse_address(field, value)
+            raise OutOfRangeError(f"milestone_amounts[{i}]", "0", "a positive amount in base units")
+    if sum(amounts) >= MAX_TOTAL:
+        raise OutOfRangeError("milestone_amounts", f"total {sum(amounts)}", "a total below 2^112")
+    return tuple(amounts)
 
 
 def check_parties(
     req: PrepareRequest,
 ) -> tuple[ChecksumAddress, ChecksumAddress, ChecksumAddress, ChecksumAddress, ChecksumAddress]:
-    client = parse_address("client", req.client)
-    provider = parse_address("provider", req.provider)
-    oracle = parse_address("oracle", req.oracle)
-    arbiter = _optional_address("arbiter", req.arbiter)
-    token = _optional_address("token", req.token)
+    """(client, provider, oracle, arbiter, token), EIP-55; a missing arbiter or token is the
+    zero address (no arbiter; ETH)."""
+    client, provider, oracle = req.client, req.provider, req.oracle
+    arbiter = ZERO_ADDRESS if req.arbiter is None else req.arbiter
+    token = ZERO_ADDRESS if req.token is None else req.token
     if client == ZERO_ADDRESS:
         raise OutOfRangeError("client", client, "a non-zero address (the client sends the tx)")
     if provider == ZERO_ADDRESS:
@@ -155,10 +157,11 @@ def check_parties(
 
 
 def resolve_terms_hash(session: Session, req: PrepareRequest) -> str:
-    """Stores the terms document (when given) and returns the terms hash to commit to."""
-    given = None if req.terms_hash is None else parse_hash("terms_hash", req.terms_hash)
+    """Stores the terms document (when given; 422 naming `terms_document.<field>` when the terms
+    model refuses it) and returns the terms hash to commit to."""
+    given = req.terms_hash
     if req.terms_document is not None:
-        stored = store_terms(session, req.terms_document)
+        stored = store_terms(session, req.terms_document, where="terms_document")
         if given is not None and given != stored:
             raise OutOfRangeError("terms_hash", given, f"the document's hash {stored}")
         return stored
@@ -182,9 +185,9 @@ def prepare_escrow(
     client, provider, oracle, arbiter, token = check_parties(req)
     amounts = check_amounts(req.milestone_amounts)
     terms = check_rules(req.rules, has_arbiter=arbiter != ZERO_ADDRESS, now=now)
+    terms_hash = resolve_terms_hash(session, req)  # rolled back with the request on an error
     if token != ZERO_ADDRESS and not has_code(token):
         raise OutOfRangeError("token", token, "an ERC-20 contract (no code at this address)")
-    terms_hash = resolve_terms_hash(session, req)
     params = EscrowParams(
         client=client,
         provider=provider,

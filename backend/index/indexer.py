@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -37,11 +36,14 @@ from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import Timeout as RequestsTimeout
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
-from web3.exceptions import BlockNotFound
+from web3.exceptions import BlockNotFound, ProviderConnectionError
 
 from backend.chain.bulk_rpc import BlockHeader, RawLog, block_hash, block_headers, get_logs
-from backend.chain.log_decoder import LogDecoder, UnknownEvent
+from backend.chain.clock import service_time
+from backend.chain.errors import UnknownEvent, is_transport_failure
+from backend.chain.log_decoder import LogDecoder
 from backend.db.models import ChainCursor, EscrowRow, EventLog, IndexedBlock
+from backend.errors import QualityEscrowError
 from backend.index.ledger import ChainEvent, EscrowLedger, fold
 from backend.services import Services
 
@@ -58,8 +60,10 @@ MAX_CHAIN_MOVES = 5
 _REFOLD_BATCH = 500
 
 
-class ChainMovedError(RuntimeError):
+class ChainMovedError(QualityEscrowError, RuntimeError):
     """The chain changed (a reorg) while a chunk was being read; the chunk is retried."""
+
+    code = "chain_moved"
 
 
 # ------------------------------------------------------------------ projection
@@ -232,7 +236,7 @@ class Indexer:
                 block_number=self.deployment_block - 1,
                 block_hash=ZERO_HASH,
                 reset_detected=None,
-                updated_at=int(time.time()),
+                updated_at=service_time(),
             )
             session.add(cursor)
             session.flush()
@@ -327,7 +331,7 @@ class Indexer:
         if cursor.reset_detected != reason:
             logger.error("indexer stopped (chain %d, %s): %s", self.chain_id, self.address, reason)
         cursor.reset_detected = reason
-        cursor.updated_at = int(time.time())
+        cursor.updated_at = service_time()
         self.reset_reason = reason
 
     def _reconcile(self, session: Session, cursor: ChainCursor) -> int | None:
@@ -406,7 +410,7 @@ class Indexer:
             getattr(removed, "rowcount", -1), len(affected),
         )
         cursor.block_number, cursor.block_hash = number, hash_
-        cursor.updated_at = int(time.time())
+        cursor.updated_at = service_time()
 
     # ------------------------------------------------------------ ingestion
 
@@ -471,7 +475,7 @@ class Indexer:
             ],
         )
         cursor.block_number, cursor.block_hash = end, headers[end].hash
-        cursor.updated_at = int(time.time())
+        cursor.updated_at = service_time()
         if self.listeners:
             stored = self._stored_rows(session, start, end, fresh)
             for listener in self.listeners:
@@ -641,8 +645,14 @@ def run_indexer(
 
 
 def _unreachable(exc: BaseException) -> bool:
-    """A refused connection (not a slow answer): a narrower range would not help."""
-    return isinstance(exc, RequestsConnectionError) and not isinstance(exc, RequestsTimeout)
+    """The node cannot be reached at all: a transport failure (`is_transport_failure`) that is a
+    refused or dropped connection, not a slow answer or an HTTP error status, which a narrower
+    range of blocks may cure."""
+    return (
+        is_transport_failure(exc)
+        and isinstance(exc, RequestsConnectionError | ConnectionError | ProviderConnectionError)
+        and not isinstance(exc, RequestsTimeout)
+    )
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

@@ -19,10 +19,13 @@ from backend.chain.types import (
     SettledHow,
     Status,
 )
+from backend.errors import QualityEscrowError
 
 
-class LedgerError(ValueError):
+class LedgerError(QualityEscrowError, ValueError):
     """The events cannot be the history of one escrow (missing creation, unknown breach...)."""
+
+    code = "ledger"
 
 
 @dataclass(frozen=True)

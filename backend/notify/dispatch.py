@@ -159,11 +159,6 @@ def dispatch_due(
     return tried
 
 
-def chain_time(services: Services) -> int:
-    """The latest block's timestamp: review windows run on chain time."""
-    return int(services.w3.eth.get_block("latest")["timestamp"])
-
-
 def run_dispatcher(
     services: Services,
     stop_event: threading.Event,
@@ -183,11 +178,11 @@ def run_dispatcher(
                 if time.monotonic() - last_scan >= scan_interval:
                     with transaction(services.sessions) as session:
                         scan_review_deadlines(
-                            session, services.chain_id, now=chain_time(services),
+                            session, services.chain_id, now=services.clock.chain_time(),
                             lead_time=services.settings.webhook_review_lead_time,
                         )
                     last_scan = time.monotonic()
-                dispatch_due(services, now=int(time.time()), http_client=client)
+                dispatch_due(services, now=services.clock.service_time(), http_client=client)
             except Exception:
                 logger.exception("webhook dispatcher round failed; trying again")
             stop_event.wait(interval)

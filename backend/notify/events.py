@@ -11,7 +11,6 @@ the lead time.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from backend.chain.clock import service_time
 from backend.chain.types import ZERO_ADDRESS, MilestoneState, SettledHow
 from backend.db.models import EscrowRow, EventLog, WebhookDelivery, WebhookSubscription
 from backend.index.indexer import escrow_ledger
@@ -193,7 +193,7 @@ def enqueue(
     ).all()
     if not subs:
         return 0
-    now = int(time.time()) if queued_at is None else queued_at
+    now = service_time() if queued_at is None else queued_at
     rows: dict[tuple[int, str], dict[str, Any]] = {}
     for note in notes:
         for address, role in note.recipients:

@@ -10,6 +10,7 @@ from typing import Any
 from eth_typing import ChecksumAddress
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
+from web3 import Web3
 
 from backend.db.models import SiweNonce
 from backend.errors import TooLargeError
@@ -65,11 +66,12 @@ def authenticate(
     domain: str,
     chain_id: int,
     now: int,
-    w3: Any | None = None,
+    w3: Web3 | None = None,
 ) -> ChecksumAddress:
     """The address a signed sign-in message proves. Checks, in order: the ABNF (400), domain,
     chain and validity times (401), the signature (400 malformed, 401 another signer; contract
-    wallets through ERC-1271 when `w3` is given), then uses up the nonce (401 on a replay)."""
+    wallets through EIP-1271 when `w3` is given, 503 when the node does not answer), then uses
+    up the nonce (401 on a replay)."""
     if len(message) > MAX_MESSAGE:
         raise TooLargeError("sign-in message", len(message), MAX_MESSAGE)
     parsed = parse_message(message)

@@ -4,8 +4,9 @@ Written here rather than taken from the `siwe` package, which pins web3 < 8 and 
 0.14. `parse_message` follows the ABNF of the EIP line by line (optional `scheme://`, an RFC 3986
 authority, an EIP-55 address, an optional statement, the fixed fields in their order, then the
 optional ones); `recover_address` is EIP-191 `personal_sign` recovery through eth-account; and
-`check_message` compares the parsed terms with what this service expects. Contract wallets
-(ERC-1271) are asked through `is_valid_erc1271`.
+`check_message` compares the parsed terms with what this service expects. Contract wallets are
+asked through the project's one EIP-1271 check, `backend.chain.erc1271.is_valid_signature`
+(a node that does not answer is a 503, never a refusal).
 """
 
 from __future__ import annotations
@@ -13,30 +14,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_typing import ChecksumAddress
 from eth_utils import is_checksum_address, keccak, to_checksum_address
+from web3 import Web3
 
+from backend.chain import erc1271
 from backend.errors import MalformedInputError
 from backend.notify.errors import SignInExpiredError, SignInRefusedError
 
 HEADER = " wants you to sign in with your Ethereum account:"
 #: seconds an `Issued At` may lie in the future (clock skew between wallet and server)
 CLOCK_SKEW = 60
-ERC1271_MAGIC = bytes.fromhex("1626ba7e")
-_ERC1271_ABI: list[dict[str, Any]] = [
-    {
-        "name": "isValidSignature",
-        "type": "function",
-        "stateMutability": "view",
-        "inputs": [{"name": "hash", "type": "bytes32"}, {"name": "signature", "type": "bytes"}],
-        "outputs": [{"name": "", "type": "bytes4"}],
-    }
-]
-
 # RFC 3986 pieces
 _UNRESERVED = r"A-Za-z0-9\-._~"
 _SUB_DELIMS = r"!$&'()*+,;="
@@ -290,28 +281,21 @@ def recover_address(text: str, signature: bytes) -> ChecksumAddress | None:
     return to_checksum_address(signer)
 
 
-def is_valid_erc1271(w3: Any, account: str, digest: bytes, signature: bytes) -> bool:
-    """Whether the contract at `account` answers ERC-1271's magic value for `digest`."""
-    try:
-        if not bytes(w3.eth.get_code(to_checksum_address(account))):
-            return False
-        contract = w3.eth.contract(address=to_checksum_address(account), abi=_ERC1271_ABI)
-        answer = contract.functions.isValidSignature(digest, signature).call()
-    except Exception:  # reverts, no such function, node errors: not a valid signature
-        return False
-    return bytes(answer) == ERC1271_MAGIC
-
-
 def verify_signature(
-    message: SiweMessage, text: str, signature: str, *, w3: Any | None = None
+    message: SiweMessage, text: str, signature: str, *, w3: Web3 | None = None
 ) -> ChecksumAddress:
-    """The message's address if `signature` is its signature of `text` (EOA key or, when `w3`
-    is given, ERC-1271 contract wallet); raises otherwise."""
+    """The message's address if `signature` is its signature of `text`: by the address's key
+    (EIP-191), or, when `w3` is given, accepted by the contract wallet at the address over the
+    EIP-191 digest (EIP-1271). Raises `MalformedInputError` (400) for bytes that are no
+    signature, `SignInRefusedError` (401) for another signer, `NodeUnavailable` (503) when the
+    node does not answer the wallet question."""
     raw = signature_bytes(signature)
     signer = recover_address(text, raw)
     if signer == message.address:
         return message.address
-    if w3 is not None and is_valid_erc1271(w3, message.address, message_hash(text), raw):
+    if w3 is not None and erc1271.is_valid_signature(
+        w3, message.address, message_hash(text), raw
+    ):
         return message.address
     if signer is None:
         raise MalformedInputError("signature", f"not a recoverable 65-byte signature ({len(raw)})")

@@ -8,7 +8,6 @@ Each takes the settings (building the services: node and database) or ready `ser
 from __future__ import annotations
 
 import csv
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from backend.errors import MalformedInputError, TooLargeError
 from backend.oracle.measurements import (
     MAX_BATCH,
     SAMPLE_FIELDS,
-    current_time,
     escrow_terms,
     find_escrow,
     ingest,
@@ -58,7 +56,7 @@ def issue_token_command(
 ) -> str:
     """A new token for the escrow (to print once: only its sha256 is stored)."""
     with _services(settings, services) as s, s.sessions() as session, session.begin():
-        return issue_token(session, s.chain_id, escrow_id, int(time.time()), label)
+        return issue_token(session, s.chain_id, escrow_id, s.clock.service_time(), label)
 
 
 def revoke_command(
@@ -67,7 +65,7 @@ def revoke_command(
 ) -> int:
     """Revokes every token of `escrow_id`, or the one `token`; returns how many were live."""
     with _services(settings, services) as s, s.sessions() as session, session.begin():
-        return revoke_tokens(session, s.chain_id, int(time.time()), escrow_id=escrow_id,
+        return revoke_tokens(session, s.chain_id, s.clock.service_time(), escrow_id=escrow_id,
                              token=token)
 
 
@@ -104,5 +102,5 @@ def import_csv(
         escrow = find_escrow(session, s.chain_id, escrow_id)
         samples = parse_samples(rows)
         result = ingest(session, escrow, escrow_terms(session, escrow), samples,
-                        current_time(s.w3))
+                        s.clock.now_or_service_time())
     return ImportResult(escrow_id, result.accepted, result.duplicates)

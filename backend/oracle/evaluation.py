@@ -1,5 +1,7 @@
 """Evaluation of an escrow's KPI samples against its terms: per-period values and verdicts, and
-the breach findings of the three triggers (issue 4). Pure functions, no I/O.
+the breach findings of the three triggers. Pure functions, no I/O. The terms come parsed by the
+one terms model (`backend.oracle.terms.parse_terms`), whose JSON Schema states the aggregate
+rules below (`backend.oracle.terms.AGGREGATE_METHOD`; a test keeps both in step with `AGGREGATES`).
 
 Choices (documented here because the contract and the evidence depend on them):
 
@@ -34,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from backend.errors import MalformedInputError
+from backend.oracle.terms import IncidentRule, TermsModel
 
 Verdict = Literal["pass", "fail", "missing"]
 
@@ -48,8 +50,6 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": lambda v, t: v <= t,
     "<": lambda v, t: v < t,
 }
-
-DEFAULT_GRACE_SECONDS = 3600
 
 
 def _percentile(p: int) -> Callable[[Sequence[float]], float]:
@@ -78,93 +78,6 @@ AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
 def aggregate(name: str, values: Sequence[float]) -> float:
     """The aggregate `name` of a non-empty list of values."""
     return AGGREGATES[name](values)
-
-
-# --- terms -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KpiRule:
-    id: str
-    aggregate: str
-    op: str
-    threshold: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "aggregate": self.aggregate, "op": self.op,
-                "threshold": self.threshold}
-
-
-@dataclass(frozen=True)
-class IncidentRule:
-    kpi: str
-    aggregate: str
-    op: str
-    threshold: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"kpi": self.kpi, "aggregate": self.aggregate, "op": self.op,
-                "threshold": self.threshold}
-
-
-@dataclass(frozen=True)
-class EvalTerms:
-    """The part of a terms document that evaluation reads (DESIGN.md section 3)."""
-
-    period_seconds: int
-    kpis: tuple[KpiRule, ...]
-    consecutive_periods: int | None = None
-    incident: IncidentRule | None = None
-    missing_data: Literal["ignore", "breach"] = "ignore"
-    grace_seconds: int = DEFAULT_GRACE_SECONDS
-
-    @classmethod
-    def from_document(cls, doc: Mapping[str, Any]) -> EvalTerms:
-        """Parses a terms document (a plain dict); MalformedInputError names what is wrong."""
-        period = _positive_int(doc, "period_seconds")
-        raw_kpis = doc.get("kpis")
-        if not isinstance(raw_kpis, list) or not raw_kpis:
-            raise MalformedInputError("terms", "kpis must be a non-empty list")
-        kpis = tuple(
-            KpiRule(*_rule(k, "id", f"kpis[{i}]")) for i, k in enumerate(raw_kpis)
-        )
-        streak = doc.get("consecutive_periods")
-        if streak is not None:
-            streak = _positive_int(doc, "consecutive_periods")
-        raw_incident = doc.get("incident")
-        incident = None if raw_incident is None else IncidentRule(
-            *_rule(raw_incident, "kpi", "incident")
-        )
-        missing = doc.get("missing_data", "ignore")
-        if missing not in ("ignore", "breach"):
-            raise MalformedInputError("terms", "missing_data must be 'ignore' or 'breach'")
-        grace = doc.get("grace_seconds", DEFAULT_GRACE_SECONDS)
-        if isinstance(grace, bool) or not isinstance(grace, int) or grace < 0:
-            raise MalformedInputError("terms", "grace_seconds must be a non-negative integer")
-        return cls(period, kpis, streak, incident, missing, grace)
-
-
-def _positive_int(doc: Mapping[str, Any], key: str) -> int:
-    value = doc.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise MalformedInputError("terms", f"{key} must be a positive integer")
-    return value
-
-
-def _rule(raw: Any, name_key: str, where: str) -> tuple[str, str, str, float]:
-    if not isinstance(raw, Mapping):
-        raise MalformedInputError("terms", f"{where} must be an object")
-    name, agg, op, threshold = (raw.get(k) for k in (name_key, "aggregate", "op", "threshold"))
-    if not isinstance(name, str) or not name:
-        raise MalformedInputError("terms", f"{where}.{name_key} must be a non-empty string")
-    if agg not in AGGREGATES:
-        raise MalformedInputError("terms", f"{where}.aggregate {agg!r} is unknown")
-    if op not in OPS:
-        raise MalformedInputError("terms", f"{where}.op {op!r} is unknown")
-    if (isinstance(threshold, bool) or not isinstance(threshold, int | float)
-            or not math.isfinite(threshold)):
-        raise MalformedInputError("terms", f"{where}.threshold must be a finite number")
-    return name, agg, op, float(threshold)
 
 
 # --- results -----------------------------------------------------------------------------
@@ -250,7 +163,7 @@ def _period_verdict(kpis: Sequence[KpiResult], missing_data: str) -> Verdict:
 
 
 def evaluate(
-    terms: EvalTerms, accepted_at: int, now: int, samples: Iterable[Sample]
+    terms: TermsModel, accepted_at: int, now: int, samples: Iterable[Sample]
 ) -> Evaluation:
     """Per-period results for every period started by `now`, and the findings at `now`.
 
@@ -272,7 +185,7 @@ def evaluate(
 
 
 def _evaluate_grouped(
-    terms: EvalTerms, accepted_at: int, now: int, grouped: Mapping[tuple[str, int], list[Sample]]
+    terms: TermsModel, accepted_at: int, now: int, grouped: Mapping[tuple[str, int], list[Sample]]
 ) -> Evaluation:
     size = terms.period_seconds
     result = Evaluation()
@@ -298,7 +211,7 @@ def _evaluate_grouped(
 
 
 def _closed_period_findings(
-    terms: EvalTerms, period: PeriodResult, streak: list[PeriodResult], out: list[Finding]
+    terms: TermsModel, period: PeriodResult, streak: list[PeriodResult], out: list[Finding]
 ) -> None:
     if period.verdict != "fail":
         streak.clear()

@@ -1,9 +1,8 @@
-"""Evidence bundles (issue 4): the JSON document behind a breach report's `evidenceHash`,
+"""Evidence bundles: the JSON document behind a breach report's `evidenceHash`,
 hashed like the terms (keccak256 of its RFC 8785 canonical form), stored content-addressed."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -11,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.canonical import canonical_json, terms_hash
+from backend.chain.clock import service_time
 from backend.db.models import EvidenceBundle
 from backend.errors import NotFoundError
 from backend.inputs import parse_hash
@@ -85,7 +85,7 @@ def store_bundle(
         row = EvidenceBundle(
             evidence_hash=key, chain_id=chain_id, escrow_id=escrow_id, kind=kind, period=period,
             canonical=canonical.decode("utf-8"),
-            created_at=int(time.time()) if now is None else now,
+            created_at=service_time() if now is None else now,
         )
         try:
             with session.begin_nested():

@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from backend.db.models import EscrowRow, TermsDocument
 from backend.errors import QualityEscrowError
-from backend.oracle.evaluation import EvalTerms, evaluate
+from backend.oracle.evaluation import evaluate
 from backend.oracle.evidence import evidence_bundle, store_bundle
 from backend.oracle.samples import samples_by_escrow
+from backend.oracle.terms import parse_terms
 from backend.services import Services
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def find_breaches(
             logger.warning("escrow %s: terms document %s not stored", escrow_id, row.terms_hash)
             continue
         try:
-            terms = EvalTerms.from_document(json.loads(document.canonical))
+            terms = parse_terms(json.loads(document.canonical))
         except QualityEscrowError as exc:
             logger.warning("escrow %s: terms cannot be evaluated: %s", escrow_id, exc)
             continue
@@ -74,7 +75,7 @@ def evaluator(services: Services, oracle: str) -> Callable[[Session, int], list[
     """The `evaluate` hook of the oracle worker: findings at the chain's current time."""
 
     def run(session: Session, chain_id: int) -> list[ReportFinding]:
-        now = int(services.w3.eth.get_block("latest")["timestamp"])
+        now = services.clock.chain_time()
         return find_breaches(
             session, chain_id=chain_id, contract=services.escrow.address, oracle=oracle, now=now
         )

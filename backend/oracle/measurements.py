@@ -1,8 +1,10 @@
-"""KPI measurements (issue 4): bearer tokens per escrow and the ingestion of sample batches.
+"""KPI measurements: bearer tokens per escrow and the ingestion of sample batches.
 
 A token is `secrets.token_urlsafe(32)`, shown once; only its sha256 is stored. A batch of samples
-is all-or-nothing: every sample is checked (known KPI, finite value, observed between the escrow's
-acceptance and now + `FUTURE_SKEW_SECONDS`) before any is stored. Samples are unique per
+is all-or-nothing: every sample is checked (a KPI of the terms, a value that `parse_kpi_value`
+accepts: finite and within `MAX_KPI_MAGNITUDE`, a time that `parse_time` accepts, observed
+between the escrow's acceptance and now + `FUTURE_SKEW_SECONDS`) before any is stored. The API
+and the CSV import (`backend.oracle.cli`) share these checks. Samples are unique per
 (escrow, kpi, observed_at): the same value again counts as a duplicate and is ignored; a different
 value for a stored key is refused with 409 (the first value stays: a measurement, once taken, is
 not rewritten, since the evidence of a breach may already hold it).
@@ -11,29 +13,32 @@ not rewritten, since the evidence of a breach may already hold it).
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from web3 import Web3
 
 from backend.db.models import EscrowRow, KpiSample, MeasurementToken
 from backend.errors import (
     AlreadyDoneError,
     ForbiddenSignerError,
+    MalformedInputError,
     NotFoundError,
     OutOfRangeError,
     QualityEscrowError,
     TooLargeError,
 )
-from backend.escrows.listing import MAX_ESCROW_ID
+from backend.inputs import (
+    MalformedValueError,
+    describe,
+    parse_escrow_id,
+    parse_kpi_value,
+    parse_time,
+)
 from backend.oracle.terms import TermsModel, parse_terms
 from backend.oracle.terms_store import terms_document
 
@@ -70,7 +75,7 @@ class SampleRefusedError(OutOfRangeError):
         self.value = value
         self.expected = expected
         QualityEscrowError.__init__(
-            self, f"sample {index}: {field}={value!r} is refused: expected {expected}"
+            self, f"sample {index}: {field}={describe(value)} is refused: expected {expected}"
         )
 
 
@@ -126,9 +131,7 @@ def token_sha256(token: str) -> str:
 
 def find_escrow(session: Session, chain_id: int, escrow_id: int) -> EscrowRow:
     """The indexed escrow; 404 if the indexer has not seen it (or the id cannot be one)."""
-    if not 0 <= escrow_id <= MAX_ESCROW_ID:
-        raise NotFoundError("escrow", escrow_id)
-    row = session.get(EscrowRow, (chain_id, escrow_id))
+    row = session.get(EscrowRow, (chain_id, parse_escrow_id(escrow_id)))
     if row is None:
         raise NotFoundError("escrow", escrow_id)
     return row
@@ -160,7 +163,9 @@ def revoke_tokens(
 ) -> int:
     """Revokes one token (`token`) or every token of an escrow; returns how many were live."""
     if (escrow_id is None) == (token is None):
-        raise ValueError("revoke either an escrow's tokens or one token")
+        raise MalformedInputError("revocation", "name either an escrow or one token, not both")
+    if escrow_id is not None:
+        escrow_id = parse_escrow_id(escrow_id)
     stmt = update(MeasurementToken).where(
         MeasurementToken.chain_id == chain_id, MeasurementToken.revoked_at.is_(None)
     )
@@ -204,20 +209,6 @@ def authenticate(
 # ------------------------------------------------------------------ samples
 
 
-def current_time(w3: Web3 | None) -> int:
-    """Now for the future-timestamp check: the later of the wall clock and the chain's latest
-    block (a dev chain moved forward with `evm_increaseTime` runs ahead of the wall clock, and
-    periods are counted in chain time); the wall clock alone if the node does not answer."""
-    wall = int(time.time())
-    if w3 is None:
-        return wall
-    try:
-        block_time = int(w3.eth.get_block("latest")["timestamp"])
-    except Exception:  # any node failure: the wall clock is a sound fallback
-        return wall
-    return max(wall, block_time)
-
-
 @dataclass(frozen=True)
 class Sample:
     kpi: str
@@ -239,41 +230,15 @@ def escrow_terms(session: Session, escrow: EscrowRow) -> TermsModel:
     return parse_terms(document)
 
 
-def parse_observed_at(value: object) -> int | None:
-    """Unix seconds from an integer (or an integral float / numeric text) or an ISO 8601 time
-    with a zone; None when it is neither."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) and value.is_integer() else None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            return int(text)
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            return None
-        return int(moment.timestamp()) if moment.microsecond == 0 else None
-    return None
+T = TypeVar("T")
 
 
-def parse_value(value: object) -> float | None:
-    """A float from a JSON number or numeric text; None if it is neither (bool is not)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None
+def _sample_field(index: int, field: str, raw: object, parse: Callable[[str, object], T]) -> T:
+    """`parse(field, raw)`, its refusal raised as `SampleRefusedError` naming the sample."""
+    try:
+        return parse(field, raw)
+    except (MalformedValueError, OutOfRangeError) as exc:
+        raise SampleRefusedError(index, field, exc.value, exc.expected) from None
 
 
 def parse_samples(items: object) -> list[Sample]:
@@ -293,14 +258,8 @@ def parse_samples(items: object) -> list[Sample]:
         kpi = item["kpi"]
         if not isinstance(kpi, str):
             raise SampleRefusedError(index, "kpi", kpi, "a KPI id of the terms")
-        value = parse_value(item["value"])
-        if value is None:
-            raise SampleRefusedError(index, "value", item["value"], "a number")
-        observed_at = parse_observed_at(item["observed_at"])
-        if observed_at is None:
-            raise SampleRefusedError(
-                index, "observed_at", item["observed_at"], "unix seconds or ISO 8601 with a zone"
-            )
+        value = _sample_field(index, "value", item["value"], parse_kpi_value)
+        observed_at = _sample_field(index, "observed_at", item["observed_at"], parse_time)
         samples.append(Sample(kpi, value, observed_at))
     return samples
 
@@ -318,8 +277,7 @@ def check_samples(
             raise SampleRefusedError(
                 index, "kpi", sample.kpi, f"one of the terms' KPIs {sorted(known)}"
             )
-        if not math.isfinite(sample.value):
-            raise SampleRefusedError(index, "value", sample.value, "a finite number")
+        _sample_field(index, "value", sample.value, parse_kpi_value)
         if sample.observed_at > latest:
             raise SampleRefusedError(
                 index, "observed_at", sample.observed_at, f"not in the future (at most {latest})"

@@ -4,24 +4,26 @@ before anything is sent.
 A report moves `pending -> signed -> sent -> mined`, ends `failed` with the decoded reason, or is
 recorded `not_sent` when the contract would refuse it (the escrow is not Active). After it is
 mined its `follow_up` moves `none -> finalize_signed -> finalize_sent -> done`, or
-`challenged -> resolved` when the provider challenged and the arbiter decided.
+`challenged -> resolved` when the provider challenged and the arbiter decided. The submitter
+(`backend/oracle/submitter.py`, a `backend.outbox.sender.Sender`) moves it; each of its two
+transactions is an `outbox_transaction` row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.confirmations.outbox import lock_nonce
-from backend.db.models import BreachSubmission, EscrowRow, EventLog, SenderNonce
+from backend.db.models import BreachSubmission, EscrowRow, EventLog
 
 PENDING, SIGNED, SENT, MINED, FAILED, NOT_SENT = (
     "pending", "signed", "sent", "mined", "failed", "not_sent"
 )
+STATUSES = (PENDING, SIGNED, SENT, MINED, FAILED, NOT_SENT)
 #: follow-up states of a mined report
 NONE, FINALIZE_SIGNED, FINALIZE_SENT, DONE = "none", "finalize_signed", "finalize_sent", "done"
 CHALLENGED, RESOLVED, FOLLOW_FAILED = "challenged", "resolved", "failed"
@@ -102,57 +104,6 @@ def enqueue_reports(
             continue
         written += 1
     return written
-
-
-# ------------------------------------------------------------------ the worker's queue
-
-
-def ids_where(session: Session, chain_id: int, oracle: str, *conditions: Any) -> list[int]:
-    ids = session.scalars(
-        select(BreachSubmission.id)
-        .where(
-            BreachSubmission.chain_id == chain_id,
-            BreachSubmission.oracle == oracle,
-            *conditions,
-        )
-        .order_by(BreachSubmission.id)
-        .limit(100)
-    )
-    return list(ids)
-
-
-def lock_row(session: Session, row_id: int) -> BreachSubmission | None:
-    return session.scalar(
-        select(BreachSubmission)
-        .where(BreachSubmission.id == row_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-
-
-def has_in_flight(session: Session, chain_id: int, oracle: str) -> bool:
-    found = session.scalar(
-        select(BreachSubmission.id)
-        .where(
-            BreachSubmission.chain_id == chain_id,
-            BreachSubmission.oracle == oracle,
-            or_(
-                BreachSubmission.status.in_((SIGNED, SENT)),
-                BreachSubmission.follow_up.in_((FINALIZE_SIGNED, FINALIZE_SENT)),
-            ),
-        )
-        .limit(1)
-    )
-    return found is not None
-
-
-def take_nonce(session: Session, chain_id: int, account: str, chain_count: int) -> SenderNonce:
-    """The oracle account's nonce row, locked (the relay's `lock_nonce`, with the oracle's own
-    reports and finalizations counting as in flight)."""
-    return lock_nonce(
-        session, chain_id, account, chain_count,
-        lambda: has_in_flight(session, chain_id, account),
-    )
 
 
 # ------------------------------------------------------------------ what the index knows

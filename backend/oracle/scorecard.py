@@ -1,6 +1,6 @@
-"""Analytics: the quality picture clients and providers use to judge each other (issue 4,
-deliverable 6). Plain functions over the index (`escrow` projection + folded ledgers), the stored
-terms documents and the KPI samples; no FastAPI, no RPC except token metadata (cached).
+"""Analytics: the quality picture clients and providers use to judge each other. Plain functions
+over the index (`escrow` projection + folded ledgers), the stored terms documents and the KPI
+samples; no FastAPI, no RPC except token metadata (cached).
 
 Definitions (what the numbers mean):
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -35,17 +35,15 @@ from sqlalchemy.orm import Session
 from backend.chain.tokens import TokenMetadata
 from backend.chain.types import BreachState, SettledHow, Status
 from backend.db.models import EscrowRow, TermsDocument
-from backend.errors import MalformedInputError, NotFoundError, OutOfRangeError
-from backend.escrows.listing import check_escrow_id
+from backend.errors import NotFoundError, OutOfRangeError
 from backend.index.indexer import escrow_ledger
 from backend.index.ledger import EscrowLedger
-from backend.inputs import parse_address
+from backend.inputs import parse_address, parse_escrow_id
 from backend.oracle.evaluation import (
     KIND_INCIDENT,
     KIND_KPI,
     KIND_STREAK,
     OPS,
-    EvalTerms,
     Evaluation,
     Sample,
     aggregate,
@@ -53,6 +51,7 @@ from backend.oracle.evaluation import (
 )
 from backend.oracle.measurements import TermsNotStoredError
 from backend.oracle.samples import samples_by_escrow
+from backend.oracle.terms import TermsModel, parse_terms
 
 CLIENT_SETTLED = (SettledHow.CONFIRMED, SettledHow.SIGNED)
 BREACH_KINDS = (KIND_KPI, KIND_STREAK, KIND_INCIDENT)
@@ -79,11 +78,12 @@ def _load_terms(session: Session, hashes: Iterable[str]) -> dict[str, str]:
     return {h: text for h, text in rows}
 
 
-def _eval_terms(text: str) -> EvalTerms | None:
+def _stored_terms(text: str) -> TermsModel | None:
+    """The terms of a stored document, or None when the terms model refuses it (a document
+    stored before the model was the one parser)."""
     try:
-        doc = json.loads(text)
-        return EvalTerms.from_document(doc) if isinstance(doc, Mapping) else None
-    except (ValueError, MalformedInputError):
+        return parse_terms(json.loads(text))
+    except (ValueError, OutOfRangeError):  # not JSON, or refused by the model
         return None
 
 
@@ -189,10 +189,10 @@ def _series(
     accepted = [r for r in rows if r.accepted_at is not None]
     skipped["not_accepted"] = len(rows) - len(accepted)
     texts = _load_terms(session, (r.terms_hash for r in accepted))
-    ready: dict[int, tuple[EscrowRow, EvalTerms]] = {}
+    ready: dict[int, tuple[EscrowRow, TermsModel]] = {}
     for row in accepted:
         text = texts.get(row.terms_hash.lower())
-        terms = None if text is None else _eval_terms(text)
+        terms = None if text is None else _stored_terms(text)
         if text is None:
             skipped["no_terms"] += 1
         elif terms is None:
@@ -227,18 +227,17 @@ def escrow_kpis(session: Session, chain_id: int, escrow_id: int, now: int) -> di
     """Per-period values, thresholds and verdicts of one escrow's KPIs at `now`, the incident
     rule's state and the findings; 404 for an escrow not indexed, 409 when its terms document
     is not stored."""
-    row = session.get(EscrowRow, (chain_id, check_escrow_id(escrow_id)))
+    row = session.get(EscrowRow, (chain_id, parse_escrow_id(escrow_id)))
     if row is None:
         raise NotFoundError("escrow", escrow_id)
     text = _load_terms(session, [row.terms_hash]).get(row.terms_hash.lower())
     if text is None:
         raise TermsNotStoredError(escrow_id, row.terms_hash)
-    try:
-        terms = EvalTerms.from_document(json.loads(text))
-    except MalformedInputError as exc:
+    terms = _stored_terms(text)
+    if terms is None:
         raise OutOfRangeError(
-            "terms document", row.terms_hash, f"terms with KPIs the evaluation reads ({exc.reason})"
-        ) from exc
+            "terms document", row.terms_hash, "a document the terms model accepts"
+        )
     samples: list[Sample] = []
     if row.accepted_at is not None:
         for _, group in samples_by_escrow(session, chain_id, [escrow_id]):
@@ -277,7 +276,7 @@ def escrow_kpis(session: Session, chain_id: int, escrow_id: int, now: int) -> di
 
 
 def _incident_state(
-    terms: EvalTerms, accepted_at: int | None, now: int, samples: list[Sample]
+    terms: TermsModel, accepted_at: int | None, now: int, samples: list[Sample]
 ) -> dict[str, Any] | None:
     """The incident rule and, per period with samples of its KPI, the value so far and whether
     the rule is met (the same grouping as the evaluation)."""

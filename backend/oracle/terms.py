@@ -1,4 +1,7 @@
-"""The terms document as a pydantic model (DESIGN.md section 3): what the oracle evaluates.
+"""The terms document as a pydantic model (the format is in `docs/interface.md`): the one parser
+of a terms document. `POST /api/terms`, the inline document of `POST /api/escrows/prepare`, the
+measurement checks, the oracle's evaluation and the analytics all read a document through
+`parse_terms`, so a document one of them accepts, every one of them accepts.
 
 The model only validates: the stored document stays the client's own JSON (extra keys included),
 so its RFC 8785 hash (`backend.canonical.terms_hash`) is the `termsHash` the escrow was created
@@ -23,6 +26,22 @@ OPERATORS: tuple[str, ...] = get_args(Operator)
 #: a KPI name as stored with each sample (`kpi_sample.kpi` is 64 characters)
 KPI_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 DEFAULT_GRACE_SECONDS = 3_600
+#: nesting of objects and arrays in a document (extra keys included); real terms need a handful
+MAX_TERMS_DEPTH = 32
+
+#: how the evaluation (`backend.oracle.evaluation`) computes each aggregate of a period's samples
+AGGREGATE_METHOD = (
+    "Aggregates of the samples of one KPI in one period: `mean` = math.fsum(values) / n; `min`, "
+    "`max`; `sum` = math.fsum(values) (correctly rounded); `count` = n; `p50`, `p90`, `p95`, "
+    "`p99` by the nearest-rank method: the value at 1-based rank ceil(p * n / 100) (at least 1) "
+    "of the samples sorted in ascending order, so a percentile is always one of the samples (no "
+    "interpolation); `ratio` = the share of samples that are non-zero (probes recorded as 1 = "
+    "success, 0 = failure), from 0 to 1. Comparisons are exact float comparisons without "
+    "epsilon: a value equal to a `>=` threshold passes, equal to a `>` threshold fails."
+)
+_AGGREGATE_FIELD = "How the period's samples are combined; see the document's description."
+_OP_FIELD = "`aggregate op threshold` must hold (KPIs) or fires the rule (incident)."
+_THRESHOLD_FIELD = "A finite number in the KPI's own unit (the unit of its samples' values)."
 
 
 class _Open(BaseModel):
@@ -31,38 +50,79 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
 
-class KpiRule(_Open):
+class _Rule(_Open):
+    """`aggregate(samples) op threshold`: what a KPI and the incident rule share."""
+
+    aggregate: Aggregate = Field(description=_AGGREGATE_FIELD)
+    op: Operator = Field(description=_OP_FIELD)
+    threshold: float = Field(allow_inf_nan=False, description=_THRESHOLD_FIELD)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The rule's own fields (no extra keys), as evidence bundles quote them."""
+        return self.model_dump(exclude=set(self.model_extra or ()))
+
+
+class KpiRule(_Rule):
     """A KPI checked once per closed period: `aggregate(samples) op threshold` must hold."""
 
-    id: str = Field(pattern=KPI_ID_PATTERN)
-    aggregate: Aggregate
-    op: Operator
-    threshold: float = Field(allow_inf_nan=False)
+    id: str = Field(
+        pattern=KPI_ID_PATTERN,
+        description="The KPI's name, as samples are posted under it (1 to 64 of A-Z a-z 0-9 "
+                    "_ . : -).",
+    )
 
 
-class IncidentRule(_Open):
+class IncidentRule(_Rule):
     """A major outage or error, checked as samples arrive (not waiting for the period to close):
     the incident fires when `aggregate(samples of kpi in the period) op threshold`."""
 
-    kpi: str = Field(pattern=KPI_ID_PATTERN)
-    aggregate: Aggregate
-    op: Operator
-    threshold: float = Field(allow_inf_nan=False)
+    kpi: str = Field(
+        pattern=KPI_ID_PATTERN,
+        description="The KPI whose samples the rule reads (it need not be one of `kpis`).",
+    )
 
 
 class TermsModel(_Open):
-    version: int = Field(ge=1)
-    title: str = Field(min_length=1, max_length=500)
-    period_seconds: int = Field(gt=0)
-    kpis: list[KpiRule] = Field(min_length=1)
-    #: N periods in a row failing a KPI report kind 2; unset: no streak rule
-    consecutive_periods: int | None = Field(default=None, ge=2)
-    incident: IncidentRule | None = None
-    #: a period with no samples is a breach (`breach`) or only shown as missing data (`ignore`)
-    missing_data: MissingData = "ignore"
-    #: seconds after a period's end during which late samples are still taken into account
-    grace_seconds: int = Field(default=DEFAULT_GRACE_SECONDS, ge=0)
-    acceptance_criteria: list[str] = Field(default_factory=list)
+    version: int = Field(ge=1, description="The format version of the document: 1.")
+    title: str = Field(min_length=1, max_length=500, description="What the escrow is for.")
+    period_seconds: int = Field(
+        gt=0,
+        description="Length of one evaluation period in seconds. Period k covers "
+                    "[accepted_at + k * period_seconds, accepted_at + (k + 1) * period_seconds), "
+                    "accepted_at being the escrow's acceptance time (unix seconds, chain time).",
+    )
+    kpis: list[KpiRule] = Field(
+        min_length=1,
+        description="The KPIs checked for every closed period (ids unique). A period fails when "
+                    "a KPI fails; a failing period is a breach of kind 1.",
+    )
+    consecutive_periods: int | None = Field(
+        default=None,
+        ge=2,
+        description="N >= 2: N failing closed periods in a row are a breach of kind 2, reported "
+                    "for the period that completes the streak; the streak then restarts. Unset: "
+                    "no streak rule.",
+    )
+    incident: IncidentRule | None = Field(
+        default=None,
+        description="A rule checked on a period's samples so far, closed or not: when it "
+                    "holds, a breach of kind 3 for that period. Unset: no incident rule.",
+    )
+    missing_data: MissingData = Field(
+        default="ignore",
+        description="A KPI without samples in a closed period: `breach` makes the period fail; "
+                    "`ignore` (default) marks it missing, which raises no breach and breaks a "
+                    "streak.",
+    )
+    grace_seconds: int = Field(
+        default=DEFAULT_GRACE_SECONDS,
+        ge=0,
+        description="Seconds after a period's end during which samples observed inside the "
+                    "period still count; the period closes at end + grace_seconds.",
+    )
+    acceptance_criteria: list[str] = Field(
+        default_factory=list, description="Free text: what the client checks before rating."
+    )
 
     @field_validator("kpis")
     @classmethod
@@ -96,20 +156,44 @@ class TermsInvalidError(OutOfRangeError):
         QualityEscrowError.__init__(self, f"invalid terms document: {listed}")
 
 
-def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+def nesting_depth(value: object) -> int:
+    """How deeply objects and arrays nest in `value` (iterative: any depth is safe to measure)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def _problems(exc: ValidationError, where: str | None) -> list[tuple[str, str]]:
     problems = []
     for err in exc.errors(include_url=False):
-        field = ".".join(str(part) for part in err["loc"]) or "terms document"
-        problems.append((field, str(err["msg"])))
+        field = ".".join(str(part) for part in err["loc"])
+        if where is not None:
+            field = f"{where}.{field}" if field else where
+        problems.append((field or "terms document", str(err["msg"])))
     return problems
 
 
-def parse_terms(document: Mapping[str, Any]) -> TermsModel:
-    """The validated terms; `TermsInvalidError` (422) naming each field otherwise."""
+def parse_terms(document: object, *, where: str | None = None) -> TermsModel:
+    """The validated terms of a JSON document (already decoded): a JSON object, nested at most
+    `MAX_TERMS_DEPTH` levels, that fits `TermsModel`. Raises `OutOfRangeError` (422) for a value
+    that is no object or nests too deeply, and `TermsInvalidError` (422) naming each field at
+    fault otherwise, prefixed with `where` (`terms_document.kpis`) when given."""
+    name = where or "terms document"
+    if not isinstance(document, Mapping):
+        raise OutOfRangeError(name, type(document).__name__, "a JSON object")
+    depth = nesting_depth(dict(document))
+    if depth > MAX_TERMS_DEPTH:
+        raise OutOfRangeError(name, f"nesting depth {depth}", f"at most {MAX_TERMS_DEPTH} levels")
     try:
         return TermsModel.model_validate(dict(document))
     except ValidationError as exc:
-        raise TermsInvalidError(_problems(exc)) from None
+        raise TermsInvalidError(_problems(exc, where)) from None
 
 
 def terms_json_schema() -> dict[str, Any]:
@@ -118,6 +202,8 @@ def terms_json_schema() -> dict[str, Any]:
     schema["title"] = "Quality Escrow terms document"
     schema["description"] = (
         "Hashed as keccak256 of its RFC 8785 canonical JSON into the escrow's termsHash; "
-        "unknown keys are allowed and kept."
+        "unknown keys are allowed and kept. Units: times and durations in seconds (unix "
+        "seconds for instants, chain time); thresholds and sample values in each KPI's own "
+        f"unit. {AGGREGATE_METHOD}"
     )
     return schema

@@ -1,15 +1,15 @@
-"""Terms documents: stored as their RFC 8785 canonical text under its keccak256 (DESIGN.md
-section 3), so what the API serves re-hashes to the `termsHash` on-chain.
+"""Terms documents: stored as their RFC 8785 canonical text under its keccak256 (the format is in
+`docs/interface.md`), so what the API serves re-hashes to the `termsHash` on-chain.
 
-`POST /api/terms` (`parse_terms_body`) also checks the document against the terms model
-(`backend.oracle.terms`); `store_terms` itself only needs a JSON object of at most
-`MAX_TERMS_BYTES`.
+Every document is checked by the one terms model (`backend.oracle.terms.parse_terms`) before it
+is stored, whether it comes from `POST /api/terms` or inline in `POST /api/escrows/prepare`: a
+stored document is one the measurement checks, the evaluation and the analytics can read.
 """
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Mapping
 from typing import Any
 
 import rfc8785
@@ -18,14 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.canonical import canonical_json
+from backend.chain.clock import service_time
 from backend.db.models import TermsDocument
 from backend.errors import MalformedInputError, NotFoundError, OutOfRangeError, TooLargeError
 from backend.inputs import parse_hash
 from backend.oracle.terms import parse_terms
 
 MAX_TERMS_BYTES = 64 * 1024
-#: nesting of objects and arrays; real terms need a handful of levels
-MAX_TERMS_DEPTH = 32
 
 
 def _refuse_constant(name: str) -> Any:
@@ -33,40 +32,17 @@ def _refuse_constant(name: str) -> Any:
 
 
 def parse_terms_body(raw: bytes) -> dict[str, Any]:
-    """A request body holding a terms document: JSON, an object, at most `MAX_TERMS_BYTES`,
-    valid against the terms model (422 naming the fields otherwise)."""
+    """A request body holding a terms document: at most `MAX_TERMS_BYTES` (413), JSON (400
+    `malformed` otherwise; NaN and Infinity are not JSON). The document itself is checked by
+    `store_terms`."""
     if len(raw) > MAX_TERMS_BYTES:
         raise TooLargeError("terms document", len(raw), MAX_TERMS_BYTES)
     try:
         document = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise MalformedInputError("terms document", str(exc)) from exc
-    checked = check_terms(document)
-    parse_terms(checked)
-    return checked
-
-
-def nesting_depth(value: object) -> int:
-    """How deeply objects and arrays nest in `value` (iterative: any depth is safe to measure)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in item)
-    return deepest
-
-
-def check_terms(document: object) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise OutOfRangeError("terms document", type(document).__name__, "a JSON object")
-    depth = nesting_depth(document)
-    if depth > MAX_TERMS_DEPTH:
-        raise OutOfRangeError(
-            "terms document", f"nesting depth {depth}", f"at most {MAX_TERMS_DEPTH} levels"
-        )
     return document
 
 
@@ -81,12 +57,14 @@ def canonical_terms(document: dict[str, Any]) -> tuple[str, bytes]:
     return "0x" + keccak(canonical).hex(), canonical
 
 
-def store_terms(session: Session, document: dict[str, Any]) -> str:
-    """Stores the document (idempotent) and returns its terms hash."""
-    terms_hash, canonical = canonical_terms(check_terms(document))
+def store_terms(session: Session, document: Mapping[str, Any], *, where: str | None = None) -> str:
+    """Checks the document with the terms model (422 naming each field at fault, prefixed with
+    `where` when given), stores it (idempotent) and returns its terms hash."""
+    parse_terms(document, where=where)
+    terms_hash, canonical = canonical_terms(dict(document))
     if session.get(TermsDocument, terms_hash) is None:
         row = TermsDocument(
-            terms_hash=terms_hash, canonical=canonical.decode("utf-8"), created_at=int(time.time())
+            terms_hash=terms_hash, canonical=canonical.decode("utf-8"), created_at=service_time()
         )
         try:
             with session.begin_nested():

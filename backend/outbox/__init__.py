@@ -1,1 +1,4 @@
-"""Sending signed transactions exactly once, for every key that sends."""
+"""Sending signed transactions exactly once, for every key that sends: the `Sender` base
+(`sender.py`, with the one worker loop), the nonce lock (`nonce.py`) and the process ownership
+lock named for each sender (`owner.py`); the signed transactions themselves are the
+`outbox_transaction` table (`backend/db/models.py`)."""

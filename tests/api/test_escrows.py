@@ -447,7 +447,7 @@ def test_action_tx_refuses_unknown_actions_and_bad_arguments_before_the_chain(ap
         ("deliver", None, 422, "missing_argument", "milestone is required"),
         ("deliver", {"milestone": 2}, 404, "not_found",
          f"unknown milestone 2 of escrow {escrow_id}"),
-        ("deliver", {"milestone": -1}, 422, "out_of_range", "milestone=-1"),
+        ("deliver", {"milestone": -1}, 404, "not_found", "unknown milestone -1"),
         ("deliver", {"milestone": True}, 422, "out_of_range", "milestone=True"),
         ("deliver", {"milestone": 0, "deliveryHash": "0x12"}, 422, "out_of_range", "deliveryHash"),
         ("confirm", {"milestone": 0}, 422, "missing_argument", "rating is required"),
@@ -634,3 +634,108 @@ def test_the_detail_cache_is_bounded_and_keyed_by_cursor() -> None:
     off = DetailCache(0)
     off.put(1, (5, "0xa"), b"one")
     assert len(off) == 0
+
+
+# ------------------------------------------------------------------ one terms model, one parser
+
+
+def _not_stored(api: Api, document: dict[str, Any]) -> bool:
+    terms_hash = "0x" + keccak(canonical_json(document)).hex()
+    return api.http.get(f"/api/terms/{terms_hash}").status_code == 404
+
+
+def test_prepare_refuses_terms_without_kpis_naming_the_field(api: Api) -> None:
+    document = {k: v for k, v in TERMS_DOC.items() if k != "kpis"}
+    body = api.error("POST", "/api/escrows/prepare", 422,
+                     json=prepare_body(api.env, terms_document=document))
+    assert body == {"error": "out_of_range",
+                    "detail": "invalid terms document: terms_document.kpis: Field required"}
+    empty = api.error("POST", "/api/escrows/prepare", 422,
+                      json=prepare_body(api.env, terms_document={**TERMS_DOC, "kpis": []}))
+    assert "terms_document.kpis: List should have at least 1 item" in empty["detail"]
+    assert _not_stored(api, document) and _not_stored(api, {**TERMS_DOC, "kpis": []})
+
+
+def test_prepare_refuses_terms_with_an_unknown_aggregate_naming_the_field(api: Api) -> None:
+    kpi = {"id": "uptime_pct", "aggregate": "average", "op": ">=", "threshold": 99.9}
+    document = {**TERMS_DOC, "kpis": [kpi]}
+    body = api.error("POST", "/api/escrows/prepare", 422,
+                     json=prepare_body(api.env, terms_document=document))
+    assert body["error"] == "out_of_range"
+    assert body["detail"].startswith(
+        "invalid terms document: terms_document.kpis.0.aggregate: Input should be 'mean'"
+    )
+    assert _not_stored(api, document)
+    assert api.env.escrow.escrow_count() == 0
+
+
+_KPI = {"id": "uptime_pct", "aggregate": "mean", "op": ">=", "threshold": 99.9}
+AGREEMENT_TABLE: dict[str, dict[str, Any]] = {
+    "minimal": dict(TERMS_DOC),
+    "every option": {**TERMS_DOC, "consecutive_periods": 2, "missing_data": "breach",
+                     "grace_seconds": 0, "acceptance_criteria": ["ok"],
+                     "incident": {"kpi": "outage_minutes", "aggregate": "sum", "op": ">",
+                                  "threshold": 60}},
+    "extra keys": {**TERMS_DOC, "currency_note": "EUR", "kpis": [{**_KPI, "unit": "%"}]},
+    "a streak of 1": {**TERMS_DOC, "consecutive_periods": 1},
+    "no kpis": {k: v for k, v in TERMS_DOC.items() if k != "kpis"},
+    "unknown aggregate": {**TERMS_DOC, "kpis": [{**_KPI, "aggregate": "p42"}]},
+    "unknown operator": {**TERMS_DOC, "kpis": [{**_KPI, "op": "=="}]},
+    "threshold as text": {**TERMS_DOC, "kpis": [{**_KPI, "threshold": "99.9"}]},
+    "period of zero": {**TERMS_DOC, "period_seconds": 0},
+    "period as text": {**TERMS_DOC, "period_seconds": "86400"},
+    "duplicate kpis": {**TERMS_DOC, "kpis": [_KPI, _KPI]},
+    "missing data maybe": {**TERMS_DOC, "missing_data": "maybe"},
+    "no version": {k: v for k, v in TERMS_DOC.items() if k != "version"},
+    "too deep": {**TERMS_DOC, "note": json.loads("[" * 40 + "]" * 40)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(AGREEMENT_TABLE))
+def test_post_terms_and_prepare_accept_and_refuse_the_same_documents(api: Api, name: str) -> None:
+    document = AGREEMENT_TABLE[name]
+    stored = api.http.post("/api/terms", json=document)
+    prepared = api.http.post("/api/escrows/prepare",
+                             json=prepare_body(api.env, terms_document=document))
+    assert set(stored.json()) in ({"terms_hash"}, {"error", "detail"})
+    if stored.status_code == 201:
+        assert prepared.status_code == 200, prepared.text
+        assert prepared.json()["terms_hash"] == stored.json()["terms_hash"]
+    else:
+        assert (stored.status_code, prepared.status_code) == (422, 422), prepared.text
+        assert prepared.json()["error"] == stored.json()["error"]
+        # the same fields at fault, named inside the prepare body
+        fields = [part.split(": ")[0] for part in
+                  stored.json()["detail"].removeprefix("invalid terms document: ").split("; ")]
+        for field in fields:
+            assert field.replace("terms document", "terms_document") in prepared.json()["detail"]
+
+
+def test_amounts_as_json_numbers_above_2_53_or_as_floats_are_refused(api: Api) -> None:
+    env = api.env
+    too_big = api.error("POST", "/api/escrows/prepare", 422,
+                        json=prepare_body(env, milestone_amounts=[str(ETH), 2**53 + 1]))
+    assert too_big["error"] == "out_of_range"
+    assert too_big["detail"].startswith("milestone_amounts[1]=9007199254740993 is out of range")
+    as_float = api.http.post("/api/escrows/prepare", content=json.dumps(
+        prepare_body(env, milestone_amounts=["1"])).replace('["1"]', "[1e18]").encode(),
+        headers={"content-type": "application/json"})
+    assert as_float.status_code == 400, as_float.text
+    assert as_float.json()["detail"] == (
+        "malformed milestone_amounts[0]: 1e+18 is not a decimal integer string or a JSON integer"
+    )
+    exact = api.ok("POST", "/api/escrows/prepare",
+                   json=prepare_body(env, milestone_amounts=[str(ETH), 2**53 - 1]))
+    assert exact["total"] == str(ETH + 2**53 - 1)
+
+
+def test_prepare_takes_uint_rules_as_decimal_strings_too(api: Api) -> None:
+    env = api.env
+    rules = {k: (str(v) if isinstance(v, int) else [str(x) for x in v])
+             for k, v in rules_json(env).items()}
+    as_text = api.ok("POST", "/api/escrows/prepare", json=prepare_body(env, rules=rules))
+    as_numbers = api.ok("POST", "/api/escrows/prepare", json=prepare_body(env))
+    assert as_text["tx"] == as_numbers["tx"]
+    body = api.error("POST", "/api/escrows/prepare", 400,
+                     json=prepare_body(env, rules={**rules, "review_period": 1.5}))
+    assert body["detail"].startswith("malformed rules.review_period: 1.5 is not")

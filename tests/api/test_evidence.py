@@ -7,13 +7,14 @@ from __future__ import annotations
 from eth_utils import keccak
 
 from backend.db.models import BreachSubmission
-from backend.oracle.evaluation import EvalTerms, Sample, evaluate
+from backend.oracle.evaluation import Sample, evaluate
 from backend.oracle.evidence import evidence_bundle, store_bundle
+from backend.oracle.terms import parse_terms
 from tests.api.support import Api
 from tests.support import ETH
 
-TERMS = EvalTerms.from_document({
-    "period_seconds": 100, "grace_seconds": 0,
+TERMS = parse_terms({
+    "version": 1, "title": "t", "period_seconds": 100, "grace_seconds": 0,
     "kpis": [{"id": "uptime", "aggregate": "mean", "op": ">=", "threshold": 99.9}],
 })
 

@@ -1,5 +1,6 @@
 """`GET /metrics`: Prometheus text with request counts and latencies per route template, the
-indexed and head block, escrows by status and the relayer's outbox by status."""
+indexed and head block, escrows by status and every sender's outbox (relayer and oracle) by status
+with the age of its oldest transaction in flight."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from backend.api.routes.metrics import install_metrics
-from backend.db.models import ConfirmationRequest
+from backend.db.models import BreachSubmission, ConfirmationRequest, OutboxTransaction
 from tests.api.support import Api, api_on
 from tests.support import EscrowEnv
 
@@ -97,10 +98,60 @@ def test_metrics_report_blocks_escrows_by_status_and_the_outbox(api: Api) -> Non
     escrows = {s: got[("escrow_escrows", (("status", s),))] for s in statuses}
     assert escrows == {"proposed": 2, "active": 1, "closed": 0}
     outbox = {
-        s: got[("escrow_relayer_outbox", (("status", s),))]
+        s: got[("escrow_outbox_rows", (("sender", "relayer"), ("status", s)))]
         for s in ("pending", "signed", "sent", "mined", "failed")
     }
     assert outbox == {"pending": 2, "signed": 0, "sent": 1, "mined": 1, "failed": 0}
+
+
+def _breach_row(chain_id: int, period: int, status: str, now: int) -> BreachSubmission:
+    return BreachSubmission(
+        chain_id=chain_id, escrow_id=1, kind=1, period=period, evidence_hash="0x" + "ab" * 32,
+        oracle="0x" + "33" * 20, status=status, follow_up="none", created_at=now, updated_at=now,
+    )
+
+
+def _transaction(
+    chain_id: int, sender: str, nonce: int, status: str, at: int
+) -> OutboxTransaction:
+    return OutboxTransaction(
+        chain_id=chain_id, account="0x" + "33" * 20, sender=sender, purpose="report",
+        nonce=nonce, raw_tx="0x02", tx_hash=f"0x{nonce:064x}", status=status, created_at=at,
+        updated_at=at,
+    )
+
+
+def test_metrics_show_the_outbox_of_the_relayer_and_of_the_oracle_with_their_oldest_in_flight(
+    api: Api,
+) -> None:
+    chain_id = api.services.chain_id
+    now = int(time.time())
+    with api.services.sessions() as session, session.begin():
+        signed = _transaction(chain_id, "oracle", 1, "signed", now - 600)
+        session.add_all([
+            signed,
+            _transaction(chain_id, "oracle", 2, "sent", now - 60),
+            _transaction(chain_id, "oracle", 0, "mined", now - 6000),  # final: not in flight
+        ])
+        session.flush()
+        report = _breach_row(chain_id, 1, "signed", now)
+        report.report_tx_id = signed.id
+        session.add_all([report, _breach_row(chain_id, 2, "not_sent", now)])
+
+    got = samples(api)
+    oracle = {
+        s: got[("escrow_outbox_rows", (("sender", "oracle"), ("status", s)))]
+        for s in ("pending", "signed", "sent", "mined", "failed", "not_sent")
+    }
+    assert oracle == {
+        "pending": 0, "signed": 1, "sent": 0, "mined": 0, "failed": 0, "not_sent": 1
+    }
+    relayer = [v for (name, labels), v in got.items()
+               if name == "escrow_outbox_rows" and ("sender", "relayer") in labels]
+    assert relayer == [0] * 5
+    age = got[("escrow_outbox_oldest_in_flight_seconds", (("sender", "oracle"),))]
+    assert 600 <= age < 700
+    assert got[("escrow_outbox_oldest_in_flight_seconds", (("sender", "relayer"),))] == 0
 
 
 def test_metrics_before_the_indexer_ran_have_no_indexed_block(api: Api) -> None:

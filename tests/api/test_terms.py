@@ -97,3 +97,19 @@ def test_terms_that_are_not_a_json_object_are_refused(api: Api) -> None:
     assert api.error("POST", "/api/terms", 422, json={"n": 2**60})["error"] == "out_of_range"
     with api.services.sessions() as session:
         assert session.scalar(select(func.count()).select_from(TermsDocument)) == 1
+
+
+def test_posted_terms_are_checked_by_the_one_model_naming_the_field(api: Api) -> None:
+    body = api.error("POST", "/api/terms", 422, json={**DOC, "consecutive_periods": 1})
+    assert body == {
+        "error": "out_of_range",
+        "detail": "invalid terms document: consecutive_periods: Input should be greater than "
+                  "or equal to 2",
+    }
+
+
+def test_the_served_schema_documents_fields_units_and_the_percentile_method(api: Api) -> None:
+    schema = api.ok("GET", "/api/terms/schema")
+    assert "nearest-rank" in schema["description"]
+    assert "seconds" in schema["properties"]["period_seconds"]["description"]
+    assert all(prop.get("description") for prop in schema["properties"].values())

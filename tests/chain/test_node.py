@@ -8,7 +8,8 @@ import pytest
 from web3 import Web3
 from web3.types import Wei
 
-from backend.chain.node import HardhatNode, HardhatNodeError, start_hardhat_node
+from backend.chain.errors import HardhatNodeError
+from backend.chain.node import HardhatNode, start_hardhat_node
 
 pytestmark = pytest.mark.hardhat
 

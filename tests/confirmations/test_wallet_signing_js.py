@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,9 @@ from backend.services import Services
 from tests.confirmations.support import (
     PNG,
     TestClient,
-    api_client,
     confirmation_body,
     outbox_row,
     post_confirmation,
-    relay_services,
     relayer,
     settled_events,
     sign,
@@ -32,20 +29,6 @@ from tests.confirmations.support import (
 from tests.support import ETH, PAYOUTS, EscrowEnv
 
 SCRIPT = Path(__file__).resolve().parents[1] / "js" / "sign_typed_data.js"
-
-
-@pytest.fixture
-def services(hardhat_env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Services]:
-    built = relay_services(hardhat_env, database_url, tmp_path / "data")
-    try:
-        yield built
-    finally:
-        built.engine.dispose()
-
-
-@pytest.fixture
-def client(services: Services) -> TestClient:
-    return api_client(services)
 
 
 def js_sign(api_response_text: str, private_key: str) -> dict[str, str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, inspect
+from eth_account import Account
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.orm import Session
 
-from backend.db.models import Base
+from backend.db.models import Base, BreachSubmission, ConfirmationRequest
 from backend.db.session import migrate
 
 
@@ -27,3 +29,80 @@ def test_migrations_match_the_models(engine: Engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def _upgrade(engine: Engine, revision: str, *, down: bool = False) -> None:
+    from alembic import command
+
+    from backend.db.session import alembic_config
+
+    cfg = alembic_config(engine)
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+
+def _signed(nonce: int) -> tuple[str, str]:
+    """Raw bytes and hash (0x hex) of a signed EIP-1559 transaction of dev key `KEY`."""
+    signed = Account.from_key(KEY).sign_transaction({
+        "to": "0x" + "33" * 20, "value": 1, "gas": 21_000, "nonce": nonce, "chainId": 31337,
+        "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
+    })
+    return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
+
+
+KEY = "0x" + "42" * 32
+
+
+def test_the_outbox_migration_carries_the_signed_transactions_over_and_back(
+    engine: Engine,
+) -> None:
+    sender = Account.from_key(KEY).address
+    (raw_c, hash_c), (raw_r, hash_r), (raw_f, hash_f) = _signed(7), _signed(8), _signed(9)
+    _upgrade(engine, "0004", down=True)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO confirmation_request (id, chain_id, escrow_id, milestone, rating, "
+                "comment_hash, deadline, signature, signer, status, nonce, raw_tx, tx_hash, "
+                "error, created_at, updated_at) VALUES (1, 31337, 4, 0, 5, :h, 99, '0x11', "
+                ":a, 'sent', 7, :raw, :hash, NULL, 10, 11)"
+            ), {"h": "0x" + "00" * 32, "a": sender, "raw": raw_c, "hash": hash_c})
+            conn.execute(text(
+                "INSERT INTO breach_submission (id, chain_id, escrow_id, kind, period, "
+                "evidence_hash, oracle, status, nonce, raw_tx, tx_hash, breach_id, follow_up, "
+                "finalize_raw_tx, finalize_tx_hash, error, created_at, updated_at) VALUES "
+                "(1, 31337, 4, 1, 7, :h, :a, 'mined', 8, :raw, :hash, 0, 'finalize_signed', "
+                ":fraw, :fhash, NULL, 20, 21)"
+            ), {"h": "0x" + "ab" * 32, "a": sender, "raw": raw_r, "hash": hash_r,
+                "fraw": raw_f, "fhash": hash_f})
+        _upgrade(engine, "head")
+        with Session(engine) as session:
+            request = session.get(ConfirmationRequest, 1)
+            breach = session.get(BreachSubmission, 1)
+            assert request is not None and request.transaction is not None
+            assert breach is not None and breach.report_tx is not None
+            assert breach.finalize_tx is not None
+            got = [
+                (t.sender, t.purpose, t.account, t.nonce, t.raw_tx, t.tx_hash, t.status)
+                for t in (request.transaction, breach.report_tx, breach.finalize_tx)
+            ]
+        assert got == [
+            ("relayer", "confirm", sender, 7, raw_c, hash_c, "sent"),
+            ("oracle", "report", sender, 8, raw_r, hash_r, "mined"),
+            ("oracle", "finalize", sender, 9, raw_f, hash_f, "signed"),
+        ]
+
+        _upgrade(engine, "0004", down=True)
+        with engine.connect() as conn:
+            back = conn.execute(text(
+                "SELECT nonce, raw_tx, tx_hash, finalize_raw_tx, finalize_tx_hash "
+                "FROM breach_submission"
+            )).one()
+            request_back = conn.execute(
+                text("SELECT nonce, raw_tx, tx_hash FROM confirmation_request")
+            ).one()
+        assert tuple(back) == (8, raw_r, hash_r, raw_f, hash_f)
+        assert tuple(request_back) == (7, raw_c, hash_c)
+    finally:
+        _upgrade(engine, "head")

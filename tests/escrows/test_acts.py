@@ -11,6 +11,7 @@ from pypdf import PdfReader
 
 from backend.confirmations.reviews import build_review, store_attachment, store_review
 from tests.api.support import Api
+from tests.chain.support import wallet_escrow
 from tests.support import ETH
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
@@ -108,3 +109,23 @@ def test_acts_answer_404_for_an_unknown_escrow_or_milestone_and_409_when_not_set
     }
     untouched = api.error("GET", f"/api/escrows/{escrow_id}/milestones/1/act.pdf", 409)
     assert untouched["detail"].endswith("(state none)")
+
+
+def test_the_act_of_a_contract_wallet_client_names_the_wallet_that_accepted_the_signature(
+    api: Api,
+) -> None:
+    env = api.env
+    escrow_id, wallet = wallet_escrow(env)
+    env.deliver(escrow_id, 0)
+    conf = env.confirmation(escrow_id, 0, rating=5)
+    # the wallet accepts any bytes: no key can be recovered from them
+    env.escrow.confirm_with_sig(conf, b"\xab" * 80, env.parties.relayer.address)
+    api.index()
+
+    response = api.http.get(f"/api/escrows/{escrow_id}/milestones/0/act.pdf")
+
+    assert response.status_code == 200, response.text
+    text = " ".join(_text(response.content).split())
+    assert f"Recovered signer {wallet}" in text
+    assert "Signer is client yes" in text
+    assert "contract wallet that accepts this signature (EIP-1271)" in text

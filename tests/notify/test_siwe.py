@@ -3,10 +3,14 @@ checks a relying party makes (domain, chain, times, signer)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import requests
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from backend.chain.errors import NodeUnavailable
 from backend.errors import MalformedInputError
 from backend.notify.errors import SignInExpiredError, SignInRefusedError
 from backend.notify.siwe import (
@@ -20,6 +24,8 @@ from backend.notify.siwe import (
     signature_bytes,
     verify_signature,
 )
+from tests.chain.support import mock_wallet
+from tests.support import EscrowEnv
 
 # the example message of EIP-4361 itself
 EIP_EXAMPLE = (
@@ -269,3 +275,34 @@ def test_a_signature_made_by_a_real_wallet_recovers_to_its_account() -> None:
     assert recover_address(text, signature) == "0xB8a316ea8A9e48ebd25B73c71Bc0f22F5C337D1f"
     with pytest.raises(MalformedInputError, match="not EIP-55 checksummed"):
         parse_message(text)
+
+
+# ------------------------------------------------------------------ contract wallets (EIP-1271)
+
+
+def test_a_contract_wallet_that_accepts_signs_in_as_itself(env: EscrowEnv) -> None:
+    wallet = mock_wallet(env, 0)
+    m = _message(address=wallet)
+    assert verify_signature(m, m.to_text(), "0x" + "ab" * 80, w3=env.w3) == wallet
+
+
+@pytest.mark.parametrize("mode", [1, 2], ids=["other-value", "reverts"])
+def test_a_contract_wallet_that_does_not_accept_is_refused(env: EscrowEnv, mode: int) -> None:
+    wallet = mock_wallet(env, mode)
+    m = _message(address=wallet)
+    with pytest.raises(SignInRefusedError):  # even the owner's key does not speak for it
+        verify_signature(m, m.to_text(), _sign(m.to_text()), w3=env.w3)
+
+
+def test_a_contract_wallet_whose_node_does_not_answer_is_unavailable_not_refused(
+    env: EscrowEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wallet = mock_wallet(env, 0)
+    m = _message(address=wallet)
+
+    def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise requests.ConnectionError("connection refused")
+
+    monkeypatch.setattr(env.w3.eth, "call", down)
+    with pytest.raises(NodeUnavailable, match="isValidSignature"):
+        verify_signature(m, m.to_text(), "0x" + "ab" * 80, w3=env.w3)

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
@@ -728,3 +729,23 @@ def test_a_contract_wallet_signs_in_through_erc1271(
     assert answer.status_code == status, answer.text
     if status == 201:
         assert answer.json()["address"] == wallet
+
+
+def test_a_contract_wallet_sign_in_answers_503_with_retry_after_when_the_node_does_not(
+    env: EscrowEnv, api: TestClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wallet, _ = deploy_contract(env.w3, "MockERC1271Wallet", env.client)
+    proof = _sign_in(api, env.parties.client, services.chain_id, address=wallet,
+                     signer=env.parties.client)
+
+    def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise requests.ConnectionError("connection refused")
+
+    monkeypatch.setattr(services.w3.eth, "call", down)
+    answer = _post(api, proof)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "unavailable"
+    assert int(answer.headers["retry-after"]) > 0
+    monkeypatch.undo()
+    # the node back, the same proof still signs in: the nonce was not used up
+    assert _post(api, proof).status_code == 201

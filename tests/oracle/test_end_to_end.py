@@ -1,4 +1,4 @@
-"""Issue 4's whole path on a real Hardhat node: a day of bad uptime samples posted through the
+"""The oracle's whole path on a real Hardhat node: a day of bad uptime samples posted through the
 API leads, with no other action, to a kind-1 report on-chain whose evidence hash matches the
 served bundle, and to the client's credit once the challenge window has passed."""
 

@@ -7,22 +7,24 @@ from typing import Any
 
 import pytest
 
-from backend.errors import MalformedInputError
-from backend.oracle.evaluation import EvalTerms, Evaluation, Sample, aggregate, evaluate
+from backend.oracle.evaluation import Evaluation, Sample, aggregate, evaluate
+from backend.oracle.terms import TermsInvalidError, TermsModel, parse_terms
 
 DAY = 86_400
 T0 = 1_700_000_000
 GRACE = 3_600
 
 
-def terms(**extra: Any) -> EvalTerms:
+def terms(**extra: Any) -> TermsModel:
     doc: dict[str, Any] = {
+        "version": 1,
+        "title": "Hosting",
         "period_seconds": DAY,
         "kpis": [{"id": "uptime", "aggregate": "mean", "op": ">=", "threshold": 99.5}],
         "grace_seconds": GRACE,
     }
     doc.update(extra)
-    return EvalTerms.from_document(doc)
+    return parse_terms(doc)
 
 
 def daily(values: list[float], kpi: str = "uptime") -> list[Sample]:
@@ -184,5 +186,30 @@ def test_nothing_is_evaluated_before_acceptance() -> None:
      "missing_data": "maybe"},
 ])
 def test_malformed_terms_are_refused(doc: dict[str, Any]) -> None:
-    with pytest.raises(MalformedInputError):
-        EvalTerms.from_document(doc)
+    with pytest.raises(TermsInvalidError):
+        parse_terms({"version": 1, "title": "t", **doc})
+
+
+def test_the_evaluation_consumes_the_terms_model_with_its_defaults_and_extra_keys() -> None:
+    document = {"version": 1, "title": "t", "period_seconds": DAY, "sla_owner": "ops",
+                "kpis": [{"id": "uptime", "aggregate": "p95", "op": ">=", "threshold": 99,
+                          "unit": "%"}],
+                "consecutive_periods": 2}
+    model = parse_terms(document)
+    assert isinstance(model, TermsModel) and model.grace_seconds == 3_600  # the model's default
+    ev = evaluate(model, T0, T0 + 2 * DAY + 3_600, daily([90.0, 90.0]))
+    assert kinds(ev) == [(1, 0), (1, 1), (2, 1)]
+    assert ev.findings[2].rule["consecutive_periods"] == 2
+
+
+def test_a_streak_of_one_cannot_reach_the_evaluation() -> None:
+    with pytest.raises(TermsInvalidError, match="consecutive_periods"):
+        terms(consecutive_periods=1)
+
+
+def test_percentiles_follow_the_method_the_terms_schema_states() -> None:
+    # nearest rank: rank ceil(p * n / 100), at least 1, of the ascending samples
+    values = [float(v) for v in range(100, 0, -1)]
+    assert [aggregate(p, values) for p in ("p50", "p90", "p95", "p99")] == [50, 90, 95, 99]
+    assert aggregate("p99", [3.0, 1.0, 2.0]) == 3.0  # ceil(2.97) = 3
+    assert aggregate("p50", [7.0]) == 7.0

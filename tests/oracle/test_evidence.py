@@ -7,8 +7,9 @@ from typing import Any
 
 from eth_utils import keccak
 
-from backend.oracle.evaluation import EvalTerms, Sample, evaluate
+from backend.oracle.evaluation import Sample, evaluate
 from backend.oracle.evidence import FORMAT, bundle_hash, evidence_bundle
+from backend.oracle.terms import parse_terms
 
 T0 = 1_700_000_000
 CONTRACT = "0x" + "ab" * 20
@@ -17,8 +18,8 @@ TERMS_HASH = "0x" + "12" * 32
 
 
 def bundle() -> dict[str, Any]:
-    terms = EvalTerms.from_document({
-        "period_seconds": 100, "grace_seconds": 10,
+    terms = parse_terms({
+        "version": 1, "title": "t", "period_seconds": 100, "grace_seconds": 10,
         "kpis": [{"id": "uptime", "aggregate": "mean", "op": ">=", "threshold": 99.9}],
     })
     samples = [Sample("uptime", 99.0, T0 + 5), Sample("uptime", 98.5, T0 + 50)]

@@ -354,3 +354,49 @@ def test_the_terms_schema_route_is_not_taken_for_a_hash(api: Api) -> None:
     assert api.ok("POST", "/api/terms", 201, content=body) == {
         "terms_hash": "0x" + terms_hash(DOC).hex()
     }
+
+
+def test_a_sample_whose_value_is_a_400_digit_json_integer_is_422_not_500(api: Api) -> None:
+    escrow = open_escrow(api)
+    at = escrow.accepted_at
+    for value in ("9" * 400, "-" + "9" * 400, "1e400"):
+        body = f'{{"samples": [{{"kpi": "uptime_pct", "value": {value}, "observed_at": {at}}}]}}'
+        response = api.http.post(
+            f"/api/escrows/{escrow.id}/measurements", content=body.encode(),
+            headers={"Authorization": f"Bearer {escrow.token}",
+                     "content-type": "application/json"},
+        )
+        assert response.status_code == 422, (value, response.text)
+        error = response.json()
+        assert set(error) == {"error", "detail"}
+        assert error["error"] == "sample_refused"
+        assert error["detail"].startswith("sample 0: value=")
+        assert len(error["detail"]) < 200  # the value is shortened, not echoed in full
+    assert stored(api, escrow.id) == []
+
+
+def test_kpi_values_beyond_the_bound_are_refused_so_every_aggregate_stays_finite(
+    api: Api, tmp_path: Path
+) -> None:
+    escrow = open_escrow(api)
+    t = escrow.accepted_at
+    response = post(api, escrow, [sample("uptime_pct", 1e300, t)])
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "sample 0: value=1e+300 is refused: expected a number from -1e+100 to 1e+100"
+    )
+    huge = write_csv(tmp_path / "huge.csv",
+                     ["kpi,value,observed_at", f"uptime_pct,{'9' * 400},{t}"])
+    with pytest.raises(SampleRefusedError):
+        import_csv(api.services.settings, escrow.id, huge, services=api.services)
+    bounds = [sample("uptime_pct", 1e100, t), sample("uptime_pct", -1e100, t + 1)]
+    accepted = post(api, escrow, bounds)
+    assert accepted.json() == {"accepted": 2, "duplicates": 0}
+
+
+def test_an_observed_at_beyond_a_64_bit_time_is_refused_before_the_database(api: Api) -> None:
+    escrow = open_escrow(api)
+    response = post(api, escrow, [sample("uptime_pct", 1, 10**30)])
+    assert response.status_code == 422
+    assert response.json()["error"] == "sample_refused"
+    assert response.json()["detail"].startswith("sample 0: observed_at=")

@@ -1,15 +1,13 @@
-"""The oracle's submission of breach reports on a real Hardhat node and both databases: each
-finding is reported once with its evidence hash, survives a crash at any step, is finalized after
-the challenge period, is watched (not finalized) when challenged, and is never sent when the
-contract would refuse it."""
+"""What is the oracle's own in sending breach reports, on a real Hardhat node and both databases:
+each finding is reported once with its evidence hash, is finalized after the challenge period
+(surviving a crash at any step of that second transaction too), is watched (not finalized) when
+challenged, and is never sent when the contract would refuse it. The outbox discipline it shares
+with the relayer is tested over both senders in tests/outbox/test_sender.py."""
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,61 +18,39 @@ from sqlalchemy.orm import Session
 
 from backend.chain.keys import oracle_account
 from backend.chain.types import BreachState
-from backend.db.models import BreachSubmission, EventLog, SenderNonce
+from backend.db.models import BreachSubmission, EventLog
 from backend.index.indexer import Indexer
 from backend.oracle.outbox import enqueue_reports
-from backend.oracle.submitter import FINALIZE_STEPS, STEPS, Hook
+from backend.oracle.submitter import FINALIZE_STEPS, STEPS
 from backend.oracle.worker import Oracle
-from backend.outbox.owner import RelayerBusyError
-from backend.services import Services
-from tests.confirmations.support import relay_services
+from backend.outbox.sender import Hook
+from tests.outbox.support import (
+    EVIDENCE,
+    Crash,
+    CrashOnceEverywhere,
+    Found,
+    Stack,
+    crash_at,
+    run_through_crashes,
+)
 from tests.support import CHALLENGE, ETH, EscrowEnv
 
-EVIDENCE = "0x" + "ab" * 32
 #: kind 1 at 500 bps of the default 3 ETH escrow, as `_reserveFor` computes it
 RESERVE_KIND_1 = 500 * 3 * ETH // 10_000
 
 
-@dataclass(frozen=True)
-class Found:
-    escrow_id: int
-    kind: int
-    period: int
-    evidence_hash: str = EVIDENCE
-
-
-class Crash(BaseException):
-    """Stands for the process dying: nothing in the worker catches it."""
-
-
-def crash_at(step: str) -> Hook:
-    def hook(name: str, _row: BreachSubmission) -> None:
-        if name == step:
-            raise Crash(name)
-
-    return hook
-
-
-class Stack:
-    """The service as one process sees it; `restart` builds a new one on the same database."""
+class OracleStack(Stack):
+    """The outbox tests' stack with the oracle's key and the findings its evaluation returns."""
 
     def __init__(self, env: EscrowEnv, database_url: str, data_dir: Path) -> None:
-        self.env = env
-        self.database_url = database_url
-        self.data_dir = data_dir
-        self.services = relay_services(env, database_url, data_dir)
+        super().__init__(env, database_url, data_dir)
         self.key: LocalAccount = oracle_account(env.w3, self.services.settings)
         self.findings: list[Found] = []
-
-    def restart(self) -> Services:
-        self.services.engine.dispose()
-        self.services = relay_services(self.env, self.database_url, self.data_dir)
-        return self.services
 
     def sync(self) -> None:
         Indexer(self.services).sync()
 
-    def oracle(self, hook: Hook | None = None) -> Oracle:
+    def oracle(self, hook: Hook[BreachSubmission] | None = None) -> Oracle:
         def evaluate(_session: Session, _chain_id: int) -> list[Found]:
             return list(self.findings)
 
@@ -108,15 +84,12 @@ class Stack:
 
 
 @pytest.fixture
-def stack(hardhat_env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    built = Stack(hardhat_env, database_url, tmp_path / "data")
-    try:
+def stack(hardhat_env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[OracleStack]:
+    with OracleStack.open(hardhat_env, database_url, tmp_path / "data") as built:
         yield built
-    finally:
-        built.services.engine.dispose()
 
 
-def active_escrow_with_finding(stack: Stack, kind: int = 1, period: int = 7) -> int:
+def active_escrow_with_finding(stack: OracleStack, kind: int = 1, period: int = 7) -> int:
     escrow_id = stack.env.create_active()
     stack.sync()
     stack.findings.append(Found(escrow_id, kind, period))
@@ -126,12 +99,12 @@ def active_escrow_with_finding(stack: Stack, kind: int = 1, period: int = 7) -> 
 # ------------------------------------------------------------------ reporting
 
 
-def test_the_oracle_key_is_dev_account_3_the_test_parties_oracle(stack: Stack) -> None:
+def test_the_oracle_key_is_dev_account_3_the_test_parties_oracle(stack: OracleStack) -> None:
     assert stack.key.address == stack.env.oracle
 
 
 def test_a_finding_for_an_active_escrow_is_reported_with_its_evidence_and_the_contract_reserve(
-    stack: Stack,
+    stack: OracleStack,
 ) -> None:
     escrow_id = active_escrow_with_finding(stack, kind=1, period=7)
     first_nonce = stack.tx_count()
@@ -139,8 +112,10 @@ def test_a_finding_for_an_active_escrow_is_reported_with_its_evidence_and_the_co
     stack.oracle().run_until_idle()
 
     row = stack.row()
-    assert (row.status, row.breach_id, row.nonce, row.follow_up, row.error) == (
-        "mined", 0, first_nonce, "none", None
+    assert (row.status, row.breach_id, row.follow_up, row.error) == ("mined", 0, "none", None)
+    assert row.report_tx is not None
+    assert (row.report_tx.sender, row.report_tx.purpose, row.report_tx.nonce) == (
+        "oracle", "report", first_nonce
     )
     [event] = stack.reports(escrow_id)
     assert (event["breachId"], event["kind"], event["period"]) == (0, 1, 7)
@@ -153,7 +128,7 @@ def test_a_finding_for_an_active_escrow_is_reported_with_its_evidence_and_the_co
     assert stack.tx_count() == first_nonce + 1
 
 
-def test_enqueueing_the_same_finding_twice_writes_one_row(stack: Stack) -> None:
+def test_enqueueing_the_same_finding_twice_writes_one_row(stack: OracleStack) -> None:
     escrow_id = active_escrow_with_finding(stack)
     finding = Found(escrow_id, 1, 7)
     with stack.services.sessions() as session, session.begin():
@@ -166,38 +141,8 @@ def test_enqueueing_the_same_finding_twice_writes_one_row(stack: Stack) -> None:
     assert [(r.status, r.created_at) for r in stack.rows()] == [("pending", 1_000)]
 
 
-@pytest.mark.parametrize("step", STEPS)
-def test_an_oracle_killed_at_each_reporting_step_and_restarted_reports_exactly_once(
-    stack: Stack, step: str
-) -> None:
-    escrow_id = active_escrow_with_finding(stack)
-    first_nonce = stack.tx_count()
-
-    with pytest.raises(Crash):
-        stack.oracle(crash_at(step)).run_until_idle()
-    at_crash = stack.row()
-    assert at_crash.status == {
-        "signing": "pending", "signed": "signed", "broadcast": "signed",
-        "sent": "sent", "receipt": "sent", "finished": "mined",
-    }[step]
-
-    stack.restart()
-    stack.oracle().run_until_idle()
-
-    row = stack.row()
-    assert (row.status, row.breach_id, row.nonce) == ("mined", 0, first_nonce)
-    [event] = stack.reports(escrow_id)
-    assert event["tx_hash"] == row.tx_hash
-    assert stack.tx_count() == first_nonce + 1
-    if step != "signing":  # signed once: the stored bytes are the ones mined
-        assert (row.raw_tx, row.tx_hash) == (at_crash.raw_tx, at_crash.tx_hash)
-    with stack.services.sessions() as session:
-        nonce = session.get(SenderNonce, (stack.services.chain_id, stack.key.address))
-        assert nonce is not None and nonce.next_nonce == first_nonce + 1
-
-
 def test_a_finding_the_contract_refuses_on_simulation_fails_with_the_decoded_error(
-    stack: Stack,
+    stack: OracleStack,
 ) -> None:
     active_escrow_with_finding(stack, kind=9, period=1)
     first_nonce = stack.tx_count()
@@ -212,39 +157,28 @@ def test_a_finding_the_contract_refuses_on_simulation_fails_with_the_decoded_err
 
 
 def test_an_oracle_killed_once_at_every_boundary_of_two_reports_sends_each_transaction_once(
-    stack: Stack,
+    stack: OracleStack,
 ) -> None:
     env = stack.env
     escrow_id = active_escrow_with_finding(stack, kind=1, period=1)
     stack.findings.append(Found(escrow_id, 3, 2))
     first_nonce = stack.tx_count()
-    crashed: set[tuple[str, int]] = set()
+    hook = CrashOnceEverywhere()
 
-    def once_at_every_boundary(step: str, row: BreachSubmission) -> None:
-        if (step, row.id) not in crashed:
-            crashed.add((step, row.id))
-            raise Crash(step)
-
-    def run_to_the_end() -> None:
-        for _ in range(100):
-            try:
-                stack.oracle(once_at_every_boundary).run_until_idle()
-                return
-            except Crash:
-                stack.restart()
-
-    run_to_the_end()
+    run_through_crashes(stack, lambda: stack.oracle(hook).run_until_idle())
     env.advance(CHALLENGE + 1)
-    run_to_the_end()
+    run_through_crashes(stack, lambda: stack.oracle(hook).run_until_idle())
 
     ids = [r.id for r in stack.rows()]
-    assert crashed == {(step, i) for step in STEPS + FINALIZE_STEPS for i in ids}
+    assert hook.crashed == {(step, i) for step in STEPS + FINALIZE_STEPS for i in ids}
     rows = stack.rows()
     assert [(r.status, r.follow_up, r.kind) for r in rows] == [
         ("mined", "done", 1), ("mined", "done", 3)
     ]
     assert sorted(r.breach_id for r in rows if r.breach_id is not None) == [0, 1]
-    assert sorted(r.nonce for r in rows if r.nonce is not None) == [first_nonce, first_nonce + 1]
+    assert sorted(r.report_tx.nonce for r in rows if r.report_tx is not None) == [
+        first_nonce, first_nonce + 1
+    ]
     assert len(stack.reports(escrow_id)) == 2
     assert sorted(s["toClient"] for s in stack.settlements(escrow_id)) == [
         RESERVE_KIND_1, 2_000 * 3 * ETH // 10_000
@@ -254,7 +188,7 @@ def test_an_oracle_killed_once_at_every_boundary_of_two_reports_sends_each_trans
 
 @pytest.mark.parametrize("status", ["proposed", "closed"])
 def test_a_finding_for_an_escrow_that_is_not_active_is_recorded_not_sent(
-    stack: Stack, status: str
+    stack: OracleStack, status: str
 ) -> None:
     env = stack.env
     escrow_id = env.create()
@@ -268,13 +202,13 @@ def test_a_finding_for_an_escrow_that_is_not_active_is_recorded_not_sent(
 
     row = stack.row()
     assert (row.status, row.error) == ("not_sent", f"escrow is {status}, not active")
-    assert (row.raw_tx, row.tx_hash) == (None, None)
+    assert (row.report_tx_id, row.finalize_tx_id) == (None, None)
     assert stack.tx_count() == first_nonce
 
 
 @pytest.mark.parametrize("indexed", [False, True], ids=["on_chain", "indexed"])
 def test_a_kind_and_period_already_reported_on_chain_counts_as_done(
-    stack: Stack, indexed: bool
+    stack: OracleStack, indexed: bool
 ) -> None:
     env = stack.env
     escrow_id = env.create_active()
@@ -303,7 +237,7 @@ def test_a_kind_and_period_already_reported_on_chain_counts_as_done(
 
 
 def test_after_the_challenge_period_the_oracle_finalizes_and_the_client_is_credited(
-    stack: Stack,
+    stack: OracleStack,
 ) -> None:
     env = stack.env
     escrow_id = active_escrow_with_finding(stack)
@@ -312,14 +246,15 @@ def test_after_the_challenge_period_the_oracle_finalizes_and_the_client_is_credi
     credit = env.escrow.credits(env.client)
 
     oracle.run_until_idle()  # still inside the challenge period: nothing happens
-    assert (stack.row().follow_up, stack.row().finalize_tx_hash) == ("none", None)
+    assert (stack.row().follow_up, stack.row().finalize_tx_id) == ("none", None)
 
     env.advance(CHALLENGE + 1)
     oracle.run_until_idle()
 
     row = stack.row()
     assert (row.status, row.follow_up, row.error) == ("mined", "done", None)
-    assert row.finalize_tx_hash is not None and row.finalize_raw_tx is not None
+    assert row.finalize_tx is not None
+    assert (row.finalize_tx.purpose, row.finalize_tx.status) == ("finalize", "mined")
     assert env.escrow.credits(env.client) == credit + RESERVE_KIND_1
     assert env.escrow.get_breach(escrow_id, 0).state == BreachState.FINALIZED
     [settled] = stack.settlements(escrow_id)
@@ -328,7 +263,7 @@ def test_after_the_challenge_period_the_oracle_finalizes_and_the_client_is_credi
 
 @pytest.mark.parametrize("step", FINALIZE_STEPS)
 def test_an_oracle_killed_at_each_finalizing_step_and_restarted_finalizes_exactly_once(
-    stack: Stack, step: str
+    stack: OracleStack, step: str
 ) -> None:
     env = stack.env
     escrow_id = active_escrow_with_finding(stack)
@@ -350,12 +285,13 @@ def test_an_oracle_killed_at_each_finalizing_step_and_restarted_finalizes_exactl
     assert env.escrow.credits(env.client) == credit + RESERVE_KIND_1
     assert stack.tx_count() == nonce + 1
     if step != "finalize_signing":
-        assert row.finalize_tx_hash == at_crash.finalize_tx_hash
+        assert row.finalize_tx is not None and at_crash.finalize_tx is not None
+        assert row.finalize_tx.tx_hash == at_crash.finalize_tx.tx_hash
 
 
 @pytest.mark.parametrize("indexed", [False, True], ids=["on_chain", "indexed"])
 def test_a_challenged_report_is_not_finalized_and_is_followed_until_the_arbiter_resolves(
-    stack: Stack, indexed: bool
+    stack: OracleStack, indexed: bool
 ) -> None:
     env = stack.env
     escrow_id = active_escrow_with_finding(stack)
@@ -369,7 +305,7 @@ def test_a_challenged_report_is_not_finalized_and_is_followed_until_the_arbiter_
 
     oracle.run_until_idle()
     row = stack.row()
-    assert (row.follow_up, row.finalize_tx_hash) == ("challenged", None)
+    assert (row.follow_up, row.finalize_tx_id) == ("challenged", None)
     assert stack.tx_count() == nonce
 
     env.escrow.resolve_breach(escrow_id, 0, True, env.arbiter)
@@ -377,13 +313,13 @@ def test_a_challenged_report_is_not_finalized_and_is_followed_until_the_arbiter_
         stack.sync()
     oracle.run_until_idle()
     row = stack.row()
-    assert (row.follow_up, row.finalize_tx_hash) == ("resolved", None)
+    assert (row.follow_up, row.finalize_tx_id) == ("resolved", None)
     assert stack.tx_count() == nonce
     [settled] = stack.settlements(escrow_id)
     assert settled["outcome"] == 2  # upheld, by the arbiter
 
 
-def test_a_breach_someone_else_finalized_counts_as_done(stack: Stack) -> None:
+def test_a_breach_someone_else_finalized_counts_as_done(stack: OracleStack) -> None:
     env = stack.env
     escrow_id = active_escrow_with_finding(stack)
     oracle = stack.oracle()
@@ -394,7 +330,7 @@ def test_a_breach_someone_else_finalized_counts_as_done(stack: Stack) -> None:
 
     oracle.run_until_idle()
 
-    assert (stack.row().follow_up, stack.row().finalize_tx_hash) == ("done", None)
+    assert (stack.row().follow_up, stack.row().finalize_tx_id) == ("done", None)
     assert stack.tx_count() == nonce
 
 
@@ -402,7 +338,7 @@ def test_a_breach_someone_else_finalized_counts_as_done(stack: Stack) -> None:
 
 
 def test_the_oracle_key_never_appears_in_the_logs(
-    stack: Stack, caplog: pytest.LogCaptureFixture
+    stack: OracleStack, caplog: pytest.LogCaptureFixture
 ) -> None:
     env = stack.env
     caplog.set_level(logging.DEBUG)
@@ -420,19 +356,3 @@ def test_the_oracle_key_never_appears_in_the_logs(
     assert caplog.records  # something was logged
     key_hex = bytes(stack.key.key).hex()
     assert key_hex not in caplog.text.lower()
-
-
-def test_a_second_oracle_worker_for_the_same_account_refuses_to_start(stack: Stack) -> None:
-    stop = threading.Event()
-    first = threading.Thread(target=stack.oracle().run_forever, args=(stop,),
-                             kwargs={"interval": 0.05})
-    first.start()
-    try:
-        time.sleep(0.3)  # the first worker has taken the lock
-        stop_second = threading.Event()
-        stop_second.set()
-        with pytest.raises(RelayerBusyError):
-            stack.oracle().run_forever(stop_second)
-    finally:
-        stop.set()
-        first.join(timeout=10)

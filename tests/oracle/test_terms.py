@@ -4,12 +4,14 @@ and that validation leaves the hashed document untouched."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 from eth_utils import keccak
 
 from backend.canonical import canonical_json, terms_hash
+from backend.errors import OutOfRangeError
 from backend.oracle.terms import (
     AGGREGATES,
     DEFAULT_GRACE_SECONDS,
@@ -177,3 +179,50 @@ def test_the_json_schema_lists_the_fields_and_the_enums() -> None:
     assert rule["properties"]["aggregate"]["enum"] == list(AGGREGATES)
     assert rule["properties"]["op"]["enum"] == list(OPERATORS)
     assert rule["additionalProperties"] is True
+
+
+def _properties(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = {f"TermsModel.{k}": v for k, v in schema["properties"].items()}
+    for model, definition in schema["$defs"].items():
+        found.update({f"{model}.{k}": v for k, v in definition["properties"].items()})
+    return found
+
+
+def test_the_json_schema_documents_every_field() -> None:
+    properties = _properties(terms_json_schema())
+    assert len(properties) == 9 + 4 + 4
+    undocumented = [name for name, prop in properties.items() if not prop.get("description")]
+    assert undocumented == []
+
+
+def test_the_json_schema_states_the_units_and_the_evaluations_percentile_method() -> None:
+    schema = terms_json_schema()
+    described = schema["description"]
+    assert "nearest-rank" in described and "ceil(p * n / 100)" in described
+    assert "no interpolation" in described
+    assert "seconds" in schema["properties"]["period_seconds"]["description"]
+    assert "seconds" in schema["properties"]["grace_seconds"]["description"]
+    assert "unit" in schema["$defs"]["KpiRule"]["properties"]["threshold"]["description"]
+    for aggregate in AGGREGATES:
+        assert f"`{aggregate}`" in described
+
+
+def test_the_evaluation_computes_exactly_the_aggregates_the_model_names() -> None:
+    from backend.oracle.evaluation import AGGREGATES as COMPUTED
+    from backend.oracle.evaluation import OPS
+
+    assert tuple(COMPUTED) == AGGREGATES
+    assert tuple(OPS) == OPERATORS
+
+
+def test_terms_nested_too_deeply_or_not_an_object_are_refused() -> None:
+    with pytest.raises(OutOfRangeError, match="expected at most 32 levels"):
+        parse_terms(with_(note=json.loads("[" * 40 + "]" * 40)))
+    with pytest.raises(OutOfRangeError, match="expected a JSON object"):
+        parse_terms([SLA])
+
+
+def test_fields_are_named_inside_the_request_that_carries_the_document() -> None:
+    with pytest.raises(TermsInvalidError) as caught:
+        parse_terms(with_(kpis=[]), where="terms_document")
+    assert caught.value.field == "terms_document.kpis"

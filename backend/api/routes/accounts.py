@@ -9,16 +9,15 @@ from fastapi import APIRouter
 from backend.api.app_state import TokensDep
 from backend.api.deps import ServicesDep, SessionDep
 from backend.escrows.credits import account_credits
-from backend.inputs import parse_address
+from backend.inputs import Address
 
 router = APIRouter(tags=["accounts"])
 
 
 @router.get("/api/accounts/{address}/credits")
 def get_credits(
-    address: str, services: ServicesDep, session: SessionDep, tokens: TokensDep
+    address: Address, services: ServicesDep, session: SessionDep, tokens: TokensDep
 ) -> dict[str, Any]:
     """Every token the account was ever credited in (from the index), with the amount the
     contract's `credits` view holds for it now (base units, decimal string)."""
-    account = parse_address("address", address)
-    return account_credits(session, services.chain_id, services.escrow, tokens, account)
+    return account_credits(session, services.chain_id, services.escrow, tokens, address)

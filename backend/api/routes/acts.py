@@ -7,20 +7,24 @@ from fastapi import APIRouter, Response
 from backend.api.app_state import TokensDep
 from backend.api.deps import ServicesDep, SessionDep
 from backend.escrows.acts import act_pdf
-from backend.escrows.listing import check_escrow_id
+from backend.inputs import EscrowId, MilestoneIndex
 
 router = APIRouter(tags=["acts"])
 
 
 @router.get("/api/escrows/{escrow_id}/milestones/{milestone}/act.pdf", response_class=Response)
 def get_act(
-    escrow_id: int, milestone: int, services: ServicesDep, session: SessionDep, tokens: TokensDep
+    escrow_id: EscrowId,
+    milestone: MilestoneIndex,
+    services: ServicesDep,
+    session: SessionDep,
+    tokens: TokensDep,
 ) -> Response:
     """The certificate of completion of a settled milestone (PDF): parties, amount, rating,
     review with attachment digests, the client's signature and its recovered signer, the
     transaction and the split paid; 404 for an unknown escrow or milestone, 409 when the
     milestone is not settled."""
-    body, filename = act_pdf(session, services, tokens, check_escrow_id(escrow_id), milestone)
+    body, filename = act_pdf(session, services, tokens, escrow_id, milestone)
     return Response(
         body,
         media_type="application/pdf",

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from backend.api.app_state import TokensDep
 from backend.api.deps import ServicesDep, SessionDep
-from backend.oracle.measurements import current_time
+from backend.inputs import Address, EscrowId
 from backend.oracle.scorecard import escrow_kpis, provider_scorecard
 
 router = APIRouter(tags=["analytics"])
@@ -17,16 +17,18 @@ router = APIRouter(tags=["analytics"])
 
 @router.get("/api/providers/{address}/scorecard")
 def get_scorecard(
-    address: str, services: ServicesDep, session: SessionDep, tokens: TokensDep
+    address: Address, services: ServicesDep, session: SessionDep, tokens: TokensDep
 ) -> dict[str, Any]:
     """The provider's escrows, ratings, deliveries, breaches, refunds and per-KPI series; 400
     for a malformed address; a provider with no escrow gets 200 with zeros."""
-    now = current_time(services.w3)
+    now = services.clock.now_or_service_time()
     return provider_scorecard(session, services.chain_id, address, tokens, now)
 
 
 @router.get("/api/escrows/{escrow_id}/kpis")
-def get_escrow_kpis(escrow_id: int, services: ServicesDep, session: SessionDep) -> dict[str, Any]:
+def get_escrow_kpis(
+    escrow_id: EscrowId, services: ServicesDep, session: SessionDep
+) -> dict[str, Any]:
     """Per-period KPI values, thresholds and verdicts (pass/fail/missing), the incident rule's
     state and the findings; 404 for an unknown escrow, 409 when its terms are not stored."""
-    return escrow_kpis(session, services.chain_id, escrow_id, current_time(services.w3))
+    return escrow_kpis(session, services.chain_id, escrow_id, services.clock.now_or_service_time())

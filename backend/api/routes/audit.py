@@ -8,18 +8,27 @@ from fastapi import APIRouter
 
 from backend.api.deps import ServicesDep, SessionDep
 from backend.audit.verify import audit_escrow
+from backend.chain.errors import from_node
+from backend.inputs import EscrowId
 
 router = APIRouter(tags=["audit"])
 
 
 @router.get("/api/escrows/{escrow_id}/audit")
-def escrow_audit(escrow_id: int, services: ServicesDep, session: SessionDep) -> dict[str, Any]:
-    """The named checks of the escrow, read from the chain and this service's database."""
-    return audit_escrow(
-        services.w3,
-        services.escrow.address,
-        escrow_id,
-        from_block=services.deployment_block,
-        session=session,
-        data_dir=services.settings.data_dir,
+def escrow_audit(
+    escrow_id: EscrowId, services: ServicesDep, session: SessionDep
+) -> dict[str, Any]:
+    """The named checks of the escrow, read from the chain and this service's database.
+    404 `not_found` ("unknown escrow N") when the contract has no event of that escrow; 503
+    `unavailable` (with `Retry-After`) when the node does not answer."""
+    return from_node(
+        "audit",
+        lambda: audit_escrow(
+            services.w3,
+            services.escrow.address,
+            escrow_id,
+            from_block=services.deployment_block,
+            session=session,
+            data_dir=services.settings.data_dir,
+        ),
     ).to_json()

@@ -7,20 +7,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, Field, StrictInt, StrictStr, WithJsonSchema
 
 from backend.api.deps import ServicesDep, SessionDep
 from backend.confirmations.chain_reader import Web3ChainReader
 from backend.confirmations.outbox import get_request, request_json
 from backend.confirmations.submit import submit_confirmation
 from backend.confirmations.verify import ConfirmationInput, prepare
+from backend.inputs import ROW_IDS, EscrowId, MilestoneIndex, Uint256, parse_row_id
 
 router = APIRouter(tags=["confirmations"])
 
-#: a session committed before the response leaves, so a 202 means the outbox row is stored
+#: an outbox row's id (`parse_row_id`): 404 for an id no row can have
+RequestId = Annotated[
+    int,
+    BeforeValidator(lambda value: parse_row_id("confirmation request", value, "request_id")),
+    WithJsonSchema({"type": "integer", "minimum": ROW_IDS.start, "maximum": ROW_IDS.stop - 1}),
+]
 
 
 class TypedDataRequest(BaseModel):
@@ -29,7 +35,11 @@ class TypedDataRequest(BaseModel):
     attachments: list[StrictStr] = Field(
         default_factory=list, description="sha256 digests of uploaded attachments, at most 10"
     )
-    deadline: StrictInt | None = Field(None, description="unix seconds; default one hour ahead")
+    deadline: Uint256 | None = Field(
+        None,
+        description="unix seconds (uint256, a decimal string or an integer); default one hour "
+        "ahead",
+    )
 
     def to_input(self, escrow_id: int, milestone: int) -> ConfirmationInput:
         return ConfirmationInput(
@@ -43,14 +53,16 @@ class TypedDataRequest(BaseModel):
 
 
 class ConfirmationRequestBody(TypedDataRequest):
-    deadline: StrictInt = Field(description="the deadline that was signed")
+    deadline: Uint256 = Field(
+        description="the deadline that was signed (uint256, a decimal string or an integer)"
+    )
     signature: StrictStr = Field(description="65-byte r|s|v signature as 0x hex (or a wallet's)")
 
 
 @router.post("/api/escrows/{escrow_id}/milestones/{milestone}/typed-data")
 def typed_data(
-    escrow_id: int,
-    milestone: int,
+    escrow_id: EscrowId,
+    milestone: MilestoneIndex,
     body: TypedDataRequest,
     services: ServicesDep,
     session: SessionDep,
@@ -62,8 +74,8 @@ def typed_data(
 
 @router.post("/api/escrows/{escrow_id}/milestones/{milestone}/confirmations", status_code=202)
 def confirm(
-    escrow_id: int,
-    milestone: int,
+    escrow_id: EscrowId,
+    milestone: MilestoneIndex,
     body: ConfirmationRequestBody,
     services: ServicesDep,
     session: SessionDep,
@@ -75,6 +87,6 @@ def confirm(
 
 
 @router.get("/api/confirmations/{request_id}")
-def confirmation_status(request_id: int, session: SessionDep) -> dict[str, Any]:
+def confirmation_status(request_id: RequestId, session: SessionDep) -> dict[str, Any]:
     """Where a relayed confirmation stands: pending, signed, sent, mined or failed (with why)."""
     return request_json(get_request(session, request_id), full=True)

@@ -10,14 +10,15 @@ from starlette.concurrency import run_in_threadpool
 
 from backend.api.app_state import AppServicesDep, DetailCacheDep, TokensDep
 from backend.api.deps import ServicesDep, SessionDep
-from backend.chain.node_reads import has_code, latest_block_time
+from backend.chain.clock import chain_time
+from backend.chain.erc1271 import has_code
 from backend.errors import OutOfRangeError
 from backend.escrows.actions import action_tx
 from backend.escrows.detail import escrow_detail_body
 from backend.escrows.listing import STATUSES, EscrowFilter, list_escrows, require_ledger
 from backend.escrows.prepare import PrepareRequest, prepare_escrow
 from backend.escrows.statements import statement_csv, statement_filename
-from backend.inputs import parse_address
+from backend.inputs import Address, EscrowId
 
 router = APIRouter(tags=["escrows"])
 
@@ -27,8 +28,8 @@ def get_escrows(
     services: ServicesDep,
     session: SessionDep,
     tokens: TokensDep,
-    client: str | None = None,
-    provider: str | None = None,
+    client: Address | None = None,
+    provider: Address | None = None,
     status: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
@@ -38,11 +39,7 @@ def get_escrows(
     end)."""
     if status is not None and status not in STATUSES:
         raise OutOfRangeError("status", status, f"one of {', '.join(STATUSES)}")
-    where = EscrowFilter(
-        client=None if client is None else parse_address("client", client),
-        provider=None if provider is None else parse_address("provider", provider),
-        status=status,
-    )
+    where = EscrowFilter(client=client, provider=provider, status=status)
     return list_escrows(session, services.chain_id, tokens, where, limit=limit, offset=offset)
 
 
@@ -58,14 +55,14 @@ def prepare(
         session,
         services.escrow,
         request,
-        now=latest_block_time(w3),
+        now=chain_time(w3),
         has_code=lambda address: has_code(w3, address),
     )
 
 
 @router.get("/api/escrows/{escrow_id}", response_class=Response)
 async def get_escrow(
-    escrow_id: int, services: AppServicesDep, tokens: TokensDep, cache: DetailCacheDep
+    escrow_id: EscrowId, services: AppServicesDep, tokens: TokensDep, cache: DetailCacheDep
 ) -> Response:
     """One indexed escrow: `params`, `token` (decimals, symbol), `balances`, `milestones` (with
     the stored review of each settled one), `breaches` and the stored `terms_document`."""
@@ -83,7 +80,7 @@ async def get_escrow(
 
 @router.get("/api/escrows/{escrow_id}/statement.csv", response_class=Response)
 def get_statement(
-    escrow_id: int, services: ServicesDep, session: SessionDep, tokens: TokensDep
+    escrow_id: EscrowId, services: ServicesDep, session: SessionDep, tokens: TokensDep
 ) -> Response:
     """Every money movement of the escrow, one CSV row each, with its transaction and time."""
     led = require_ledger(session, services.chain_id, escrow_id)
@@ -98,7 +95,7 @@ def get_statement(
 
 @router.post("/api/escrows/{escrow_id}/tx/{action}")
 def post_action_tx(
-    escrow_id: int,
+    escrow_id: EscrowId,
     action: str,
     services: ServicesDep,
     session: SessionDep,

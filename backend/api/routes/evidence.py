@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from backend.api.deps import ServicesDep, SessionDep
+from backend.inputs import EscrowId
 from backend.oracle.breaches import escrow_breaches
 from backend.oracle.evidence import bundle_text
 
@@ -22,7 +23,7 @@ def get_evidence(evidence_hash: str, session: SessionDep) -> Response:
 
 
 @router.get("/api/escrows/{escrow_id}/breaches")
-def get_breaches(escrow_id: int, services: ServicesDep, session: SessionDep) -> dict[str, Any]:
+def get_breaches(escrow_id: EscrowId, services: ServicesDep, session: SessionDep) -> dict[str, Any]:
     """The escrow's breach reports with their evidence bundles and status: on-chain reports
     (state, `reserved`, `refunded`) and findings recorded but not sent, each with a `note`
     when nothing was reserved or nothing was sent."""

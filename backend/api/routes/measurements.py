@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header
 
-from backend.api.deps import ServicesDep, SessionDep
-from backend.errors import MalformedInputError, OutOfRangeError, TooLargeError
+from backend.api.deps import ServicesDep, SessionDep, limited_body
+from backend.errors import MalformedInputError, OutOfRangeError
+from backend.inputs import EscrowId
 from backend.oracle.measurements import (
     authenticate,
     bearer_token,
-    current_time,
     escrow_terms,
     find_escrow,
     ingest,
@@ -25,20 +25,10 @@ router = APIRouter(tags=["measurements"])
 MAX_MEASUREMENTS_BYTES = 4 * 1024 * 1024
 
 
-async def measurements_body(request: Request) -> bytes:
-    """The request body, refused with 413 as soon as it passes `MAX_MEASUREMENTS_BYTES`."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_MEASUREMENTS_BYTES:
-        raise TooLargeError("measurements body", int(declared), MAX_MEASUREMENTS_BYTES)
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_MEASUREMENTS_BYTES:
-            raise TooLargeError("measurements body", len(body), MAX_MEASUREMENTS_BYTES)
-    return bytes(body)
-
-
-MeasurementsBody = Annotated[bytes, Depends(measurements_body)]
+#: the request body, 413 as soon as it passes `MAX_MEASUREMENTS_BYTES`
+MeasurementsBody = Annotated[
+    bytes, Depends(limited_body("measurements body", MAX_MEASUREMENTS_BYTES))
+]
 AuthorizationHeader = Annotated[str | None, Header()]
 
 _BODY_SCHEMA = {
@@ -73,7 +63,7 @@ _BODY_SCHEMA = {
 
 @router.post("/api/escrows/{escrow_id}/measurements", openapi_extra=_BODY_SCHEMA)
 def post_measurements(
-    escrow_id: int,
+    escrow_id: EscrowId,
     body: MeasurementsBody,
     session: SessionDep,
     services: ServicesDep,
@@ -92,7 +82,6 @@ def post_measurements(
     if not isinstance(document, dict) or "samples" not in document:
         raise OutOfRangeError("measurements body", type(document).__name__, '{"samples": [...]}')
     samples = parse_samples(document["samples"])
-    result = ingest(
-        session, escrow, escrow_terms(session, escrow), samples, current_time(services.w3)
-    )
+    now = services.clock.now_or_service_time()
+    result = ingest(session, escrow, escrow_terms(session, escrow), samples, now)
     return {"accepted": result.accepted, "duplicates": result.duplicates}

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
-from backend.api.deps import SessionDep
-from backend.errors import TooLargeError
+from backend.api.deps import SessionDep, limited_body
 from backend.oracle.terms_store import (
     MAX_TERMS_BYTES,
     get_terms_text,
@@ -18,20 +17,8 @@ from backend.oracle.terms_store import (
 router = APIRouter(tags=["terms"])
 
 
-async def limited_body(request: Request) -> bytes:
-    """The request body, refused with 413 as soon as it passes the terms limit."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_TERMS_BYTES:
-        raise TooLargeError("terms document", int(declared), MAX_TERMS_BYTES)
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_TERMS_BYTES:
-            raise TooLargeError("terms document", len(body), MAX_TERMS_BYTES)
-    return bytes(body)
-
-
-TermsBody = Annotated[bytes, Depends(limited_body)]
+#: the request body, 413 as soon as it passes `MAX_TERMS_BYTES`
+TermsBody = Annotated[bytes, Depends(limited_body("terms document", MAX_TERMS_BYTES))]
 
 
 _OBJECT_BODY = {
@@ -44,8 +31,10 @@ _OBJECT_BODY = {
 
 @router.post("/api/terms", status_code=201, openapi_extra=_OBJECT_BODY)
 def post_terms(body: TermsBody, session: SessionDep) -> dict[str, str]:
-    """Stores a terms document (a JSON object, at most 64 KiB) under the keccak256 of its
-    RFC 8785 canonical form; storing the same document again returns the same hash."""
+    """Stores a terms document (a JSON object, at most 64 KiB, that the terms model accepts: its
+    schema is `GET /api/terms/schema`) under the keccak256 of its RFC 8785 canonical form;
+    storing the same document again returns the same hash. 400 not JSON, 413 too large, 422
+    naming each field the model refuses."""
     return {"terms_hash": store_terms(session, parse_terms_body(body))}
 
 

@@ -7,15 +7,14 @@ the address the subscription belongs to, carrying a nonce from `/api/auth/nonce`
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from typing import Annotated, Any
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils import to_checksum_address
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from backend.api.deps import ServicesDep, SessionDep
-from backend.errors import MalformedInputError
+from backend.inputs import ROW_IDS, Address, parse_row_id
 from backend.notify.sign_in import MAX_MESSAGE, authenticate, issue_nonce
 from backend.notify.webhooks import (
     create_subscription,
@@ -29,6 +28,13 @@ from backend.notify.webhooks import (
 from backend.services import Services
 
 router = APIRouter(tags=["webhooks"])
+
+#: a subscription's id (`parse_row_id`): 404 for an id no subscription can have
+SubscriptionId = Annotated[
+    int,
+    BeforeValidator(lambda value: parse_row_id("webhook subscription", value, "subscription_id")),
+    WithJsonSchema({"type": "integer", "minimum": ROW_IDS.start, "maximum": ROW_IDS.stop - 1}),
+]
 
 
 class SignedRequest(BaseModel):
@@ -56,7 +62,7 @@ def _prove(services: Services, session: SessionDep, request: Request, body: Sign
         body.signature,
         domain=_domain(services, request),
         chain_id=services.chain_id,
-        now=int(time.time()),
+        now=services.clock.service_time(),
         w3=services.w3,
     )
 
@@ -67,7 +73,9 @@ def nonce(
 ) -> dict[str, Any]:
     """A single-use nonce for a sign-in message, with the domain and chain the message names."""
     response.headers["Cache-Control"] = "no-store"
-    issued = issue_nonce(session, now=int(time.time()), ttl=services.settings.siwe_nonce_ttl)
+    issued = issue_nonce(
+        session, now=services.clock.service_time(), ttl=services.settings.siwe_nonce_ttl
+    )
     domain = _domain(services, request)
     return {
         "nonce": issued.nonce,
@@ -95,21 +103,18 @@ def subscribe(
         url=body.url,
         events=body.events,
         secret=body.secret,
-        now=int(time.time()),
+        now=services.clock.service_time(),
         limit=services.settings.webhook_max_subscriptions,
     )
     return subscription_json(sub, with_secret=True)
 
 
 @router.get("/api/webhooks")
-def subscriptions(session: SessionDep, address: str) -> dict[str, Any]:
+def subscriptions(session: SessionDep, address: Address) -> dict[str, Any]:
     """An address's active subscriptions, without secrets and with only the URLs' origins."""
-    if not is_address(address):
-        raise MalformedInputError("address", f"{address[:50]!r} is not an Ethereum address")
-    account = to_checksum_address(address)
     return {
-        "address": account,
-        "subscriptions": [subscription_json(s) for s in list_subscriptions(session, account)],
+        "address": address,
+        "subscriptions": [subscription_json(s) for s in list_subscriptions(session, address)],
     }
 
 
@@ -118,7 +123,7 @@ def unsubscribe(
     services: ServicesDep,
     session: SessionDep,
     request: Request,
-    subscription_id: int,
+    subscription_id: SubscriptionId,
     body: SignedRequest,
 ) -> Response:
     """Ends a subscription; only its own address, signed in again, may do so."""

@@ -5,32 +5,30 @@ data, signed confirmations (202, then relayed and settled), and every refusal (4
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from hashlib import sha256
-from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from eth_utils import keccak
+from hexbytes import HexBytes
 
-from backend.chain.deploy import deploy_contract
 from backend.chain.eip712 import SECP256K1_N, Confirmation
-from backend.chain.transactions import send
 from backend.chain.types import BPS, MilestoneState, SettledHow
 from backend.confirmations.reviews import MAX_ATTACHMENT_BYTES
 from backend.db.models import Attachment, Review
 from backend.index.indexer import index_once
 from backend.services import Services
+from tests.chain.support import wallet_escrow
 from tests.confirmations.support import (
     PDF,
     PNG,
     TestClient,
-    api_client,
     confirmation_body,
     outbox_count,
     outbox_row,
     post_confirmation,
-    relay_services,
     relayer,
     relayer_tx_count,
     review_count,
@@ -42,20 +40,6 @@ from tests.confirmations.support import (
 from tests.support import ETH, PAYOUTS, REVIEW, EscrowEnv
 
 ZERO_HASH = "0x" + "00" * 32
-
-
-@pytest.fixture
-def services(hardhat_env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Services]:
-    built = relay_services(hardhat_env, database_url, tmp_path / "data")
-    try:
-        yield built
-    finally:
-        built.engine.dispose()
-
-
-@pytest.fixture
-def client(services: Services) -> TestClient:
-    return api_client(services)
 
 
 def upload(
@@ -286,10 +270,11 @@ def test_a_confirmation_whose_deadline_passes_in_the_queue_fails_without_a_trans
 ) -> None:
     env = hardhat_env
     escrow_id = env.create_active()
-    prepared = typed_data(client, escrow_id, 0, rating=2, deadline=chain_now(env) + 600)
+    deadline = chain_now(env) + 600
+    prepared = typed_data(client, escrow_id, 0, rating=2, deadline=deadline)
     body = confirmation_body(prepared, sign(env.parties.client, prepared))
     assert post_confirmation(client, escrow_id, 0, body).status_code == 202
-    env.advance(1_200)
+    env.advance(deadline + 1 - env.now())
     sent_before = relayer_tx_count(services)
     report = relayer(services).run_until_idle()
     assert (report.signed, report.failed) == (0, 1)
@@ -308,16 +293,7 @@ def test_a_confirmation_whose_deadline_passes_in_the_queue_fails_without_a_trans
 
 def _wallet_escrow(env: EscrowEnv, mode: int) -> int:
     """An active escrow whose client is a MockERC1271Wallet (0 accept, 1 reject, 2 revert)."""
-    wallet, _ = deploy_contract(env.w3, "MockERC1271Wallet", env.client)
-    contract = env.contract("MockERC1271Wallet", wallet)
-    p = env.params((ETH, 2 * ETH), client=wallet)
-    data = env.escrow.contract.functions.createEscrow(p.to_abi())._encode_transaction_data()
-    send(env.w3, contract, contract.functions.execute(env.escrow.address, p.total, data),
-         env.client, value=p.total)
-    escrow_id = env.escrow.escrow_count()
-    env.escrow.accept(escrow_id, env.provider)
-    contract.functions.setMode(mode).transact({"from": env.client})
-    return escrow_id
+    return wallet_escrow(env, mode)[0]
 
 
 def test_a_contract_wallet_client_is_verified_through_erc1271_and_relayed(
@@ -412,8 +388,12 @@ def _by_stranger(env: EscrowEnv, client: TestClient) -> tuple[int, int, Any]:
 
 
 def _expired(env: EscrowEnv, client: TestClient) -> tuple[int, int, Any]:
-    escrow_id, milestone, body = _signed(env, client, deadline=chain_now(env) + 60)
-    env.advance(120)
+    escrow_id = env.create_active()
+    deadline = chain_now(env) + 600
+    escrow_id, milestone, body = _signed(env, client, escrow_id, deadline=deadline)
+    # the next block lies after the deadline however far the chain's latest block trails the
+    # wall clock (a reverted snapshot's block can be minutes old)
+    env.advance(deadline + 1 - env.now())
     return escrow_id, milestone, body
 
 
@@ -557,3 +537,158 @@ def test_a_comment_of_exactly_2000_characters_is_accepted(
     assert sign_and_confirm(client, hardhat_env, hardhat_env.create_active(), 0,
                             comment="é" * 2_000)["status"] == "pending"
     assert review_count(services) == 1
+
+
+# ------------------------------------------------------------------ uint256 as string or integer
+
+
+@pytest.mark.parametrize("as_string", [True, False], ids=["string", "integer"])
+def test_typed_data_and_confirmations_accept_the_deadline_as_a_string_or_an_integer(
+    hardhat_env: EscrowEnv, client: TestClient, services: Services, as_string: bool
+) -> None:
+    env = hardhat_env
+    escrow_id = env.create_active()
+    deadline = chain_now(env) + 7_200
+    sent: str | int = str(deadline) if as_string else deadline
+    prepared = typed_data(client, escrow_id, 0, rating=5, deadline=sent)
+    assert prepared["typed_data"]["message"]["deadline"] == str(deadline)
+    # the deadline goes back exactly as the API served it: a decimal string
+    body = confirmation_body(prepared, sign(env.parties.client, prepared))
+    body["deadline"] = prepared["typed_data"]["message"]["deadline"] if as_string else deadline
+    response = post_confirmation(client, escrow_id, 0, body)
+    assert response.status_code == 202, response.text
+    assert outbox_row(services, 1).deadline == deadline
+
+
+def test_the_literal_deadline_1900000000_is_accepted_as_a_string(
+    hardhat_env: EscrowEnv, client: TestClient
+) -> None:
+    escrow_id = hardhat_env.create_active()
+    answer = typed_data(client, escrow_id, 0, rating=5, deadline="1900000000")
+    assert answer["typed_data"]["message"]["deadline"] == "1900000000"
+
+
+@pytest.mark.parametrize(
+    ("deadline", "status", "code"),
+    [
+        ("19e8", 400, "malformed"),
+        ("-1", 422, "out_of_range"),
+        (" 1900000000", 400, "malformed"),
+        (1.9e9, 400, "malformed"),
+        (True, 400, "malformed"),
+        (str(2**256), 422, "out_of_range"),
+        (2**256, 422, "out_of_range"),
+    ],
+    ids=["exponent", "negative-string", "space", "float", "bool", "2^256-string", "2^256"],
+)
+def test_a_deadline_that_is_no_uint256_is_refused_naming_the_field(
+    hardhat_env: EscrowEnv, client: TestClient, deadline: Any, status: int, code: str
+) -> None:
+    escrow_id = hardhat_env.create_active()
+    response = client.post(
+        f"/api/escrows/{escrow_id}/milestones/0/typed-data",
+        json={"rating": 5, "deadline": deadline},
+    )
+    assert (response.status_code, response.json()["error"]) == (status, code), response.text
+    assert "deadline" in response.json()["detail"]
+
+
+# ------------------------------------------------------------------ messages that find the mistake
+
+
+@pytest.mark.parametrize(
+    ("change", "wrong"),
+    [({"rating": 4}, "rating=4"), ({"comment": "changed"}, "commentHash=0x")],
+    ids=["rating", "review"],
+)
+def test_a_signature_that_recovers_to_another_address_names_every_signed_field(
+    hardhat_env: EscrowEnv, client: TestClient, change: dict[str, Any], wrong: str
+) -> None:
+    env = hardhat_env
+    escrow_id, milestone, body = _signed(env, client)
+    body.update(change)
+    response = post_confirmation(client, escrow_id, milestone, body)
+    assert response.status_code == 403, response.text
+    answer = response.json()
+    assert answer["error"] == "forbidden_signer"
+    detail = answer["detail"]
+    assert f"not to the escrow's client {env.client}" in detail
+    for expected in (
+        "name='QualityEscrow'", "version='1'", "chainId=31337",
+        f"verifyingContract={env.escrow.address}", f"escrowId={escrow_id}",
+        f"milestone={milestone}", f"deadline={body['deadline']}", wrong,
+    ):
+        assert expected in detail, expected
+
+
+# ------------------------------------------------------------------ the node is unavailable
+
+
+def _down(*_args: Any, **_kwargs: Any) -> Any:
+    raise requests.ConnectionError("connection refused")
+
+
+def test_typed_data_answers_503_with_retry_after_when_the_node_does_not(
+    hardhat_env: EscrowEnv, client: TestClient, services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    escrow_id = hardhat_env.create_active()
+    monkeypatch.setattr(services.w3.eth, "get_block", _down)
+    response = client.post(
+        f"/api/escrows/{escrow_id}/milestones/0/typed-data", json={"rating": 5}
+    )
+    assert response.status_code == 503, response.text
+    assert response.json() == {
+        "error": "unavailable", "detail": "node unavailable: latest block: connection refused"
+    }
+    assert int(response.headers["retry-after"]) > 0
+
+
+def test_a_contract_wallet_confirmation_answers_503_not_403_when_the_node_does_not(
+    hardhat_env: EscrowEnv, client: TestClient, services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = hardhat_env
+    escrow_id = _wallet_escrow(env, 0)
+    prepared = typed_data(client, escrow_id, 0, rating=5)
+    call = services.w3.eth.call
+
+    def wallet_question_unanswered(tx: Any, *args: Any, **kwargs: Any) -> Any:
+        if HexBytes(tx["data"])[:4] == bytes.fromhex("1626ba7e"):  # isValidSignature
+            _down()
+        return call(tx, *args, **kwargs)
+
+    monkeypatch.setattr(services.w3.eth, "call", wallet_question_unanswered)
+    body = confirmation_body(prepared, "0x" + "ab" * 80)
+    response = post_confirmation(client, escrow_id, 0, body)
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "unavailable"
+    assert "isValidSignature" in response.json()["detail"]
+    assert int(response.headers["retry-after"]) > 0
+    assert outbox_count(services) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/api/escrows/abc/milestones/0/typed-data", 422, "out_of_range"),
+        ("/api/escrows/0/milestones/0/typed-data", 404, "not_found"),
+        (f"/api/escrows/{2**70}/milestones/0/confirmations", 404, "not_found"),
+        (f"/api/escrows/1/milestones/{2**70}/typed-data", 404, "not_found"),
+    ],
+    ids=["escrow-not-a-number", "escrow-0", "escrow-beyond-64-bits", "milestone-beyond-limit"],
+)
+def test_path_ids_no_escrow_can_have_are_refused_before_the_body_is_read(
+    client: TestClient, path: str, status: int, code: str
+) -> None:
+    response = client.post(path, json={"rating": 5, "deadline": "1900000000", "signature": "0x"})
+    assert (response.status_code, response.json()["error"]) == (status, code), response.text
+
+
+@pytest.mark.parametrize("request_id", ["0", str(2**70), "-1"])
+def test_a_confirmation_request_id_no_row_can_have_is_404(
+    client: TestClient, request_id: str
+) -> None:
+    response = client.get(f"/api/confirmations/{request_id}")
+    assert response.status_code == 404, response.text
+    assert response.json()["error"] == "not_found"
