@@ -41,8 +41,12 @@ def find_free_port(host: str = HOST) -> int:
         return port
 
 
-def _port_is_free(port: int, host: str = HOST) -> bool:
+def port_is_free(port: int, host: str = HOST) -> bool:
+    """Whether a server could listen on `host:port` now. Binds as Node.js (and so Hardhat) does,
+    with SO_REUSEADDR: connections of an earlier run lingering in TIME_WAIT do not hold the port
+    (RFC 9293 section 3.6.1), only a socket still bound or listening there does."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -219,7 +223,7 @@ def start_hardhat_node(
     ``port`` defaults to a free port (retried once on a lost race for it). The node's output
     goes to ``log_path`` (default: a temporary file, deleted on a clean stop).
     """
-    if port is not None and not _port_is_free(port):
+    if port is not None and not port_is_free(port):
         # Checked first: otherwise whatever already listens there could answer the poll.
         raise HardhatNodeError(f"cannot start a Hardhat node: {HOST}:{port} is already in use")
     hardhat_command(0)  # fail early, before any file is made, if node or Hardhat is missing

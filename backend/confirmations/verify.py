@@ -42,14 +42,16 @@ from backend.errors import (
     NotFoundError,
     OutOfRangeError,
     QualityEscrowError,
+    TooLargeError,
 )
 from backend.inputs import UINT256_MAX, parse_escrow_id
 
 #: a deadline left out of a typed-data request lies this far ahead
 DEFAULT_DEADLINE_SECONDS = 3_600
-#: the outbox column holds 200 characters: 0x and 99 bytes (ERC-1271 wallets may sign longer
-#: than 65 bytes; an EOA signature is always 65)
-MAX_SIGNATURE_BYTES = 99
+#: the bound of a signature's bytes: a plain key signs 65 (checked by the ECDSA rules), a contract
+#: wallet answers for itself whatever the length (a Safe signs 65 bytes per owner, so this holds
+#: about a thousand owners); only the size of a request body bounds it
+MAX_SIGNATURE_BYTES = 64 * 1024
 
 
 class WalletRefusedError(ForbiddenSignerError):
@@ -189,16 +191,19 @@ def check_values(inp: ConfirmationInput) -> tuple[str, ...]:
 
 
 def decode_signature(signature: str) -> bytes:
-    """0x hex to bytes; 400 for anything else, 400 beyond 99 bytes."""
+    """0x hex to bytes: 400 `invalid_signature` for anything else or nothing, 413 `too_large` over
+    `MAX_SIGNATURE_BYTES`. The length is not judged here: a plain key's signature must be 65
+    bytes (`parse_signature`, like the contract's `ECDSA.tryRecover`), a contract wallet's is
+    whatever its `isValidSignature` accepts (EIP-1271), as `SignatureChecker` lets it be."""
     text = signature.removeprefix("0x") if isinstance(signature, str) else ""
+    if len(text) > 2 * MAX_SIGNATURE_BYTES:
+        raise TooLargeError("signature", len(text) // 2, MAX_SIGNATURE_BYTES)
     try:
         raw = bytes.fromhex(text) if isinstance(signature, str) else b""
     except ValueError as exc:
         raise InvalidSignature("not 0x hex") from exc
     if not raw:
         raise InvalidSignature("empty")
-    if len(raw) > MAX_SIGNATURE_BYTES:
-        raise InvalidSignature(f"{len(raw)} bytes, at most {MAX_SIGNATURE_BYTES} accepted")
     return raw
 
 

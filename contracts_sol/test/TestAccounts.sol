@@ -76,3 +76,36 @@ contract RevertingReceiver is TestAccount {
         revert("no ETH here");
     }
 }
+
+/// @notice Test-only: a multi-owner ERC-1271 wallet in the shape of a Safe: a signature is the
+/// owners' 65-byte ECDSA signatures of the digest concatenated in ascending owner order, and the
+/// wallet accepts it when `threshold` distinct owners signed (a 2-of-2 signs 130 bytes).
+contract MultiOwnerWallet is TestAccount {
+    address[] public owners;
+    uint256 public immutable threshold;
+    mapping(address => bool) public isOwner;
+
+    constructor(address[] memory owners_, uint256 threshold_) payable {
+        require(threshold_ > 0 && threshold_ <= owners_.length, "threshold");
+        for (uint256 i = 0; i < owners_.length; i++) {
+            isOwner[owners_[i]] = true;
+            owners.push(owners_[i]);
+        }
+        threshold = threshold_;
+    }
+
+    function isValidSignature(bytes32 digest, bytes calldata signature) external view returns (bytes4) {
+        if (signature.length != threshold * 65) return 0xffffffff;
+        address last = address(0);
+        for (uint256 i = 0; i < threshold; i++) {
+            bytes calldata part = signature[i * 65:(i + 1) * 65];
+            bytes32 r = bytes32(part[0:32]);
+            bytes32 s = bytes32(part[32:64]);
+            uint8 v = uint8(part[64]);
+            address signer = ecrecover(digest, v, r, s);
+            if (signer <= last || !isOwner[signer]) return 0xffffffff;
+            last = signer;
+        }
+        return IERC1271.isValidSignature.selector;
+    }
+}

@@ -36,3 +36,18 @@ def wallet_escrow(env: EscrowEnv, mode: int = ACCEPTS) -> tuple[int, str]:
     env.escrow.accept(escrow_id, env.provider)
     set_mode(env, wallet, mode)
     return escrow_id, wallet
+
+
+def multi_owner_escrow(env: EscrowEnv, owners: list[str], threshold: int) -> tuple[int, str]:
+    """An active escrow (milestones of 1 and 2 ETH) whose client is a MultiOwnerWallet of
+    `owners` (a Safe-style `threshold`-of-n wallet driven by the client's key): (escrow id,
+    wallet)."""
+    address, _ = deploy_contract(env.w3, "MultiOwnerWallet", env.client, owners, threshold)
+    contract = env.contract("MultiOwnerWallet", str(address))
+    p = env.params((ETH, 2 * ETH), client=str(address))
+    data = env.escrow.contract.functions.createEscrow(p.to_abi())._encode_transaction_data()
+    send(env.w3, contract, contract.functions.execute(env.escrow.address, p.total, data),
+         env.client, value=p.total)
+    escrow_id = env.escrow.escrow_count()
+    env.escrow.accept(escrow_id, env.provider)
+    return escrow_id, str(address)
