@@ -37,3 +37,23 @@ contract FeeOnTransferToken is ERC20 {
         super._update(from, to, value);
     }
 }
+
+/// @notice Test-only: a token whose issuer can block an account, as USDC and USDT do: a blocked
+/// account can neither send nor receive.
+contract BlocklistToken is TestToken {
+    mapping(address => bool) public blocked;
+
+    error Blocked(address account);
+
+    constructor() TestToken("Blocklist Dollar", "BUSD", 6) {}
+
+    function setBlocked(address account, bool value) external {
+        blocked[account] = value;
+    }
+
+    function _update(address from, address to, uint256 value) internal override {
+        if (blocked[from]) revert Blocked(from);
+        if (blocked[to]) revert Blocked(to);
+        super._update(from, to, value);
+    }
+}

@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 
 from backend.chain import revert_types as rt
+from backend.chain.deploy import deploy_contract
+from backend.chain.errors import ChainError
 from backend.chain.transactions import TxResult, send
 from backend.chain.types import ZERO_ADDRESS, Status
 from tests.contract.support_breach import (
@@ -286,3 +288,37 @@ def test_withdraw_works_after_the_escrow_closed(env: EscrowEnv) -> None:
     assert result.event("Withdrawn").args["amount"] == ETH
     assert env.balance(env.escrow.address) == 2 * ETH
     check_holdings(env, ZERO_ADDRESS, [escrow_id, other], [env.client, env.provider])
+
+
+def test_a_provider_blocklisted_by_the_token_cannot_lock_the_clients_money(
+    env: EscrowEnv,
+) -> None:
+    """USDC and USDT can block an account. Payouts are credits pulled by `withdraw`, so a blocked
+    provider's withdrawal fails alone and its credit stays, while the client's share, refunds
+    and cancellations go on."""
+    token, _ = deploy_contract(env.w3, "BlocklistToken", env.parties.deployer)
+    name = "BlocklistToken"
+    parties = [env.client, env.provider]
+    escrow_id = env.create_active(env.params((400_000, 600_000), token=token),
+                                  token_contract=name)
+    env.contract(name, token).functions.setBlocked(env.provider, True).transact(
+        {"from": env.parties.deployer.address}
+    )
+    env.escrow.confirm(escrow_id, 0, 1, None, env.client)  # 20% of 400_000 to the provider
+    check_books(env, escrow_id)
+
+    with pytest.raises(ChainError):
+        env.escrow.withdraw(token, env.provider)
+
+    assert env.escrow.credits(env.provider, token) == 80_000
+    paid = env.escrow.withdraw(token, env.client)
+    assert paid.event("Withdrawn").args["amount"] == 320_000
+    # the rest of the escrow still settles: the client confirms the second milestone
+    env.escrow.confirm(escrow_id, 1, 5, None, env.client)
+    assert env.escrow.get_escrow(escrow_id).status == Status.CLOSED
+    check_holdings(env, token, [escrow_id], parties, name)
+    # once unblocked, the provider is paid everything it was credited
+    env.contract(name, token).functions.setBlocked(env.provider, False).transact(
+        {"from": env.parties.deployer.address}
+    )
+    assert env.escrow.withdraw(token, env.provider).event("Withdrawn").args["amount"] == 680_000
