@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     deployer_keystore: Path | None = None
     deployer_keystore_password: str | None = None
     confirmations: int = Field(default=0, ge=0)
+    #: blocks a sent transaction may stay unmined before its sender replaces it with higher fees
+    #: (one priced under the next block's base fee is replaced at once)
+    replace_after_blocks: int = Field(default=3, ge=1)
+    #: the most a sender offers per gas (maxFeePerGas, or gasPrice on a chain without a base
+    #: fee), in wei; replacements stop at it
+    max_fee_per_gas: int = Field(default=500 * 10**9, ge=1)
     #: blocks per eth_getLogs call of the indexer (halved while the node refuses a range)
     index_chunk_blocks: int = Field(default=2_000, ge=1)
     #: seconds between two syncs of the indexer worker
@@ -30,6 +36,18 @@ class Settings(BaseSettings):
     #: /api/health is degraded when the index lags the confirmed head by more blocks than this
     index_max_lag: int = Field(default=50, ge=0)
     solc: Path | None = None
+    # provider limits (every chain read; backend/chain/connect.py, bulk_rpc.py, logs.py)
+    #: most calls per JSON-RPC batch; halved (and remembered) while the node refuses a batch
+    rpc_batch_size: int = Field(default=500, ge=1)
+    #: most blocks per eth_getLogs of any reader (unset: learned from the node's refusals)
+    rpc_log_blocks: int | None = Field(default=None, ge=1)
+    #: tries of one request the node rate-limits (HTTP 429, a rate-limit error code) or answers
+    #: with 502/503/504, before it is `NodeUnavailable`
+    rpc_max_attempts: int = Field(default=5, ge=1)
+    #: first wait in seconds before trying again; doubles per attempt (with jitter)
+    rpc_backoff_base: float = Field(default=0.25, gt=0)
+    #: longest single wait in seconds, a node's Retry-After included
+    rpc_backoff_max: float = Field(default=8.0, gt=0)
     # notifications (webhooks, Sign-In with Ethereum)
     #: the RFC 3986 authority sign-in messages must name; unset: the request's Host header
     siwe_domain: str | None = None

@@ -18,7 +18,7 @@ from backend.audit.model import Check, TimelinePoint
 from backend.chain import erc1271
 from backend.chain.artifacts import load_artifact
 from backend.chain.eip712 import Confirmation, recover_signer
-from backend.chain.errors import is_transport_failure
+from backend.chain.errors import NodeUnavailable, is_rate_limit_error, is_transport_failure
 from backend.chain.types import ZERO_ADDRESS, BreachOutcome, EscrowParams, MilestoneState
 from backend.db.models import Attachment, EventLog, EvidenceBundle, Review, TermsDocument
 from backend.errors import UnavailableError
@@ -119,6 +119,9 @@ def _trace_calls(w3: Web3, tx_hash: str) -> list[dict[str, Any]] | None:
         if is_transport_failure(exc):
             raise
         return None
+    error = reply.get("error") if isinstance(reply, dict) else None
+    if isinstance(error, dict) and is_rate_limit_error(error):  # not "no tracing": no verdict
+        raise NodeUnavailable("debug_traceTransaction", str(error.get("message", error)))
     result = reply.get("result") if isinstance(reply, dict) else None
     if not isinstance(result, dict):
         return None

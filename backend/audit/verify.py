@@ -1,6 +1,11 @@
 """The verifier: reads the chain directly (code, logs, views, transactions) and checks an escrow's
 history against the contract's own state, the money rules, the signatures and, when given, the
-database's documents and index. Produces the named checks of `backend.audit.model`."""
+database's documents and index. Produces the named checks of `backend.audit.model`.
+
+It reads within a hosted node's limits like the indexer: logs paged by `backend.chain.logs`,
+headers and views in batches `backend.chain.bulk_rpc` splits down to what the node accepts, every
+rate-limited request retried with backoff by the provider and then `NodeUnavailable` (no verdict:
+a 503, CLI exit 2)."""
 
 from __future__ import annotations
 
@@ -25,10 +30,11 @@ from backend.audit.checks import (
 )
 from backend.audit.model import AuditReport, Check, EscrowAudit
 from backend.chain.artifacts import load_artifact
-from backend.chain.bulk_rpc import RawLog, block_headers, eth_calls, get_logs
+from backend.chain.bulk_rpc import RawLog, block_headers, eth_calls
 from backend.chain.client import EscrowClient
 from backend.chain.errors import UnknownEvent, is_transport_failure
 from backend.chain.log_decoder import LogDecoder
+from backend.chain.logs import logs_between
 from backend.chain.types import (
     ZERO_ADDRESS,
     BreachView,
@@ -136,10 +142,13 @@ _BREACH_TYPE = "(uint8,uint8,uint32,uint64,uint64,uint256)"
 def read_chain(
     w3: Web3, contract_address: str, *, from_block: int, block: int | None = None
 ) -> ChainSnapshot:
-    """One eth_getLogs over the whole range, decoded, grouped by escrow in chain order."""
+    """The contract's logs of the whole range (in as many pages as the node needs), decoded,
+    grouped by escrow in chain order."""
     client = EscrowClient(w3, contract_address, from_block=from_block)
     head = int(w3.eth.block_number) if block is None else block
-    logs = [log for log in get_logs(w3, client.address, from_block, head) if not log.removed]
+    logs = [
+        log for log in logs_between(w3, client.address, from_block, head) if not log.removed
+    ]
     logs.sort(key=lambda lg: (lg.block_number, lg.tx_index, lg.log_index))
     headers = block_headers(w3, {lg.block_number for lg in logs}) if logs else {}
     decoder = LogDecoder(load_artifact("QualityEscrow").abi)

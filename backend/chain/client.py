@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from eth_typing import ChecksumAddress
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 from web3.contract.contract import Contract, ContractFunction
 from web3.types import BlockIdentifier
@@ -19,7 +19,9 @@ from web3.types import BlockIdentifier
 from backend.chain.artifacts import load_artifact
 from backend.chain.eip712 import Confirmation
 from backend.chain.errors import EscrowUnknown
-from backend.chain.transactions import Sender, TxResult, call, event_from_log, send
+from backend.chain.log_decoder import LogDecoder, event_signature
+from backend.chain.logs import logs_between
+from backend.chain.transactions import Sender, TxResult, call, send
 from backend.chain.types import (
     ZERO_ADDRESS,
     ZERO_HASH,
@@ -66,10 +68,12 @@ class EscrowClient:
     def __init__(self, w3: Web3, address: str, *, from_block: int = 0) -> None:
         self.w3 = w3
         self.address: ChecksumAddress = to_checksum_address(address)
-        self.contract: Contract = w3.eth.contract(
-            address=self.address, abi=load_artifact(CONTRACT_NAME).abi
-        )
+        abi = load_artifact(CONTRACT_NAME).abi
+        self.contract: Contract = w3.eth.contract(address=self.address, abi=abi)
         self.from_block = from_block
+        self._decoder = LogDecoder(abi)
+        [created] = [e for e in abi if e.get("type") == "event" and e["name"] == "EscrowCreated"]
+        self._created_topic = "0x" + keccak(text=event_signature(created)).hex()
         self._params: dict[int, EscrowParams] = {}
         self._chain_id: int | None = None
 
@@ -89,14 +93,16 @@ class EscrowClient:
         cached = self._params.get(escrow_id)
         if cached is not None:
             return cached
-        logs = self.contract.events.EscrowCreated.get_logs(
-            from_block=self.from_block,
-            to_block="latest",
-            argument_filters={"escrowId": escrow_id},
-        )
+        if not 0 <= escrow_id < 2**256:
+            raise EscrowUnknown(escrow_id)
+        head = int(self.w3.eth.block_number)
+        topics = [self._created_topic, "0x" + escrow_id.to_bytes(32, "big").hex()]
+        # paged within what the node accepts (`backend.chain.logs`), not one whole-range query
+        logs = logs_between(self.w3, self.address, self.from_block, head, topics=topics)
         if not logs:
             raise EscrowUnknown(escrow_id)
-        params = EscrowParams.from_abi(event_from_log(logs[0]).args["params"])
+        _, args = self._decoder.decode(logs[0].topics, logs[0].data)
+        params = EscrowParams.from_event(args["params"])
         self._params[escrow_id] = params
         return params
 

@@ -6,14 +6,18 @@ attributes named as in Solidity.
 
 "The node is unavailable" has one test, `is_transport_failure`, and one error, `NodeUnavailable`
 (a 503 with `Retry-After`); `from_node` runs a read and turns a transport failure into it. Every
-call site that talks to the node on behalf of a request goes through `from_node`.
+call site that talks to the node on behalf of a request goes through `from_node`. A node that
+rate-limits us (`is_rate_limited`: HTTP 429, or a JSON-RPC rate-limit error) is unavailable for
+now too; the provider of `backend.chain.connect` backs off and retries it first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
+import requests
 from web3.exceptions import (
     BlockNotFound,
     PersistentConnectionError,
@@ -57,18 +61,65 @@ def is_transport_failure(exc: BaseException) -> bool:
     timeout, an HTTP 5xx/429 status raised by the provider, a reply that is not JSON);
     web3.py's `ProviderConnectionError`, `RequestTimedOut` and `PersistentConnectionError`.
 
+    Also true for a rate limit (`is_rate_limited`), including a JSON-RPC rate-limit error object:
+    the node did not serve us now, and asking again later is the cure.
+
     False for: a revert (`ContractLogicError` and kin), a JSON-RPC error object
     (`Web3RPCError`: the node answered), a value that does not decode, and every other error of
     this project (a `QualityEscrowError` is never a transport failure unless it is a
     `NodeUnavailable`).
     """
-    if isinstance(exc, NodeUnavailable):
+    if isinstance(exc, NodeUnavailable) or is_rate_limited(exc):
         return True
     if isinstance(exc, QualityEscrowError):
         return False
     return isinstance(
         exc, OSError | ProviderConnectionError | RequestTimedOut | PersistentConnectionError
     )
+
+
+#: JSON-RPC error codes that mean "too many requests" whatever the message: 429 in the body
+#: (QuickNode, Alchemy) and -32029 / -32090 (gateways' "request rate exceeded")
+RATE_LIMIT_CODES = frozenset({429, -32029, -32090})
+#: -32005 is EIP-1474's "limit exceeded": a rate limit (Infura: "project ID request rate
+#: exceeded", "daily request count exceeded") unless the message names a range, a result count, a
+#: size, a batch or a query timeout, which a smaller request cures
+_RATE_WORDS = re.compile(
+    r"rate.?limit|too many requests|request rate|requests per|request count|request limit|"
+    r"compute units|throughput|retry after|backoff",
+    re.IGNORECASE,
+)
+_SIZE_WORDS = re.compile(
+    r"range|result|size|large|big|wide|batch|timeout|timed out|query", re.IGNORECASE
+)
+
+
+def is_rate_limit_error(error: Any) -> bool:
+    """Whether a JSON-RPC error object (``{"code": ..., "message": ...}``) says "slow down"
+    rather than "this request is wrong or too big"."""
+    if not isinstance(error, Mapping):
+        return False
+    code = error.get("code")
+    message = str(error.get("message") or "")
+    if code == 3 or "revert" in message.lower():  # a contract's own words, whatever they say
+        return False
+    if code in RATE_LIMIT_CODES or _RATE_WORDS.search(message):
+        return True
+    return code == -32005 and not _SIZE_WORDS.search(message)
+
+
+def is_rate_limited(exc: BaseException) -> bool:
+    """Whether `exc` is the node (or a gateway in front of it) asking us to slow down: an HTTP 429
+    (`requests.HTTPError`), or a JSON-RPC rate-limit error object (`is_rate_limit_error`) carried
+    by a `Web3RPCError` (`NodeRefused` included). A sibling of `is_transport_failure`, which
+    counts every rate limit as a transport failure."""
+    if isinstance(exc, requests.HTTPError):
+        response = exc.response
+        return response is not None and response.status_code == 429
+    if isinstance(exc, Web3RPCError):
+        reply = exc.rpc_response
+        return isinstance(reply, Mapping) and is_rate_limit_error(reply.get("error"))
+    return False
 
 
 def from_node(what: str, read: Callable[[], T]) -> T:

@@ -2,9 +2,13 @@
 
 `Indexer.sync()` ingests every block from the cursor up to `head - ESCROW_CONFIRMATIONS`:
 
-- `eth_getLogs` filtered by the contract's address, in chunks of `ESCROW_INDEX_CHUNK_BLOCKS`;
-  when the node refuses a range (too many results, range too large, timeout) the range is halved
-  and retried, down to one block, and widened again after a run of successes;
+- `eth_getLogs` filtered by the contract's address, in chunks of `ESCROW_INDEX_CHUNK_BLOCKS`,
+  paged by `backend.chain.logs` (the audit's reader too): when the node refuses a range (range
+  too large, too many results, timeout) the range is halved and retried, down to one block, and
+  the span that worked is remembered for the node (a "too many results" one widened again after
+  a run of successes); block headers come in batches that `backend.chain.bulk_rpc` splits down to
+  what the node accepts, and a rate-limited request is retried with backoff by the provider
+  (`backend.chain.connect`) before the sync fails with `NodeUnavailable`;
 - each log is stored once by (tx hash, log index) with its block number, hash and time, the
   chunk's blocks go to `indexed_block`, the cursor moves and the projection of every escrow the
   chunk touched is refolded, all in one database transaction per chunk; listeners (webhooks) see
@@ -32,16 +36,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import Timeout as RequestsTimeout
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
-from web3.exceptions import BlockNotFound, ProviderConnectionError
+from web3.exceptions import BlockNotFound
 
-from backend.chain.bulk_rpc import BlockHeader, RawLog, block_hash, block_headers, get_logs
+from backend.chain.bulk_rpc import BlockHeader, RawLog, block_hash, block_headers, node_limits
 from backend.chain.clock import service_time
-from backend.chain.errors import UnknownEvent, is_transport_failure
+from backend.chain.errors import UnknownEvent
 from backend.chain.log_decoder import LogDecoder
+from backend.chain.logs import logs_page
 from backend.db.models import ChainCursor, EscrowRow, EventLog, IndexedBlock
 from backend.errors import QualityEscrowError
 from backend.index.ledger import ChainEvent, EscrowLedger, fold
@@ -52,8 +55,6 @@ logger = logging.getLogger(__name__)
 Listener = Callable[[Session, Sequence[EventLog]], None]
 DEFAULT_CHUNK = 2_000
 ZERO_HASH = "0x" + "00" * 32
-#: successful `eth_getLogs` calls in a row before a halved range is doubled again
-GROW_AFTER = 10
 #: times one sync retries a chunk whose blocks changed while it was read
 MAX_CHAIN_MOVES = 5
 #: escrows refolded per query
@@ -214,13 +215,16 @@ class Indexer:
         settings = services.settings
         self.confirmations = settings.confirmations if confirmations is None else confirmations
         self.chunk = max(1, chunk or settings.index_chunk_blocks)
-        #: the range asked of `eth_getLogs` now: `chunk`, or less after the node refused it
-        self.span = self.chunk
         self.listeners = list(listeners)
         #: why ingestion stopped (a reset chain), as last seen by `sync`
         self.reset_reason: str | None = None
         self._decoder = LogDecoder(self.contract.abi)
-        self._ok_streak = 0
+
+    @property
+    def span(self) -> int:
+        """The range asked of `eth_getLogs` now: `chunk`, or less after the node refused more."""
+        window = node_limits(self.w3).log_window()
+        return self.chunk if window is None else min(self.chunk, window)
 
     # ----------------------------------------------------------------- cursor
 
@@ -296,7 +300,7 @@ class Indexer:
         start = cursor.block_number + 1
         if start > target:
             return None
-        end, logs = self._get_logs(start, min(target, start + self.span - 1))
+        end, logs = logs_page(self.w3, self.address, start, min(target, start + self.chunk - 1))
         return self._ingest(session, cursor, start, end, logs)
 
     # ------------------------------------------------------------ resets
@@ -413,28 +417,6 @@ class Indexer:
         cursor.updated_at = service_time()
 
     # ------------------------------------------------------------ ingestion
-
-    def _get_logs(self, start: int, end: int) -> tuple[int, list[RawLog]]:
-        """Logs of blocks `start..end'` where `end' <= end` is the widest range the node
-        accepted: a refused range is halved, down to one block."""
-        while True:
-            try:
-                logs = get_logs(self.w3, self.address, start, end)
-            except Exception as exc:
-                if end <= start or _unreachable(exc):
-                    raise
-                self.span = max(1, (end - start + 1) // 2)
-                self._ok_streak = 0
-                logger.info(
-                    "node refused logs of blocks %d-%d (%s); asking for %d blocks",
-                    start, end, _short(exc), self.span,
-                )
-                end = start + self.span - 1
-                continue
-            self._ok_streak += 1
-            if self.span < self.chunk and self._ok_streak >= GROW_AFTER:
-                self.span, self._ok_streak = min(self.chunk, self.span * 2), 0
-            return end, logs
 
     def _ingest(
         self, session: Session, cursor: ChainCursor, start: int, end: int, logs: list[RawLog]
@@ -642,17 +624,6 @@ def run_indexer(
                 logger.info("indexer: %d new events", stored)
         stop.wait(delay)
     logger.info("indexer stopped")
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """The node cannot be reached at all: a transport failure (`is_transport_failure`) that is a
-    refused or dropped connection, not a slow answer or an HTTP error status, which a narrower
-    range of blocks may cure."""
-    return (
-        is_transport_failure(exc)
-        and isinstance(exc, RequestsConnectionError | ConnectionError | ProviderConnectionError)
-        and not isinstance(exc, RequestsTimeout)
-    )
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
