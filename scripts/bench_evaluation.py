@@ -47,7 +47,10 @@ TERMS = parse_terms({
     "title": "Managed hosting SLA",
     "period_seconds": DAY,
     "kpis": [{"id": "uptime_pct", "aggregate": "mean", "op": ">=", "threshold": 99.9},
-             {"id": "p95_latency_ms", "aggregate": "p95", "op": "<=", "threshold": 300}],
+             # about 11 latency samples per period here: below the p95 default of 20, so the
+             # benchmark states its own minimum to keep every period evaluated
+             {"id": "p95_latency_ms", "aggregate": "p95", "op": "<=", "threshold": 300,
+              "min_samples": 10}],
     "consecutive_periods": 3,
     "incident": {"kpi": "outage_minutes", "aggregate": "sum", "op": ">", "threshold": 60},
 })

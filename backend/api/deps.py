@@ -1,4 +1,6 @@
-"""Dependencies, used through `Annotated` aliases so routes stay one-liners."""
+"""Dependencies, used through `Annotated` aliases so routes stay one-liners: the services, the
+request's database session, a size-limited raw body, and the measurement bearer token
+(`MeasurementAuth`)."""
 
 from __future__ import annotations
 
@@ -6,9 +8,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 
+from backend.db.models import EscrowRow
 from backend.errors import TooLargeError
+from backend.inputs import EscrowId
+from backend.oracle.measurements import authenticate, bearer_token, find_escrow
 from backend.services import Services
 
 
@@ -45,3 +52,46 @@ def limited_body(what: str, limit: int) -> Callable[[Request], Awaitable[bytes]]
         return bytes(body)
 
     return read
+
+
+class MeasurementBearer(HTTPBearer):
+    """The `Authorization: Bearer <token>` of a measurement post: OpenAPI's HTTP bearer security
+    scheme, so `/docs` shows the requirement, with the header read by the one parser
+    `backend.oracle.measurements.bearer_token`. It never refuses by itself (a missing header, or
+    one of another scheme, is `None`): `measurement_escrow` refuses, after the escrow is found."""
+
+    async def __call__(self, request: HTTPConnection) -> HTTPAuthorizationCredentials | None:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            return None
+        return HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+
+
+measurement_bearer = MeasurementBearer(
+    scheme_name="MeasurementToken",
+    description="A measurement token of the escrow (`escrow tokens issue`), as "
+    "`Authorization: Bearer <token>`",
+    auto_error=False,
+)
+MeasurementCredentials = Annotated[
+    HTTPAuthorizationCredentials | None, Depends(measurement_bearer)
+]
+
+
+def measurement_escrow(
+    escrow_id: EscrowId,
+    session: SessionDep,
+    services: ServicesDep,
+    credentials: MeasurementCredentials,
+) -> EscrowRow:
+    """The indexed escrow `escrow_id`, once the request's bearer token is a live token of it.
+    In this order: 404 `not_found` for an escrow not indexed, then 401 `token_refused` for a
+    missing, unknown, revoked or foreign token."""
+    escrow = find_escrow(session, services.chain_id, escrow_id)
+    token = None if credentials is None else credentials.credentials
+    authenticate(session, services.chain_id, escrow_id, token)
+    return escrow
+
+
+#: the escrow a measurement post is for, its bearer token checked (`measurement_escrow`)
+MeasurementAuth = Annotated[EscrowRow, Depends(measurement_escrow)]

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.chain.errors import ChainError, ContractRevert, InvalidSignature
@@ -75,6 +76,22 @@ def error_body(code: str, detail: str) -> dict[str, str]:
     return {"error": code, "detail": detail}
 
 
+class RefusalBody(BaseModel):
+    """The body of every refusal (`error_body`), as the OpenAPI document names it for each error
+    status of each route (`backend.api.schemas.refusals`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    error: str = Field(
+        description="The refusal's code: a name of docs/interface.md section 4.2 (`not_found`, "
+        "`malformed`, `token_refused`, ...) or the contract's revert name",
+        examples=["not_found"],
+    )
+    detail: str = Field(
+        description="What was wrong, naming the field at fault", examples=["unknown escrow 7"]
+    )
+
+
 #: the `error` code of a refusal by the framework itself: a body it cannot read (a JSON number of
 #: more than 4,300 digits, which Python's parser refuses), an unknown path, a method the path
 #: does not take
@@ -100,7 +117,8 @@ def field_location(loc: Sequence[int | str]) -> str:
 
 @dataclass(frozen=True)
 class Refusal:
-    """One answer `{"error": code, "detail": detail}` with its HTTP status."""
+    """One answer `{"error": code, "detail": detail}` (the body `RefusalBody` describes) with its
+    HTTP status."""
 
     status: int
     code: str

@@ -1,9 +1,19 @@
 """The relay outbox: one `confirmation_request` row per (chain, escrow, milestone), written in the
 same database transaction that accepts the confirmation and before anything is sent.
 
-A row moves `pending -> signed -> sent -> mined`, or ends `failed` with the decoded reason; the
-relayer (`backend/confirmations/relayer.py`, a `backend.outbox.sender.Sender`) moves it, and its
-signed transaction is an `outbox_transaction` row.
+A row moves `pending -> signed -> sent -> mined`, or ends `failed` with the decoded reason (or
+"deadline passed while unmined; sign again" when its signed deadline passed before any version
+of its transaction was mined); the relayer (`backend/confirmations/relayer.py`, a
+`backend.outbox.sender.Sender`) moves it, and its signed transactions (the first one, and the
+replacements that raised its fees) are `outbox_transaction` rows. `sent` lasts until the receipt
+is `ESCROW_CONFIRMATIONS` deep: a reorg before then makes the relayer send it again.
+
+Whether a milestone is "already confirmed" is decided by the live outbox and the chain, never
+by a stale row: a `pending`, `signed` or `sent` request holds the milestone (the relayer will
+send it, again after a reorg); a `failed` one does not; a `mined` one holds it only as long as
+the chain shows the milestone settled, which the caller (`backend/confirmations/verify.py`
+`check_open`) checks right after `ensure_not_queued`: a reorg deeper than the confirmation depth
+can take a final transaction away, and the milestone may then be confirmed again.
 """
 
 from __future__ import annotations
@@ -13,15 +23,19 @@ from typing import Any
 from eth_typing import ChecksumAddress
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from backend.chain.clock import service_time
 from backend.db.models import ConfirmationRequest
 from backend.errors import AlreadyDoneError, NotFoundError
 from backend.inputs import parse_row_id
+from backend.outbox.sender import REORGED
+from backend.outbox.versions import versions_json
 
 PENDING, SIGNED, SENT, MINED, FAILED = "pending", "signed", "sent", "mined", "failed"
 STATUSES = (PENDING, SIGNED, SENT, MINED, FAILED)
+#: a request in these states holds its milestone: the relayer will (again) send it
+LIVE = (PENDING, SIGNED, SENT)
 
 
 class AlreadyQueuedError(AlreadyDoneError):
@@ -52,9 +66,13 @@ def find_request(
 def ensure_not_queued(
     session: Session, chain_id: int, escrow_id: int, milestone: int
 ) -> ConfirmationRequest | None:
-    """409 when a live request exists; a failed one is returned, to be replaced."""
+    """409 when a live request exists (`LIVE`: pending, signed or sent). A failed one is
+    returned, to be replaced; so is a mined one, whose milestone only the chain can say is
+    settled (a reorg deeper than `ESCROW_CONFIRMATIONS` may have taken its transaction away):
+    the caller checks the chain next, and a milestone the chain shows settled is refused there
+    (409 `not_confirmable`)."""
     row = find_request(session, chain_id, escrow_id, milestone)
-    if row is not None and row.status != FAILED:
+    if row is not None and row.status in LIVE:
         raise AlreadyQueuedError(row)
     return row
 
@@ -72,7 +90,9 @@ def enqueue(
     signer: ChecksumAddress,
     now: int | None = None,
 ) -> ConfirmationRequest:
-    """Writes the outbox row (or revives a failed one); 409 if a live one exists."""
+    """Writes the outbox row (or revives a failed one, or a mined one whose milestone the caller
+    found unsettled on the chain: its transaction is marked `reorged`); 409 if a live one
+    exists."""
     stamp = service_time() if now is None else now
     values: dict[str, Any] = {
         "rating": rating,
@@ -92,6 +112,11 @@ def enqueue(
         )
         session.add(row)
     else:
+        if row.status == MINED and row.transaction is not None:
+            # verified unsettled on the chain: a reorg took the final transaction away
+            row.transaction.status = REORGED
+            row.transaction.error = "no longer on the chain (reorg)"
+            row.transaction.updated_at = stamp
         for key, value in values.items():
             setattr(row, key, value)
     try:
@@ -111,7 +136,9 @@ def get_request(session: Session, request_id: int) -> ConfirmationRequest:
 
 
 def request_json(row: ConfirmationRequest, *, full: bool = False) -> dict[str, Any]:
-    """`{id, status, tx_hash}`; with `full`, everything a client may want to know about it."""
+    """`{id, status, tx_hash}`; with `full`, everything a client may want to know about it,
+    `transactions` listing every version of its transaction (hash, nonce, purpose, fees,
+    status, block), oldest first."""
     out: dict[str, Any] = {"id": row.id, "status": row.status, "tx_hash": row.tx_hash}
     if full:
         out.update(
@@ -126,5 +153,6 @@ def request_json(row: ConfirmationRequest, *, full: bool = False) -> dict[str, A
             error=row.error,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            transactions=versions_json(object_session(row), row.transaction),
         )
     return out

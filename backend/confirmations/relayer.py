@@ -1,6 +1,9 @@
 """The relayer: sends each accepted confirmation's `confirmWithSig` exactly once, from the relayer
-account. A `Sender` (`backend/outbox/sender.py`, where the crash-safety protocol is explained);
-what is its own is which rows are due, the call, and what a mined one means."""
+account. A `Sender` (`backend/outbox/sender.py`, where the crash-safety protocol, fee
+replacements and reorg handling are explained); what is its own is which rows are due, the call,
+what a mined one means, and the deadline the client signed: once the chain's time is past it, an
+unmined `confirmWithSig` can only revert, so the sender stops raising its fees and fills its
+nonce with a no-op, and the request fails with "deadline passed while unmined; sign again"."""
 
 from __future__ import annotations
 
@@ -45,6 +48,9 @@ class Relayer(Sender[ConfirmationRequest]):
             row.deadline,
             bytes.fromhex(row.signature.removeprefix("0x")),
         )
+
+    def deadline(self, row: ConfirmationRequest, phase: Phase) -> int | None:
+        return row.deadline
 
     def settled(
         self, row: ConfirmationRequest, phase: Phase, receipt: TxReceipt,

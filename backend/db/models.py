@@ -165,12 +165,23 @@ class OutboxTransaction(Base):
     transaction that carries it; a transaction whose nonce went to another one stays here as
     `superseded` and the row gets a new one.
 
-    `status`: signed -> sent -> mined | reverted, or superseded."""
+    A transaction left unmined (priced under the base fee, or for `ESCROW_REPLACE_AFTER_BLOCKS`)
+    gets a replacement: a new row with the same nonce and higher fees, `replaces_id` naming the
+    version it replaces, stored before it is broadcast. Every transaction signed for one outbox
+    row and phase (replacements, nonce fillers, fresh signatures) shares `first_id`, the first
+    one's id (null on the first one itself); the versions of one nonce are those of them with
+    that nonce.
+
+    `status`: signed -> sent -> mined | reverted; `replaced` once a later version of its nonce
+    is sent (it may still be the one mined); `superseded` when another transaction took its
+    nonce; `reorged` when it was final and a reorg deeper than `ESCROW_CONFIRMATIONS` took it
+    off the chain."""
 
     __tablename__ = "outbox_transaction"
     __table_args__ = (
         UniqueConstraint("chain_id", "tx_hash", name="uq_outbox_transaction_hash"),
         Index("ix_outbox_transaction_queue", "chain_id", "account", "status", "nonce"),
+        Index("ix_outbox_transaction_first", "first_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -187,8 +198,28 @@ class OutboxTransaction(Base):
     status: Mapped[str] = mapped_column(String(16))
     #: why a broadcast was refused, the decoded reason of a mined revert
     error: Mapped[str | None] = mapped_column(Text)
+    #: maxFeePerGas in wei (the gas price of a legacy transaction), a decimal string
+    max_fee_per_gas: Mapped[str | None] = mapped_column(AMOUNT)
+    #: maxPriorityFeePerGas in wei, a decimal string; null for a legacy transaction
+    max_priority_fee_per_gas: Mapped[str | None] = mapped_column(AMOUNT)
+    #: the version of the same nonce this one replaces (higher fees, or a nonce filler), or the
+    #: transaction this one was signed after (its nonce went elsewhere, or a reorg took it)
+    #: (an id of this table; not a declared foreign key, see migration 0006)
+    replaces_id: Mapped[int | None]
+    #: the first transaction signed for the same outbox row and phase (null on that one)
+    first_id: Mapped[int | None]
+    #: the head block when the node first took it (replacements count blocks from here)
+    sent_block: Mapped[int | None]
+    #: the block of its receipt, while it has one (cleared when a reorg takes the block away)
+    block_number: Mapped[int | None]
+    block_hash: Mapped[str | None] = mapped_column(HASH)
     created_at: Mapped[int]
     updated_at: Mapped[int]
+
+    @property
+    def root_id(self) -> int:
+        """The id every transaction of its outbox row and phase shares (`first_id`)."""
+        return self.id if self.first_id is None else self.first_id
 
 
 class OutboxRow(Base):

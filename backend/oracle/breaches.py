@@ -1,7 +1,9 @@
 """`GET /api/escrows/{id}/breaches`: every breach of an escrow, joining what the chain holds
 (indexed `BreachReported` and later events), the stored evidence bundles and the oracle's
 outbox, so that findings recorded but never sent (the escrow had closed) or reported with
-nothing reserved (the refund cap was used up) are shown too, with a note saying why."""
+nothing reserved (the refund cap was used up) are shown too, with a note saying why; and, when
+the oracle (running in this process on this database) could not evaluate the escrow on its last
+attempt, `evaluation_error` says why (`backend.oracle.findings.evaluation_failure`)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session
 from backend.db.models import BreachSubmission, EvidenceBundle
 from backend.escrows.listing import require_ledger
 from backend.index.ledger import BreachLedger
+from backend.oracle.findings import evaluation_failure
 
 NOTE_NOTHING_RESERVED = (
     "reported on-chain with nothing reserved: the refund cap (maxRefundBps) or the locked "
@@ -73,7 +76,10 @@ def _entry(row: _Row, bundles: dict[str, str]) -> dict[str, Any]:
 
 
 def escrow_breaches(session: Session, chain_id: int, escrow_id: int) -> dict[str, Any]:
-    """The escrow's breaches ordered by (period, kind); 404 for an escrow not indexed."""
+    """The escrow's breaches ordered by (period, kind), and the oracle's failure to evaluate
+    it if its last attempt failed (`evaluation_error`: `{error, first_failed_at,
+    last_failed_at, attempts}`, else null; the oracle retries on every pass); 404 for an
+    escrow not indexed."""
     led = require_ledger(session, chain_id, escrow_id)
     rows: dict[tuple[int, int], _Row] = {}
 
@@ -95,4 +101,6 @@ def escrow_breaches(session: Session, chain_id: int, escrow_id: int) -> dict[str
         r = row(e.kind, e.period)
         r.evidence_hash = r.evidence_hash or e.evidence_hash
     entries = [_entry(r, bundles) for _, r in sorted(rows.items(), key=lambda kv: kv[0][::-1])]
-    return {"escrow_id": escrow_id, "breaches": entries}
+    failure = evaluation_failure(session, chain_id, escrow_id)
+    return {"escrow_id": escrow_id, "breaches": entries,
+            "evaluation_error": None if failure is None else failure.as_json()}

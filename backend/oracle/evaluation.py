@@ -14,6 +14,15 @@ Choices (documented here because the contract and the evidence depend on them):
   samples that are non-zero** (probes recorded as 1 = success, 0 = failure).
 - Comparisons are exact float comparisons, no epsilon: a value equal to a `>=` threshold
   passes, a value equal to a `>` threshold fails.
+- Every aggregate is finite: values are bounded at ingestion (`backend.inputs.MAX_KPI_MAGNITUDE`,
+  1e100, so a sum of n values is at most n * 1e100, finite for any n below 1e208), `mean` is
+  computed without overflow even for larger stored values, and a value that still cannot be
+  aggregated (a stored sample that is not finite; a `sum` beyond the largest float) raises
+  `AggregationError` naming the KPI and period instead of producing an infinity or NaN. The
+  caller (`backend.oracle.findings`) isolates that escrow.
+- `min_samples` (the terms model's `required_samples`: by default ceil(100 / (100 - p)) for a
+  percentile pP, 1 otherwise): a KPI with fewer samples in a period has no value there and is
+  `missing`, exactly like a KPI without samples; the incident rule is not met on fewer samples.
 - A KPI with no samples in a period is `missing`. A period fails when any KPI fails, or, with
   `"missing_data": "breach"`, when any KPI is missing; with the default `"ignore"` a period
   with a missing KPI (and none failing) is `missing`: neither failing nor passing, it raises no
@@ -36,7 +45,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from backend.oracle.terms import IncidentRule, TermsModel
+from backend.oracle.terms import IncidentRule, TermsModel, default_min_samples
 
 Verdict = Literal["pass", "fail", "missing"]
 
@@ -52,20 +61,52 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
+class AggregationError(ArithmeticError):
+    """A period's samples that cannot be aggregated into a finite number (a stored sample that
+    is not finite, a sum beyond the largest float). The escrow cannot be evaluated until the
+    sample is removed; `backend.oracle.findings` records it and goes on with the others."""
+
+    def __init__(self, kpi: str, period: int, aggregate: str, reason: str) -> None:
+        self.kpi, self.period, self.aggregate, self.reason = kpi, period, aggregate, reason
+        super().__init__(f"KPI {kpi!r}, period {period}: {aggregate} cannot be computed: {reason}")
+
+
+def _rank(p: int, n: int) -> int:
+    """The 1-based nearest rank of the p-th percentile of n values."""
+    return max(1, -(-p * n // 100))  # ceil(p * n / 100) in integers
+
+
 def _percentile(p: int) -> Callable[[Sequence[float]], float]:
     def nearest_rank(values: Sequence[float]) -> float:
         ordered = sorted(values)
-        rank = max(1, math.ceil(p * len(ordered) / 100))
-        return ordered[rank - 1]
+        return ordered[_rank(p, len(ordered)) - 1]
 
     return nearest_rank
 
 
+def _sum(values: Sequence[float]) -> float:
+    """`math.fsum`, with an overflow reported as an infinity (checked by `aggregate`)."""
+    try:
+        return math.fsum(values)
+    except OverflowError:  # an intermediate partial sum beyond the largest float
+        return math.inf
+
+
+def _mean(values: Sequence[float]) -> float:
+    """`math.fsum(values) / n`; when that sum overflows (only values stored beyond the ingestion
+    bound can make it), the sum of the values each divided by n, which cannot."""
+    n = len(values)
+    total = _sum(values)
+    if math.isfinite(total):
+        return total / n
+    return math.fsum(v / n for v in values)
+
+
 AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
-    "mean": lambda v: math.fsum(v) / len(v),
+    "mean": _mean,
     "min": min,
     "max": max,
-    "sum": math.fsum,
+    "sum": _sum,
     "count": lambda v: float(len(v)),
     "p50": _percentile(50),
     "p90": _percentile(90),
@@ -74,10 +115,33 @@ AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
     "ratio": lambda v: sum(1 for x in v if x != 0) / len(v),
 }
 
+#: how each aggregate is computed, as evidence bundles state it (n: the sample count)
+METHODS: dict[str, str] = {
+    "mean": "arithmetic mean: math.fsum(values) / n",
+    "min": "the smallest value",
+    "max": "the largest value",
+    "sum": "math.fsum(values) (correctly rounded sum)",
+    "count": "n, the number of samples",
+    **{
+        f"p{p}": f"nearest-rank percentile: the value at 1-based rank max(1, ceil({p} * n / 100))"
+                 " of the values in ascending order (no interpolation)"
+        for p in (50, 90, 95, 99)
+    },
+    "ratio": "the share of non-zero values (probes: 1 success, 0 failure), from 0 to 1",
+}
 
-def aggregate(name: str, values: Sequence[float]) -> float:
-    """The aggregate `name` of a non-empty list of values."""
-    return AGGREGATES[name](values)
+
+def aggregate(name: str, values: Sequence[float], *, kpi: str = "", period: int = 0) -> float:
+    """The aggregate `name` of a non-empty list of values, always finite; `AggregationError`
+    (naming `kpi` and `period`) when the values do not allow it."""
+    for v in values:
+        if not math.isfinite(v):
+            raise AggregationError(kpi, period, name, f"a sample value is {v!r}, not finite")
+    value = AGGREGATES[name](values)
+    if not math.isfinite(value):
+        raise AggregationError(kpi, period, name,
+                               f"the result of {len(values)} samples exceeds the largest float")
+    return value
 
 
 # --- results -----------------------------------------------------------------------------
@@ -103,6 +167,13 @@ class KpiResult:
     value: float | None
     verdict: Verdict
     samples: tuple[Sample, ...]
+    #: the fewest samples the value is judged on; fewer: `value` None, verdict `missing`
+    min_samples: int = 1
+
+    @property
+    def method(self) -> str:
+        """How `value` is computed from the samples (`METHODS`)."""
+        return METHODS[self.aggregate]
 
 
 @dataclass(frozen=True)
@@ -146,12 +217,18 @@ def is_closed(end: int, grace_seconds: int, now: int) -> bool:
 
 
 def _judge(rule_id: str, agg: str, op: str, threshold: float, period: int,
-           samples: list[Sample]) -> KpiResult:
-    if not samples:
-        return KpiResult(rule_id, agg, op, threshold, period, None, "missing", ())
-    value = aggregate(agg, [s.value for s in samples])
+           samples: list[Sample], min_samples: int | None = None) -> KpiResult:
+    """One KPI in one period: `missing` without samples or with fewer than `min_samples`
+    (default: `backend.oracle.terms.default_min_samples`), else its value against the
+    threshold."""
+    required = default_min_samples(agg) if min_samples is None else min_samples
+    if len(samples) < required:
+        return KpiResult(rule_id, agg, op, threshold, period, None, "missing", tuple(samples),
+                         required)
+    value = aggregate(agg, [s.value for s in samples], kpi=rule_id, period=period)
     verdict: Verdict = "pass" if OPS[op](value, threshold) else "fail"
-    return KpiResult(rule_id, agg, op, threshold, period, value, verdict, tuple(samples))
+    return KpiResult(rule_id, agg, op, threshold, period, value, verdict, tuple(samples),
+                     required)
 
 
 def _period_verdict(kpis: Sequence[KpiResult], missing_data: str) -> Verdict:
@@ -195,7 +272,8 @@ def _evaluate_grouped(
         start, end = period_bounds(accepted_at, size, k)
         closed = is_closed(end, terms.grace_seconds, now)
         kpis = tuple(
-            _judge(r.id, r.aggregate, r.op, r.threshold, k, grouped.get((r.id, k), []))
+            _judge(r.id, r.aggregate, r.op, r.threshold, k, grouped.get((r.id, k), []),
+                   r.required_samples)
             for r in terms.kpis
         )
         verdict = _period_verdict(kpis, terms.missing_data)
@@ -235,13 +313,22 @@ def _closed_period_findings(
         streak.clear()
 
 
+def incident_result(rule: IncidentRule, period: int, samples: list[Sample]) -> KpiResult:
+    """The incident rule on a period's samples so far: verdict `fail` when the rule is met
+    (the incident happened), `pass` when not, `missing` without samples or with fewer than its
+    `min_samples` (then it is not met)."""
+    result = _judge(rule.kpi, rule.aggregate, rule.op, rule.threshold, period, samples,
+                    rule.required_samples)
+    if result.verdict == "missing":
+        return result
+    met = result.verdict == "pass"  # the comparison holds: the incident is met
+    return KpiResult(rule.kpi, rule.aggregate, rule.op, rule.threshold, period, result.value,
+                     "fail" if met else "pass", result.samples, result.min_samples)
+
+
 def _incident(rule: IncidentRule, period: PeriodResult, samples: list[Sample]) -> Finding | None:
-    if not samples:
+    hit = incident_result(rule, period.period, samples)
+    if hit.verdict != "fail":
         return None
-    value = aggregate(rule.aggregate, [s.value for s in samples])
-    if not OPS[rule.op](value, rule.threshold):
-        return None
-    hit = KpiResult(rule.kpi, rule.aggregate, rule.op, rule.threshold, period.period, value,
-                    "fail", tuple(samples))
     return Finding(KIND_INCIDENT, period.period, period.start, period.end,
                    {"kind": KIND_INCIDENT, "name": "incident", **rule.as_dict()}, (hit,))

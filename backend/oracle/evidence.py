@@ -1,5 +1,11 @@
 """Evidence bundles: the JSON document behind a breach report's `evidenceHash`,
-hashed like the terms (keccak256 of its RFC 8785 canonical form), stored content-addressed."""
+hashed like the terms (keccak256 of its RFC 8785 canonical form), stored content-addressed.
+
+Format version 2 states, for each KPI result, how its value is computed (`method`), how many
+samples it is of (`sample_count`) and the fewest it is judged on (`min_samples`; fewer make
+the KPI `missing`). Version 1 bundles (stored before) lack these three keys and stay valid: a
+bundle is never rewritten, its hash is on-chain.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from backend.inputs import parse_hash
 from backend.oracle.evaluation import Finding, KpiResult
 
 FORMAT = "quality-escrow/evidence"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def _kpi_json(k: KpiResult) -> dict[str, Any]:
@@ -29,6 +35,9 @@ def _kpi_json(k: KpiResult) -> dict[str, Any]:
         "threshold": k.threshold,
         "value": k.value,
         "verdict": k.verdict,
+        "method": k.method,
+        "sample_count": len(k.samples),
+        "min_samples": k.min_samples,
         "samples": [
             {"kpi": s.kpi, "value": s.value, "observed_at": s.observed_at} for s in k.samples
         ],
@@ -45,7 +54,8 @@ def evidence_bundle(
     oracle: str,
 ) -> dict[str, Any]:
     """The bundle of one finding: escrow, period bounds, terms hash, every raw sample used and
-    each KPI's computed value against its threshold, the rule that fired, the oracle."""
+    each KPI's computed value against its threshold (with the method, the sample count and the
+    minimum count), the rule that fired, the oracle."""
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

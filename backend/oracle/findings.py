@@ -1,27 +1,48 @@
-"""From stored samples to the oracle's findings: evaluate every escrow that has samples and a
-stored terms document, store each finding's evidence bundle, hand over (escrow, kind, period,
-evidence hash). The outbox then records and sends them (one report per (escrow, kind, period)),
-or records without sending those the contract would refuse (escrow not active)."""
+"""From stored samples to the oracle's findings: evaluate the escrows whose samples or periods
+changed, store each new finding's evidence bundle, hand over (escrow, kind, period, evidence
+hash). The outbox then records and sends them (one report per (escrow, kind, period)), or
+records without sending those the contract would refuse (escrow not active).
+
+Each escrow is evaluated on its own, inside a savepoint: one whose evaluation fails, with any
+exception (samples that cannot be aggregated, a bug, a terms document the model refuses), is
+rolled back, logged and recorded (`evaluation_failure`, shown by the breaches view), and
+retried on the next pass; the other escrows' findings go out in the same pass.
+
+The evaluation is incremental (`EvaluationState`, kept in the oracle's evaluator): an escrow
+evaluated in a committed pass is evaluated again only when its samples change (their count or
+largest row id: samples are never rewritten), its indexed row changes (acceptance, terms hash)
+or the chain's time reaches the next moment its findings can change without new samples: the
+next period closing (`end + grace_seconds`) or a sample observed ahead of the last pass's time
+coming due. The state is kept in memory only, so a restarted oracle starts with a full pass;
+it is updated when the pass's transaction commits, so findings lost to a rollback are found
+again.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
-from backend.db.models import EscrowRow, TermsDocument
+from backend.db.models import BreachSubmission, EscrowRow, KpiSample, TermsDocument
 from backend.errors import QualityEscrowError
-from backend.oracle.evaluation import evaluate
+from backend.oracle.evaluation import Sample, evaluate
 from backend.oracle.evidence import evidence_bundle, store_bundle
 from backend.oracle.samples import samples_by_escrow
-from backend.oracle.terms import parse_terms
+from backend.oracle.terms import TermsModel, parse_terms
 from backend.services import Services
 
 logger = logging.getLogger(__name__)
+
+#: escrow ids per sample query of an incremental pass
+_ID_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -32,52 +53,276 @@ class ReportFinding:
     evidence_hash: str
 
 
-def find_breaches(
-    session: Session, *, chain_id: int, contract: str, oracle: str, now: int
+# ------------------------------------------------------------------ failures
+
+
+@dataclass(frozen=True)
+class EvaluationFailure:
+    """The oracle could not evaluate an escrow: why, since when, how many passes in a row."""
+
+    escrow_id: int
+    error: str
+    first_failed_at: int
+    last_failed_at: int
+    attempts: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"error": self.error, "first_failed_at": self.first_failed_at,
+                "last_failed_at": self.last_failed_at, "attempts": self.attempts}
+
+
+#: failures by database (the engine the oracle and the API share in `escrow serve`), then by
+#: (chain id, escrow id); in memory, like the rest of the oracle's evaluation state
+_failures: weakref.WeakKeyDictionary[Engine, dict[tuple[int, int], EvaluationFailure]] = (
+    weakref.WeakKeyDictionary()
+)
+_failures_lock = threading.Lock()
+
+
+def _engine(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind if isinstance(bind, Engine) else bind.engine
+
+
+def evaluation_failure(session: Session, chain_id: int, escrow_id: int) -> EvaluationFailure | None:
+    """The oracle's last failure to evaluate the escrow, if its latest attempt failed (as
+    recorded by an oracle running in this process on the same database)."""
+    with _failures_lock:
+        return _failures.get(_engine(session), {}).get((chain_id, escrow_id))
+
+
+def _record_failure(
+    session: Session, chain_id: int, escrow_id: int, error: str, now: int
+) -> EvaluationFailure:
+    with _failures_lock:
+        known = _failures.setdefault(_engine(session), {})
+        before = known.get((chain_id, escrow_id))
+        failure = (EvaluationFailure(escrow_id, error, now, now, 1) if before is None
+                   else replace(before, error=error, last_failed_at=now,
+                                attempts=before.attempts + 1))
+        known[(chain_id, escrow_id)] = failure
+        return failure
+
+
+def _clear_failure(session: Session, chain_id: int, escrow_id: int) -> None:
+    with _failures_lock:
+        _failures.get(_engine(session), {}).pop((chain_id, escrow_id), None)
+
+
+# ------------------------------------------------------------------ incremental state
+
+
+#: what an escrow's findings depend on besides the chain's time: (sample count, largest sample
+#: row id, accepted_at, terms hash)
+Signature = tuple[int, int, int | None, str]
+
+
+@dataclass(frozen=True)
+class _Evaluated:
+    signature: Signature
+    #: the chain time it was evaluated at
+    at: int
+    #: the earliest chain time at which its findings can change without new samples
+    due: int
+
+
+@dataclass
+class EvaluationState:
+    """What the oracle's evaluator remembers between passes (in memory)."""
+
+    evaluated: dict[tuple[int, int], _Evaluated] = field(default_factory=dict)
+
+    def is_current(self, key: tuple[int, int], signature: Signature, now: int) -> bool:
+        seen = self.evaluated.get(key)
+        return seen is not None and seen.signature == signature and seen.at <= now < seen.due
+
+    def stage(self, session: Session, done: Mapping[tuple[int, int], _Evaluated]) -> None:
+        """Remembers `done` once the session's transaction commits; a rollback forgets it."""
+        if not done:
+            return
+        staged = dict(done)
+        # `after_commit` fires for savepoints too, each followed by the end of its transaction;
+        # only a commit followed by the end of the outermost transaction counts
+        state = {"armed": True, "committed": False}
+
+        def committed(_session: Session) -> None:
+            state["committed"] = True
+
+        def rolled_back(_session: Session) -> None:
+            state["committed"] = False
+
+        def ended(_session: Session, transaction: Any) -> None:
+            if transaction.parent is not None:
+                state["committed"] = False
+                return
+            if state["armed"] and state["committed"]:
+                self.evaluated.update(staged)
+            state["armed"] = False
+
+        event.listen(session, "after_commit", committed)
+        event.listen(session, "after_rollback", rolled_back)
+        event.listen(session, "after_transaction_end", ended)
+
+
+def next_change(terms: TermsModel, accepted_at: int, now: int, samples: list[Sample]) -> int:
+    """The earliest chain time after `now` at which the evaluation of these samples can give
+    other findings: the next period to close (at `end + grace_seconds`), or a sample observed
+    after `now` coming due."""
+    size, grace = terms.period_seconds, terms.grace_seconds
+    closing = accepted_at + max(1, (now - accepted_at - grace) // size + 1) * size + grace
+    ahead = [s.observed_at for s in samples if s.observed_at > now]
+    return min([closing, *ahead])
+
+
+def _sample_signatures(session: Session, chain_id: int) -> dict[int, tuple[int, int]]:
+    """(count, largest row id) of every escrow's samples, in one grouped query."""
+    rows = session.execute(
+        select(KpiSample.escrow_id, func.count(), func.max(KpiSample.id))
+        .where(KpiSample.chain_id == chain_id)
+        .group_by(KpiSample.escrow_id)
+    )
+    return {escrow_id: (int(count), int(largest)) for escrow_id, count, largest in rows}
+
+
+def _samples_of(
+    session: Session, chain_id: int, wanted: Mapping[int, object], *, everyone: Mapping[int, object]
+) -> Iterator[tuple[int, list[Sample]]]:
+    """The samples of the `wanted` escrows: one streaming query when that is every escrow with
+    samples, else queries of at most `_ID_CHUNK` escrow ids (bound parameters are limited)."""
+    if len(wanted) == len(everyone):
+        yield from samples_by_escrow(session, chain_id)
+        return
+    ids = sorted(wanted)
+    for start in range(0, len(ids), _ID_CHUNK):
+        yield from samples_by_escrow(session, chain_id, ids[start:start + _ID_CHUNK])
+
+
+# ------------------------------------------------------------------ one escrow
+
+
+class TermsUnavailableError(Exception):
+    """The escrow's terms document is not stored or the terms model refuses it."""
+
+
+def _terms(session: Session, row: EscrowRow) -> TermsModel:
+    document = session.get(TermsDocument, row.terms_hash)
+    if document is None:
+        raise TermsUnavailableError(f"terms document {row.terms_hash} not stored")
+    try:
+        return parse_terms(json.loads(document.canonical))
+    except (ValueError, QualityEscrowError) as exc:  # not JSON, or refused by the model
+        raise TermsUnavailableError(f"terms cannot be evaluated: {exc}") from exc
+
+
+def _queued(session: Session, chain_id: int, escrow_id: int) -> set[tuple[int, int]]:
+    """(kind, period) of the escrow's findings already in the outbox (their evidence too)."""
+    rows = session.execute(
+        select(BreachSubmission.kind, BreachSubmission.period).where(
+            BreachSubmission.chain_id == chain_id, BreachSubmission.escrow_id == escrow_id
+        )
+    )
+    return {(int(kind), int(period)) for kind, period in rows}
+
+
+def _escrow_findings(
+    session: Session, row: EscrowRow, terms: TermsModel, samples: list[Sample], *,
+    chain_id: int, contract: str, oracle: str, now: int,
 ) -> list[ReportFinding]:
-    """Every breach the samples show at `now` (chain time), with its evidence stored."""
+    assert row.accepted_at is not None
+    queued = _queued(session, chain_id, row.escrow_id)
+    out: list[ReportFinding] = []
+    for finding in evaluate(terms, row.accepted_at, now, samples).findings:
+        if (finding.kind, finding.period) in queued:
+            continue  # reported (or recorded) with the evidence of its first finding
+        bundle = evidence_bundle(
+            finding,
+            chain_id=chain_id,
+            contract=contract,
+            escrow_id=row.escrow_id,
+            terms_hash_hex=row.terms_hash,
+            oracle=oracle,
+        )
+        evidence_hash = store_bundle(
+            session, bundle, chain_id=chain_id, escrow_id=row.escrow_id,
+            kind=finding.kind, period=finding.period, now=now,
+        )
+        out.append(ReportFinding(row.escrow_id, finding.kind, finding.period, evidence_hash))
+    return out
+
+
+# ------------------------------------------------------------------ a pass
+
+
+def find_breaches(
+    session: Session, *, chain_id: int, contract: str, oracle: str, now: int,
+    state: EvaluationState | None = None,
+) -> list[ReportFinding]:
+    """Every new breach the samples show at `now` (chain time), with its evidence stored:
+    of every escrow with samples (without `state`), or of those whose samples, row or periods
+    changed since the passes `state` remembers. One escrow's failure is recorded and skipped."""
     escrows = {
         row.escrow_id: row
         for row in session.scalars(select(EscrowRow).where(EscrowRow.chain_id == chain_id))
     }
-    out: list[ReportFinding] = []
-    for escrow_id, samples in samples_by_escrow(session, chain_id):
+    wanted: dict[int, tuple[EscrowRow, Signature]] = {}
+    signatures = _sample_signatures(session, chain_id)
+    for escrow_id, (count, largest) in signatures.items():
         row = escrows.get(escrow_id)
         if row is None or row.accepted_at is None or row.oracle != oracle:
             continue
-        document = session.get(TermsDocument, row.terms_hash)
-        if document is None:
-            logger.warning("escrow %s: terms document %s not stored", escrow_id, row.terms_hash)
+        signature: Signature = (count, largest, row.accepted_at, row.terms_hash)
+        if state is not None and state.is_current((chain_id, escrow_id), signature, now):
             continue
+        wanted[escrow_id] = (row, signature)
+    if not wanted:
+        return []
+    out: list[ReportFinding] = []
+    done: dict[tuple[int, int], _Evaluated] = {}
+    for escrow_id, samples in _samples_of(session, chain_id, wanted, everyone=signatures):
+        row, signature = wanted[escrow_id]
+        assert row.accepted_at is not None
         try:
-            terms = parse_terms(json.loads(document.canonical))
-        except QualityEscrowError as exc:
-            logger.warning("escrow %s: terms cannot be evaluated: %s", escrow_id, exc)
+            with session.begin_nested():
+                terms = _terms(session, row)
+                found = _escrow_findings(session, row, terms, samples, chain_id=chain_id,
+                                         contract=contract, oracle=oracle, now=now)
+        except TermsUnavailableError as exc:
+            _record_failure(session, chain_id, escrow_id, str(exc), now)
+            logger.warning("escrow %s: %s", escrow_id, exc)
             continue
-        for finding in evaluate(terms, row.accepted_at, now, samples).findings:
-            bundle = evidence_bundle(
-                finding,
-                chain_id=chain_id,
-                contract=contract,
-                escrow_id=escrow_id,
-                terms_hash_hex=row.terms_hash,
-                oracle=oracle,
-            )
-            evidence_hash = store_bundle(
-                session, bundle, chain_id=chain_id, escrow_id=escrow_id,
-                kind=finding.kind, period=finding.period, now=now,
-            )
-            out.append(ReportFinding(escrow_id, finding.kind, finding.period, evidence_hash))
+        except Exception as exc:  # any failure is isolated: the other escrows go on
+            error = f"{type(exc).__name__}: {exc}"
+            before = evaluation_failure(session, chain_id, escrow_id)
+            failure = _record_failure(session, chain_id, escrow_id, error, now)
+            if before is None or before.error != error:
+                logger.exception("escrow %s: evaluation failed, retried on the next pass",
+                                 escrow_id)
+            else:
+                logger.warning("escrow %s: evaluation failed again (%d passes): %s",
+                               escrow_id, failure.attempts, error)
+            continue
+        _clear_failure(session, chain_id, escrow_id)
+        out.extend(found)
+        done[(chain_id, escrow_id)] = _Evaluated(
+            signature, now, next_change(terms, row.accepted_at, now, samples)
+        )
+    if state is not None:
+        state.stage(session, done)
     return out
 
 
-def evaluator(services: Services, oracle: str) -> Callable[[Session, int], list[ReportFinding]]:
-    """The `evaluate` hook of the oracle worker: findings at the chain's current time."""
+def evaluator(
+    services: Services, oracle: str, state: EvaluationState | None = None
+) -> Callable[[Session, int], list[ReportFinding]]:
+    """The `evaluate` hook of the oracle worker: new findings at the chain's current time,
+    incremental across passes (`state`, a new one by default)."""
+    memory = EvaluationState() if state is None else state
 
     def run(session: Session, chain_id: int) -> list[ReportFinding]:
         now = services.clock.chain_time()
         return find_breaches(
-            session, chain_id=chain_id, contract=services.escrow.address, oracle=oracle, now=now
+            session, chain_id=chain_id, contract=services.escrow.address, oracle=oracle,
+            now=now, state=memory,
         )
 
     return run

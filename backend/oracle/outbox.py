@@ -4,7 +4,9 @@ before anything is sent.
 A report moves `pending -> signed -> sent -> mined`, ends `failed` with the decoded reason, or is
 recorded `not_sent` when the contract would refuse it (the escrow is not Active). After it is
 mined its `follow_up` moves `none -> finalize_signed -> finalize_sent -> done`, or
-`challenged -> resolved` when the provider challenged and the arbiter decided. The submitter
+`challenged -> resolved` when the provider challenged and the arbiter decided. A mined report
+the chain no longer has (a reorg deeper than `ESCROW_CONFIRMATIONS`) goes back to `pending` and
+is reported anew: what is reported is the chain's to say, never a stored row's. The submitter
 (`backend/oracle/submitter.py`, a `backend.outbox.sender.Sender`) moves it; each of its two
 transactions is an `outbox_transaction` row.
 """
@@ -136,14 +138,3 @@ def indexed_breach_id(
         ):
             return int(args["breachId"])
     return None
-
-
-def indexed_breach_events(
-    session: Session, chain_id: int, escrow_id: int, breach_id: int
-) -> set[str]:
-    """Names of the indexed events of one breach (BreachReported / Challenged / Settled)."""
-    return {
-        log.event
-        for log in _breach_events(session, chain_id, escrow_id)
-        if int(log.args["breachId"]) == breach_id
-    }

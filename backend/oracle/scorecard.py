@@ -16,7 +16,11 @@ Definitions (what the numbers mean):
   totals, `share` = refunded / value as a decimal string with 6 digits (rounded half-even).
 - KPI series: for every accepted escrow with a stored terms document and samples, one entry per
   (period, KPI) from `backend.oracle.evaluation.evaluate` at `now`; the others are counted in
-  `series_skipped` (`not_accepted`, `no_terms`, `unreadable_terms`, `no_samples`).
+  `series_skipped` (`not_accepted`, `no_terms`, `unreadable_terms`, `no_samples`, and
+  `evaluation_failed`: samples that cannot be evaluated, which do not fail the scorecard).
+- One escrow's KPIs (`escrow_kpis`): a KPI with fewer samples in a period than its
+  `min_samples` has no value and is `missing`; an evaluation that fails (samples that cannot
+  be aggregated) answers 200 with `evaluation_error` saying why, and no periods or findings.
 - An unknown provider (no escrow indexed) gets **200 with zeros**, not 404: an address is always
   a valid provider, it has simply no history yet.
 """
@@ -24,6 +28,7 @@ Definitions (what the numbers mean):
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -43,11 +48,10 @@ from backend.oracle.evaluation import (
     KIND_INCIDENT,
     KIND_KPI,
     KIND_STREAK,
-    OPS,
     Evaluation,
     Sample,
-    aggregate,
     evaluate,
+    incident_result,
 )
 from backend.oracle.measurements import TermsNotStoredError
 from backend.oracle.samples import samples_by_escrow
@@ -58,6 +62,8 @@ BREACH_KINDS = (KIND_KPI, KIND_STREAK, KIND_INCIDENT)
 BREACH_STATES = tuple(s.name.lower() for s in BreachState if s != BreachState.NONE)
 ESCROW_STATUSES = tuple(s.name.lower() for s in Status if s != Status.NONE)
 SHARE_DIGITS = Decimal("0.000001")
+
+logger = logging.getLogger(__name__)
 
 
 def share(part: int, whole: int) -> str:
@@ -206,7 +212,12 @@ def _series(
             row, terms = ready[escrow_id]
             seen.add(escrow_id)
             assert row.accepted_at is not None
-            result = evaluate(terms, row.accepted_at, now, samples)
+            try:
+                result = evaluate(terms, row.accepted_at, now, samples)
+            except Exception:  # one escrow's samples do not fail the provider's scorecard
+                logger.exception("escrow %s: KPI series cannot be evaluated", escrow_id)
+                skipped["evaluation_failed"] += 1
+                continue
             for p in result.periods:
                 for k in p.kpis:
                     out.append({
@@ -216,7 +227,7 @@ def _series(
                         "threshold": k.threshold, "verdict": k.verdict,
                     })
     skipped["no_samples"] = len(ready) - len(seen)
-    keys = ("not_accepted", "no_terms", "unreadable_terms", "no_samples")
+    keys = ("not_accepted", "no_terms", "unreadable_terms", "no_samples", "evaluation_failed")
     return out, {k: skipped[k] for k in keys}
 
 
@@ -226,7 +237,8 @@ def _series(
 def escrow_kpis(session: Session, chain_id: int, escrow_id: int, now: int) -> dict[str, Any]:
     """Per-period values, thresholds and verdicts of one escrow's KPIs at `now`, the incident
     rule's state and the findings; 404 for an escrow not indexed, 409 when its terms document
-    is not stored."""
+    is not stored. When the samples cannot be evaluated (any exception), 200 with
+    `evaluation_error` naming the cause, no periods, no incident periods and no findings."""
     row = session.get(EscrowRow, (chain_id, parse_escrow_id(escrow_id)))
     if row is None:
         raise NotFoundError("escrow", escrow_id)
@@ -242,8 +254,15 @@ def escrow_kpis(session: Session, chain_id: int, escrow_id: int, now: int) -> di
     if row.accepted_at is not None:
         for _, group in samples_by_escrow(session, chain_id, [escrow_id]):
             samples = group
-    result = (Evaluation() if row.accepted_at is None
-              else evaluate(terms, row.accepted_at, now, samples))
+    error: str | None = None
+    try:
+        result = (Evaluation() if row.accepted_at is None
+                  else evaluate(terms, row.accepted_at, now, samples))
+        incident = _incident_state(terms, row.accepted_at, now, samples)
+    except Exception as exc:  # shown, not a 500: the view says why the oracle cannot judge
+        logger.exception("escrow %s: KPIs cannot be evaluated", escrow_id)
+        error = f"{type(exc).__name__}: {exc}"
+        result, incident = Evaluation(), _incident_state(terms, None, now, [])
     led = escrow_ledger(session, chain_id, escrow_id)
     reported = set() if led is None else {(b.kind, b.period) for b in led.breaches}
     return {
@@ -257,15 +276,17 @@ def escrow_kpis(session: Session, chain_id: int, escrow_id: int, now: int) -> di
         "missing_data": terms.missing_data,
         "consecutive_periods": terms.consecutive_periods,
         "sample_count": len(samples),
+        "evaluation_error": error,
         "periods": [
             {"period": p.period, "start": p.start, "end": p.end, "closed": p.closed,
              "verdict": p.verdict,
              "kpis": [{"id": k.id, "aggregate": k.aggregate, "op": k.op,
                        "threshold": k.threshold, "value": k.value, "verdict": k.verdict,
-                       "samples": len(k.samples)} for k in p.kpis]}
+                       "samples": len(k.samples), "min_samples": k.min_samples}
+                      for k in p.kpis]}
             for p in result.periods
         ],
-        "incident": _incident_state(terms, row.accepted_at, now, samples),
+        "incident": incident,
         "findings": [
             {"kind": f.kind, "period": f.period, "period_start": f.period_start,
              "period_end": f.period_end, "rule": f.rule,
@@ -278,19 +299,21 @@ def escrow_kpis(session: Session, chain_id: int, escrow_id: int, now: int) -> di
 def _incident_state(
     terms: TermsModel, accepted_at: int | None, now: int, samples: list[Sample]
 ) -> dict[str, Any] | None:
-    """The incident rule and, per period with samples of its KPI, the value so far and whether
-    the rule is met (the same grouping as the evaluation)."""
+    """The incident rule with its `min_samples` and, per period with samples of its KPI, the
+    value so far (null with fewer than `min_samples`), the sample count and whether the rule is
+    met (the same grouping and judgement as the evaluation)."""
     rule = terms.incident
     if rule is None:
         return None
-    grouped: defaultdict[int, list[float]] = defaultdict(list)
+    grouped: defaultdict[int, list[Sample]] = defaultdict(list)
     if accepted_at is not None:
         for s in samples:
             if s.kpi == rule.kpi and accepted_at <= s.observed_at <= now:
-                grouped[(s.observed_at - accepted_at) // terms.period_seconds].append(s.value)
+                grouped[(s.observed_at - accepted_at) // terms.period_seconds].append(s)
     periods = []
     for period in sorted(grouped):
-        value = aggregate(rule.aggregate, grouped[period])
-        periods.append({"period": period, "value": value,
-                        "met": OPS[rule.op](value, rule.threshold)})
-    return {"rule": rule.as_dict(), "met": any(p["met"] for p in periods), "periods": periods}
+        judged = incident_result(rule, period, grouped[period])
+        periods.append({"period": period, "value": judged.value,
+                        "samples": len(judged.samples), "met": judged.verdict == "fail"})
+    return {"rule": rule.as_dict(), "min_samples": rule.required_samples,
+            "met": any(p["met"] for p in periods), "periods": periods}

@@ -3,11 +3,15 @@
 where the crash-safety protocol is explained); what is its own:
 
 * a report the contract already holds (`EscrowBreachAlreadyReported`, or its `BreachReported`
-  indexed) counts as mined, with the breach id found on the chain, and uses no nonce;
-* a mined report is followed up (`prepare`): a report the provider challenged is watched until
-  the arbiter settles it, one already finalized (by anyone) counts as done, and an unchallenged
-  one gets its `finalizeBreach` (the second phase, whose hook steps are `FINALIZE_STEPS`) once
-  the chain's time is past the challenge period.
+  indexed and the chain's `getBreach` agreeing) counts as mined, with the breach id found on the
+  chain, and uses no nonce; an indexed report the chain no longer has (the index has not caught
+  up with a reorg yet) is sent;
+* a mined report is followed up (`prepare`) by what the chain says now, never by a stored row:
+  a report the provider challenged is watched until the arbiter settles it, one already
+  finalized (by anyone) counts as done, an unchallenged one gets its `finalizeBreach` (the
+  second phase, whose hook steps are `FINALIZE_STEPS`) once the chain's time is past the
+  challenge period, and one the chain no longer has (a reorg deeper than
+  `ESCROW_CONFIRMATIONS` took it away) is queued again and reported anew.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from web3.types import TxReceipt
 
 from backend.chain.errors import ChainError
 from backend.chain.revert_types import EscrowBreachAlreadyReported, EscrowWindowOpen
-from backend.chain.types import BreachState
+from backend.chain.types import BreachState, BreachView
 from backend.db.models import BreachSubmission
 from backend.oracle import outbox
 from backend.oracle.outbox import (
@@ -39,7 +43,8 @@ from backend.oracle.outbox import (
     SIGNED,
     STATUSES,
 )
-from backend.outbox.sender import STEPS, Hook, Phase, Sender, SendReport
+from backend.outbox.sender import MINED as TX_MINED
+from backend.outbox.sender import REORGED, STEPS, Hook, Phase, Sender, SendReport
 
 __all__ = ["FINALIZE", "FINALIZE_STEPS", "REPORT", "STEPS", "Hook", "Submitter"]
 
@@ -93,7 +98,7 @@ class Submitter(Sender[BreachSubmission]):
         known = outbox.indexed_breach_id(
             session, self.chain_id, row.escrow_id, row.kind, row.period
         )
-        if known is not None:
+        if known is not None and self._on_chain(row, known) is not None:
             self._mined(row, known, _ALREADY)
             report.mined += 1
             return None
@@ -128,6 +133,16 @@ class Submitter(Sender[BreachSubmission]):
                 return int(args["breachId"])
         return None
 
+    def _on_chain(self, row: BreachSubmission, breach_id: int) -> BreachView | None:
+        """Breach `breach_id` of the row's escrow as the chain holds it now, if it is the row's
+        (kind, period) report; None when the chain has no such report."""
+        breach = self.services.escrow.get_breach(row.escrow_id, breach_id)
+        if breach.state == BreachState.NONE or (breach.kind, breach.period) != (
+            row.kind, row.period
+        ):
+            return None
+        return breach
+
     def _mined(self, row: BreachSubmission, breach_id: int | None, note: str | None) -> None:
         row.breach_id = breach_id
         self.move(row, REPORT, MINED, note)
@@ -135,8 +150,9 @@ class Submitter(Sender[BreachSubmission]):
     # ----------------------------------------------------------------- follow up
 
     def follow_up(self, report: SendReport) -> None:
-        """Mined reports: watch a challenge until it is settled; finalize an unchallenged one
-        once its challenge period is over."""
+        """Mined reports, by the chain's `getBreach` now: watch a challenge until it is
+        settled; finalize an unchallenged one once its challenge period is over; report again
+        one the chain no longer has."""
         with self.session() as session:
             ids = self.row_ids(
                 session,
@@ -149,21 +165,40 @@ class Submitter(Sender[BreachSubmission]):
                 row = session.get(BreachSubmission, row_id)
                 if row is None or row.breach_id is None:
                     continue
-                events = outbox.indexed_breach_events(
-                    session, self.chain_id, row.escrow_id, row.breach_id
-                )
                 params = self.escrow_params(session, row.escrow_id)
-            breach = self.services.escrow.get_breach(row.escrow_id, row.breach_id)
-            if "BreachSettled" in events or breach.state in _SETTLED:
+            breach = self._on_chain(row, row.breach_id)
+            if breach is None:
+                self._report_again(row_id, report)
+                continue
+            if breach.state in _SETTLED:
                 done = breach.state == BreachState.FINALIZED and row.follow_up == NONE
                 self._set_follow_up(row_id, DONE if done else RESOLVED, report)
-            elif "BreachChallenged" in events or breach.state == BreachState.CHALLENGED:
+            elif breach.state == BreachState.CHALLENGED:
                 if row.follow_up != CHALLENGED:
                     self._set_follow_up(row_id, CHALLENGED, report)
             elif row.follow_up == NONE:
                 ends_at = breach.reported_at + params.terms.challenge_period
                 if self.clock.chain_time() > ends_at:
                     self.sign(row_id, FINALIZE, report)
+
+    def _report_again(self, row_id: int, report: SendReport) -> None:
+        """The chain no longer holds the row's report, final as it was (a reorg deeper than
+        `ESCROW_CONFIRMATIONS`): its transaction is marked `reorged` and the row goes back to
+        `pending`, to be simulated and signed anew (linked to the old transaction)."""
+        with self.session() as session, session.begin():
+            row = self.lock(session, row_id)
+            if row is None or row.status != MINED or row.follow_up not in (NONE, CHALLENGED):
+                return
+            if row.report_tx is not None and row.report_tx.status == TX_MINED:
+                row.report_tx.status = REORGED
+                row.report_tx.error = "no longer on the chain (reorg)"
+                row.report_tx.updated_at = self.clock.service_time()
+            logger.warning("oracle report %s (escrow %s kind %s period %s) left the chain; "
+                           "reporting it again", row.id, row.escrow_id, row.kind, row.period)
+            row.breach_id = None
+            row.follow_up = NONE
+            self.move(row, REPORT, PENDING, "the report left the chain (reorg); reporting again")
+            report.requeued += 1
 
     def _set_follow_up(self, row_id: int, follow_up: str, report: SendReport) -> None:
         with self.session() as session, session.begin():

@@ -23,6 +23,8 @@ MissingData = Literal["ignore", "breach"]
 
 AGGREGATES: tuple[str, ...] = get_args(Aggregate)
 OPERATORS: tuple[str, ...] = get_args(Operator)
+#: the percentile of each percentile aggregate (`p95` -> 95)
+PERCENTILES: dict[str, int] = {a: int(a[1:]) for a in AGGREGATES if a[0] == "p"}
 #: a KPI name as stored with each sample (`kpi_sample.kpi` is 64 characters)
 KPI_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 DEFAULT_GRACE_SECONDS = 3_600
@@ -37,11 +39,38 @@ AGGREGATE_METHOD = (
     "of the samples sorted in ascending order, so a percentile is always one of the samples (no "
     "interpolation); `ratio` = the share of samples that are non-zero (probes recorded as 1 = "
     "success, 0 = failure), from 0 to 1. Comparisons are exact float comparisons without "
-    "epsilon: a value equal to a `>=` threshold passes, equal to a `>` threshold fails."
+    "epsilon: a value equal to a `>=` threshold passes, equal to a `>` threshold fails. A KPI "
+    "with fewer samples in a period than its `min_samples` (by default 20 for `p95`, 100 for "
+    "`p99`: see `min_samples`) has no value in that period: it counts as missing data "
+    "(`missing_data`), like a KPI without samples. Every aggregate is a finite number (sample "
+    "values are at most 1e100 in magnitude)."
 )
 _AGGREGATE_FIELD = "How the period's samples are combined; see the document's description."
 _OP_FIELD = "`aggregate op threshold` must hold (KPIs) or fires the rule (incident)."
 _THRESHOLD_FIELD = "A finite number in the KPI's own unit (the unit of its samples' values)."
+_MIN_SAMPLES_FIELD = (
+    "The fewest samples of a period the aggregate is judged on; a period with fewer counts as "
+    "missing data (`missing_data`; for the incident rule: not met). Optional: the default keeps "
+    "a percentile from degenerating into the maximum, ceil(100 / (100 - p)) samples for `pP` "
+    "(`p50` 2, `p90` 10, `p95` 20, `p99` 100: below that the nearest rank is the largest "
+    "sample), and 1 for `mean`, `min`, `max`, `sum`, `count` and `ratio`. Set it to 1 to judge "
+    "a percentile on any number of samples."
+)
+
+
+def default_min_samples(aggregate: str) -> int:
+    """`min_samples` when the document leaves it out: ceil(100 / (100 - p)) for a percentile
+    `pP` (the fewest samples whose nearest-rank P-th percentile is not the maximum: 20 for p95,
+    100 for p99), 1 otherwise. Integer arithmetic: 1 / (1 - 0.99) is 100.00000000000009 in
+    floats, whose ceiling would be 101."""
+    p = PERCENTILES.get(aggregate)
+    if p is None:
+        return 1
+    return -(-100 // (100 - p))
+
+
+#: `min_samples` by aggregate, when the document leaves it out
+DEFAULT_MIN_SAMPLES: dict[str, int] = {a: default_min_samples(a) for a in AGGREGATES}
 
 
 class _Open(BaseModel):
@@ -56,10 +85,25 @@ class _Rule(_Open):
     aggregate: Aggregate = Field(description=_AGGREGATE_FIELD)
     op: Operator = Field(description=_OP_FIELD)
     threshold: float = Field(allow_inf_nan=False, description=_THRESHOLD_FIELD)
+    min_samples: int | None = Field(
+        default=None,
+        ge=1,
+        description=_MIN_SAMPLES_FIELD,
+        json_schema_extra={"x-defaults": dict(DEFAULT_MIN_SAMPLES)},
+    )
+
+    @property
+    def required_samples(self) -> int:
+        """`min_samples`, or its default for the aggregate when the document leaves it out."""
+        if self.min_samples is not None:
+            return self.min_samples
+        return DEFAULT_MIN_SAMPLES[self.aggregate]
 
     def as_dict(self) -> dict[str, Any]:
-        """The rule's own fields (no extra keys), as evidence bundles quote them."""
-        return self.model_dump(exclude=set(self.model_extra or ()))
+        """The rule's comparison `{aggregate, op, threshold}` (and the incident's `kpi`), as
+        findings and evidence bundles quote it: no extra keys, and no `min_samples`, which each
+        KPI result of a bundle states as applied."""
+        return self.model_dump(exclude={*(self.model_extra or ()), "min_samples"})
 
 
 class KpiRule(_Rule):

@@ -31,8 +31,13 @@ class Oracle(Submitter):
         *,
         hook: Hook[BreachSubmission] | None = None,
         confirmations: int | None = None,
+        replace_after_blocks: int | None = None,
+        max_fee_per_gas: int | None = None,
     ) -> None:
-        super().__init__(services, account, hook=hook, confirmations=confirmations)
+        super().__init__(
+            services, account, hook=hook, confirmations=confirmations,
+            replace_after_blocks=replace_after_blocks, max_fee_per_gas=max_fee_per_gas,
+        )
         self.evaluate = evaluate
 
     def enqueue(self) -> int:

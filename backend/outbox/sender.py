@@ -2,28 +2,59 @@
 
 A `Sender` subclass says only what is its own: which outbox table it drains (`model`), the
 phases a row passes (`phases`: one transaction each, e.g. a breach report and later its
-finalization), which rows are due (`due`), the contract call of a row (`build`) and what a
+finalization), which rows are due (`due`), the contract call of a row (`build`), what a
 simulated refusal or a mined (or reverted) transaction means for the row (`refused`,
-`settled`). The base does the rest, in one pass (`run_once`), each step committed before the
+`settled`) and, if the call carries one, the deadline after which it can only revert
+(`deadline`). The base does the rest, in one pass (`run_once`), each step committed before the
 next begins:
 
 1. **sign** every due row: under the `sender_nonce` row lock (`backend/outbox/nonce.py`),
    simulate the call (a revert is handed to `refused`, decoded, and uses no nonce), sign it with
-   the next nonce, store the raw bytes and the hash in `outbox_transaction` and point the row at
-   it, bump the nonce; commit. Nothing has left the process yet.
+   the next nonce at the fees of `backend/outbox/fees.py` (EIP-1559 type 2 when the chain has a
+   base fee), store the raw bytes, hash and fees in `outbox_transaction` and point the row at
+   it, bump the nonce; commit. Nothing has left the process yet. (Signing is deterministic: a
+   row signed anew with the same nonce and fees, e.g. after a reorg freed the nonce, gives the
+   very bytes already stored, and that stored transaction is the one sent again.)
 2. **broadcast** every signed transaction of the account in nonce order: send the stored bytes;
-   mark the transaction and its row sent. "Already known" / "nonce too low" mean the node has
-   seen it: the transaction is looked up by hash. A nonce another transaction took makes the
-   stored bytes unminable: the transaction is kept as `superseded` and the row is signed anew.
-3. **settle** every sent transaction: a receipt `ESCROW_CONFIRMATIONS` deep marks it mined
-   (status 1) or reverted with the reason decoded by replaying the call (status 0), and
-   `settled` says what that means for the row; a transaction the node has lost is rebroadcast,
-   from the same bytes.
+   mark the transaction and its row sent (and the earlier versions of its nonce `replaced`).
+   "Already known" / "nonce too low" mean the node has seen it, or another version of the nonce
+   was mined: the transactions are looked up by hash. A nonce another transaction took makes
+   the stored bytes unminable: the transaction is kept as `superseded` and the row is signed
+   anew (a fresh signature over the same call, linked to the old one).
+3. **settle** every sent transaction by whichever version of its nonce has a receipt: the
+   receipt's block number and hash are recorded, and it is re-read on every pass until it is
+   `ESCROW_CONFIRMATIONS` deep; then that version is mined (status 1) or reverted with the
+   reason decoded by replaying the call (status 0), the others are `replaced` / `superseded`,
+   the row points at the mined one and `settled` says what it means for the row. A receipt that
+   vanished or moved to another block (a reorg) is forgotten and counting starts again; a
+   transaction the node no longer has is broadcast again from the same bytes (and re-signed
+   through step 2 when its nonce went elsewhere).
+4. **replace** a transaction that stays unmined: priced under the next block's base fee, or
+   unmined for `ESCROW_REPLACE_AFTER_BLOCKS` blocks since the node took it (and not merely
+   waiting behind an earlier nonce of the account), it gets a new
+   version of the same nonce with both fee caps raised by at least 10% (rounded up; the max fee
+   at least 2 * base fee + tip), at most `ESCROW_MAX_FEE_PER_GAS`. The version is signed once
+   and stored (`replaces_id` naming the one it replaces) before it is broadcast in the same
+   pass; the row points at the newest. When the ceiling leaves no room the row says so in its
+   `error` and waits for the base fee to fall.
+
+A call whose `deadline` has passed while it is unmined can only revert. Its nonce cannot be left
+unused (every later transaction of the account would wait behind it), so it is **filled**: the
+sender stops raising the call's fees and replaces it with a no-op (a zero-value transfer to
+itself, 21,000 gas, purpose `fill`) that outbids the last version by 10% and is priced for the
+current base fee. Filling rather than letting the last version be mined: the last version may be
+priced far under the base fee (that is why it is unmined) and would hold the nonce, and every
+confirmation queued behind it, until the fees fall; and a filler costs less gas than the revert.
+Whichever version of the nonce is mined settles it: the filler fails the row with
+`DEADLINE_PASSED` ("deadline passed while unmined; sign again"); a call version mined first
+reverts and fails the row with the decoded reason. When the fee ceiling leaves no room for a
+filler the last version stays, to be mined (and revert) once the base fee falls.
 
 The process can die between any two steps: every state on disk says what to do next, and only
-the stored bytes are ever broadcast again, so a restart loses nothing and sends nothing twice.
-A `hook(step, row)` runs at each step boundary (`STEPS`, prefixed by the phase's `prefix`; tests
-crash the sender there). One process owns a (sender, chain, account) at a time
+stored bytes are ever broadcast, so a restart loses nothing and sends nothing twice (all
+versions of a nonce share it: at most one is mined). A `hook(step, row)` runs at each step
+boundary (`STEPS`, and `REPLACE_STEPS` around a replacement, prefixed by the phase's `prefix`;
+tests crash the sender there). One process owns a (sender, chain, account) at a time
 (`backend/outbox/owner.py`), held by the one worker loop `run_forever`.
 """
 
@@ -52,8 +83,18 @@ from backend.chain.errors import (
 from backend.chain.transactions import REVERT_EXCEPTIONS, as_chain_error
 from backend.chain.types import EscrowParams
 from backend.db.models import EscrowRow, OutboxRow, OutboxTransaction
+from backend.outbox.fees import (
+    TRANSFER_GAS,
+    Fees,
+    Market,
+    Signed,
+    initial_fees,
+    read_market,
+    replacement_fees,
+)
 from backend.outbox.nonce import IN_FLIGHT, take_nonce
 from backend.outbox.owner import ownership
+from backend.outbox.versions import FILL, history, nonce_versions
 from backend.services import Services
 
 logger = logging.getLogger(__name__)
@@ -63,10 +104,16 @@ RowT = TypeVar("RowT", bound=OutboxRow)
 Hook = Callable[[str, RowT], None]
 #: step boundaries, in the order a row's transaction passes them
 STEPS = ("signing", "signed", "broadcast", "sent", "receipt", "finished")
+#: step boundaries of a replacement (a fee bump or a nonce filler): signed in the database
+#: transaction, then committed; its broadcast passes "broadcast" and "sent" again
+REPLACE_STEPS = ("replacing", "replaced")
 #: the simulated gas is raised by this factor, for state that changes before inclusion
 GAS_MARGIN = 1.25
 #: states of an `OutboxTransaction`
 SIGNED, SENT, MINED, REVERTED, SUPERSEDED = "signed", "sent", "mined", "reverted", "superseded"
+REPLACED, REORGED = "replaced", "reorged"
+#: the row's error when a filler took the nonce of a call whose deadline passed while unmined
+DEADLINE_PASSED = "deadline passed while unmined; sign again"
 
 _KNOWN = ("already known", "known transaction", "alreadyknown", "already imported")
 _NONCE_USED = ("nonce too low", "nonce is too low", "oldnonce", "nonce has already been used")
@@ -86,6 +133,8 @@ class SendReport:
     requeued: int = 0
     #: follow-up states a row moved to after its transaction was mined (the oracle's)
     followed: int = 0
+    #: replacements signed (higher fees, or a nonce filler)
+    replaced: int = 0
 
     @property
     def busy(self) -> bool:
@@ -121,10 +170,21 @@ class Phase:
         setattr(row, self.link_attr.removesuffix("_id"), tx)
         setattr(row, self.link_attr, None if tx is None else tx.id)
 
+    def linked(self, row: Any) -> int | None:
+        return cast("int | None", getattr(row, self.link_attr))
+
 
 def hex0x(value: bytes) -> str:
     """Bytes as lower-case 0x hex."""
     return "0x" + bytes(value).hex()
+
+
+def fees_of(tx: OutboxTransaction) -> Fees:
+    """The fee caps of a stored transaction (read from its bytes when not recorded)."""
+    if tx.max_fee_per_gas is None:
+        return Signed.decode(bytes(HexBytes(tx.raw_tx))).fees
+    tip = tx.max_priority_fee_per_gas
+    return Fees(int(tx.max_fee_per_gas), None if tip is None else int(tip))
 
 
 class Sender(ABC, Generic[RowT]):
@@ -148,7 +208,10 @@ class Sender(ABC, Generic[RowT]):
         *,
         hook: Hook[RowT] | None = None,
         confirmations: int | None = None,
+        replace_after_blocks: int | None = None,
+        max_fee_per_gas: int | None = None,
     ) -> None:
+        settings = services.settings
         self.services = services
         self.w3 = services.w3
         self.clock = services.clock
@@ -156,9 +219,15 @@ class Sender(ABC, Generic[RowT]):
         self.address = account.address
         self.chain_id = services.chain_id
         self.hook = hook
-        self.confirmations = (
-            services.settings.confirmations if confirmations is None else confirmations
+        self.confirmations = settings.confirmations if confirmations is None else confirmations
+        self.replace_after_blocks = (
+            settings.replace_after_blocks if replace_after_blocks is None
+            else replace_after_blocks
         )
+        self.max_fee_per_gas = (
+            settings.max_fee_per_gas if max_fee_per_gas is None else max_fee_per_gas
+        )
+        self._market: Market | None = None
 
     # ----------------------------------------------------------------- what a subclass says
 
@@ -187,6 +256,11 @@ class Sender(ABC, Generic[RowT]):
         reverted with the decoded `error`."""
         raise NotImplementedError
 
+    def deadline(self, row: RowT, phase: Phase) -> int | None:
+        """The chain time (unix seconds) after which the row's call can only revert, if it has
+        one (a signed confirmation's deadline); None: it never expires."""
+        return None
+
     def prepare(self, report: SendReport) -> None:
         """Work before the pass signs (queueing rows, following mined ones up); none here."""
 
@@ -194,10 +268,13 @@ class Sender(ABC, Generic[RowT]):
 
     def run_once(self) -> SendReport:
         report = SendReport()
+        self._market = None  # read the fee market afresh once per pass, when needed
         self.prepare(report)
         self.sign_pending(report)
         self.broadcast_signed(report)
         self.settle_sent(report)
+        if report.replaced:
+            self.broadcast_signed(report)  # the replacements just stored go out now
         return report
 
     def run_until_idle(self, *, max_passes: int = 20) -> SendReport:
@@ -244,6 +321,10 @@ class Sender(ABC, Generic[RowT]):
 
     def move(self, row: RowT, phase: Phase, state: str, error: str | None) -> None:
         setattr(row, phase.state_attr, state)
+        self.note(row, error)
+
+    def note(self, row: RowT, error: str | None) -> None:
+        """Sets the row's `error` (a reason, or a note on what the sender is doing about it)."""
         row.error = error
         row.updated_at = self.clock.service_time()
 
@@ -288,6 +369,12 @@ class Sender(ABC, Generic[RowT]):
     def chain_nonce(self) -> int:
         return int(self.w3.eth.get_transaction_count(self.address, "pending"))
 
+    def market(self) -> Market:
+        """The node's fee market, read once per pass."""
+        if self._market is None:
+            self._market = read_market(self.w3)
+        return self._market
+
     # ----------------------------------------------------------------- 1. sign
 
     def sign_pending(self, report: SendReport) -> None:
@@ -311,7 +398,8 @@ class Sender(ABC, Generic[RowT]):
                 except REVERT_EXCEPTIONS as exc:
                     self.refused(row, phase, as_chain_error(exc), report)
                 else:
-                    self._store(session, row, phase, fn, gas, nonce_row.next_nonce)
+                    fees = initial_fees(self.market(), self.max_fee_per_gas)
+                    self._store(session, row, phase, fn, gas, nonce_row.next_nonce, fees)
                     nonce_row.next_nonce += 1
                     report.signed += 1
             if phase.state(row) == phase.pending:
@@ -321,25 +409,56 @@ class Sender(ABC, Generic[RowT]):
             self.step(phase, "signed", row)
 
     def _store(
-        self, session: Session, row: RowT, phase: Phase, fn: Any, gas: int, nonce: int
+        self, session: Session, row: RowT, phase: Phase, fn: Any, gas: int, nonce: int,
+        fees: Fees,
     ) -> None:
-        params: TxParams = {
+        params = cast(TxParams, {
             "from": self.address,
             "nonce": Nonce(nonce),
             "gas": int(gas * GAS_MARGIN),
             "chainId": self.chain_id,
-        }
+            **fees.params(),
+        })
         signed = self.account.sign_transaction(cast(dict[str, Any], fn.build_transaction(params)))
-        now = self.clock.service_time()
-        tx = OutboxTransaction(
-            chain_id=self.chain_id, account=self.address, sender=self.name,
-            purpose=phase.purpose, nonce=nonce, raw_tx=hex0x(signed.raw_transaction),
-            tx_hash=hex0x(signed.hash), status=SIGNED, created_at=now, updated_at=now,
+        tx = session.scalar(
+            select(OutboxTransaction).where(
+                OutboxTransaction.chain_id == self.chain_id,
+                OutboxTransaction.tx_hash == hex0x(signed.hash),
+            )
         )
-        session.add(tx)
-        session.flush()
+        if tx is not None:
+            # Signatures are deterministic: the same call, nonce and fees give the same bytes,
+            # e.g. a transaction a reorg took away whose nonce is free again. It is stored
+            # already, and is the one sent again.
+            if tx.status not in IN_FLIGHT:
+                tx.status, tx.error, tx.updated_at = SIGNED, None, self.clock.service_time()
+                tx.sent_block = tx.block_number = tx.block_hash = None
+        else:
+            # a row signed anew (its nonce went elsewhere, or a reorg took its transaction)
+            # links the new transaction to the old one
+            before = phase.linked(row)
+            previous = None if before is None else session.get(OutboxTransaction, before)
+            tx = self._new_tx(phase.purpose, nonce, signed, fees, previous)
+            session.add(tx)
+            session.flush()
         phase.link(row, tx)
         self.move(row, phase, phase.signed, None)
+
+    def _new_tx(
+        self, purpose: str, nonce: int, signed: Any, fees: Fees,
+        previous: OutboxTransaction | None,
+    ) -> OutboxTransaction:
+        now = self.clock.service_time()
+        return OutboxTransaction(
+            chain_id=self.chain_id, account=self.address, sender=self.name,
+            purpose=purpose, nonce=nonce, raw_tx=hex0x(signed.raw_transaction),
+            tx_hash=hex0x(signed.hash), status=SIGNED,
+            max_fee_per_gas=str(fees.max_fee),
+            max_priority_fee_per_gas=None if fees.tip is None else str(fees.tip),
+            replaces_id=None if previous is None else previous.id,
+            first_id=None if previous is None else previous.root_id,
+            created_at=now, updated_at=now,
+        )
 
     # ----------------------------------------------------------------- 2. broadcast
 
@@ -359,8 +478,16 @@ class Sender(ABC, Generic[RowT]):
             )
         )
 
-    def _phase(self, tx: OutboxTransaction) -> Phase:
-        return next(p for p in self.phases if p.purpose == tx.purpose)
+    def _carrier(self, session: Session, tx: OutboxTransaction) -> tuple[RowT, Phase] | None:
+        """The outbox row, and the phase, that `tx` is a transaction of (the row points at one
+        of the transactions signed for it in that phase)."""
+        ids = [t.id for t in history(session, tx)]
+        for phase in self.phases:
+            column = getattr(self.model, phase.link_attr)
+            row = session.scalar(select(self.model).where(column.in_(ids)))
+            if row is not None:
+                return cast(RowT, row), phase
+        return None
 
     def _load(
         self, tx_id: int, status: str
@@ -370,10 +497,8 @@ class Sender(ABC, Generic[RowT]):
             tx = session.get(OutboxTransaction, tx_id)
             if tx is None or tx.status != status:
                 return None
-            phase = self._phase(tx)
-            column = getattr(self.model, phase.link_attr)
-            row = session.scalar(select(self.model).where(column == tx.id))
-        return None if row is None else (tx, cast(RowT, row), phase)
+            found = self._carrier(session, tx)
+        return None if found is None else (tx, found[0], found[1])
 
     def _locked(
         self, session: Session, tx: OutboxTransaction, row: RowT, phase: Phase
@@ -383,10 +508,9 @@ class Sender(ABC, Generic[RowT]):
             OutboxTransaction, tx.id, with_for_update=True, populate_existing=True
         )
         locked = self.lock(session, row.id)
-        if (
-            locked_tx is None or locked_tx.status != tx.status
-            or locked is None or getattr(locked, phase.link_attr) != tx.id
-        ):
+        if locked_tx is None or locked_tx.status != tx.status or locked is None:
+            return None
+        if phase.linked(locked) not in {t.id for t in history(session, locked_tx)}:
             return None
         return locked_tx, locked
 
@@ -408,8 +532,8 @@ class Sender(ABC, Generic[RowT]):
                 both = self._locked(session, tx, row, phase)
                 if both is None:
                     continue
-                self._record(both[0], both[1], phase, outcome, detail, report)
-            if outcome == "refused":
+                self._record(session, both[0], both[1], phase, outcome, detail, report)
+            if outcome == "refused" and both[0].status == SIGNED:
                 break  # later nonces cannot be mined before this one
             if both[0].status == SENT:
                 report.broadcast += 1
@@ -418,8 +542,9 @@ class Sender(ABC, Generic[RowT]):
     def broadcast(self, tx: OutboxTransaction) -> tuple[BroadcastOutcome, str | None]:
         """Sends the stored bytes. When the node objects ("already known", "nonce too low", or a
         node that reports a mined revert as an error) the transaction is looked up by its hash:
-        if the node has it, it was sent. Raises the transport error when the node is away (the
-        whole step is retried later)."""
+        if the node has it, it was sent; "nonce too low" with another version of the nonce
+        mined counts as sent too (settling finds that version). Raises the transport error when
+        the node is away (the whole step is retried later)."""
         try:
             self.w3.eth.send_raw_transaction(HexBytes(tx.raw_tx))
             return "accepted", None
@@ -431,6 +556,10 @@ class Sender(ABC, Generic[RowT]):
             return "known", message
         lowered = message.lower()
         if any(k in lowered for k in _NONCE_USED):
+            with self.session() as session:
+                others = [t.tx_hash for t in nonce_versions(session, tx) if t.id != tx.id]
+            if any(self.receipt(h) is not None for h in others):
+                return "known", message
             return "superseded", message
         if any(k in lowered for k in _KNOWN):
             return "known", message
@@ -439,27 +568,48 @@ class Sender(ABC, Generic[RowT]):
 
     def node_has(self, tx_hash: str) -> bool:
         try:
-            self.w3.eth.get_transaction(HexBytes(tx_hash))
+            found = self.w3.eth.get_transaction(HexBytes(tx_hash))
         except TransactionNotFound:
             return False
-        return True
+        return found is not None
 
     def _record(
-        self, tx: OutboxTransaction, row: RowT, phase: Phase, outcome: BroadcastOutcome,
-        detail: str | None, report: SendReport,
+        self, session: Session, tx: OutboxTransaction, row: RowT, phase: Phase,
+        outcome: BroadcastOutcome, detail: str | None, report: SendReport,
     ) -> None:
         now = self.clock.service_time()
+        versions = nonce_versions(session, tx)
         if outcome in ("accepted", "known"):
             tx.status, tx.error, tx.updated_at = SENT, None, now
-            self.move(row, phase, phase.sent, None)
+            if tx.sent_block is None:
+                tx.sent_block = int(self.w3.eth.block_number)
+            for other in versions:
+                if other.id != tx.id and other.status == SENT:
+                    other.status, other.updated_at = REPLACED, now
+            if tx.purpose != FILL:  # a filler leaves the row's note (why the nonce is filled)
+                self.move(row, phase, phase.sent, None)
         elif outcome == "superseded":
-            # The nonce went to another transaction, so these bytes can never be mined: the
-            # transaction stays on record and the row is signed anew with a fresh nonce.
-            tx.status, tx.error, tx.updated_at = SUPERSEDED, detail, now
-            phase.link(row, None)
-            self.move(row, phase, phase.pending,
-                      f"nonce used by another transaction ({detail}); re-signing")
-            report.requeued += 1
+            # The nonce went to another transaction, so these bytes (and every version of the
+            # nonce) can never be mined: they stay on record and the row is signed anew with a
+            # fresh nonce; a nonce filler's call is dead anyway, so its row fails.
+            for other in versions:
+                if other.status in (SIGNED, SENT):
+                    other.status, other.error, other.updated_at = SUPERSEDED, detail, now
+            if tx.purpose == FILL:
+                self.move(row, phase, phase.failed, DEADLINE_PASSED)
+                report.failed += 1
+            else:
+                self.move(row, phase, phase.pending,
+                          f"nonce used by another transaction ({detail}); re-signing")
+                report.requeued += 1
+        elif tx.replaces_id is not None and any(v.status == SENT for v in versions):
+            # A replacement the node would not take: the version it replaces is still out
+            # there. It is dropped (never sent) and the next pass may outbid it.
+            tx.status, tx.error, tx.updated_at = SUPERSEDED, f"replacement refused: {detail}", now
+            live = [v for v in versions if v.status == SENT and v.purpose != FILL]
+            if phase.linked(row) == tx.id and live:
+                phase.link(row, live[-1])
+            self.note(row, f"replacement refused: {detail}")
         else:
             tx.error, tx.updated_at = f"broadcast refused: {detail}", now
             self.move(row, phase, phase.state(row), f"broadcast refused: {detail}")
@@ -468,24 +618,65 @@ class Sender(ABC, Generic[RowT]):
 
     def settle_sent(self, report: SendReport) -> None:
         for tx, row, phase in self._queue(SENT):
-            receipt = self.receipt(tx.tx_hash)
-            if receipt is None:
-                self._rebroadcast_lost(tx, row, phase, report)
-                continue
-            if int(self.w3.eth.block_number) - int(receipt["blockNumber"]) < self.confirmations:
-                continue
-            error = None if int(receipt["status"]) == 1 else self.revert_reason(receipt)
-            self.step(phase, "receipt", row)
-            with self.session() as session, session.begin():
-                both = self._locked(session, tx, row, phase)
-                if both is None:
-                    continue
-                locked_tx, locked = both
-                locked_tx.status = MINED if error is None else REVERTED
-                locked_tx.error = None if error is None else error.message
-                locked_tx.updated_at = self.clock.service_time()
-                self.settled(locked, phase, receipt, error, report)
-            self.step(phase, "finished", locked)
+            self._settle(tx, row, phase, report)
+
+    def _settle(self, tx: OutboxTransaction, row: RowT, phase: Phase, report: SendReport) -> None:
+        """Settles the nonce of `tx` by whichever of its versions has a receipt."""
+        with self.session() as session:
+            versions = nonce_versions(session, tx)
+        found: tuple[OutboxTransaction, TxReceipt] | None = None
+        for version in versions:
+            receipt = self.receipt(version.tx_hash)
+            if receipt is not None:
+                found = (version, receipt)
+                break
+        if found is None:
+            self._unmined(versions, row, phase, report)
+            return
+        version, receipt = found
+        number, block_hash = int(receipt["blockNumber"]), hex0x(receipt["blockHash"])
+        if int(self.w3.eth.block_number) - number < self.confirmations:
+            if (version.block_number, version.block_hash) != (number, block_hash):
+                self._set_block(version.id, number, block_hash)
+            return  # not deep enough yet: read again next pass
+        error = None if int(receipt["status"]) == 1 else self.revert_reason(receipt)
+        self.step(phase, "receipt", row)
+        with self.session() as session, session.begin():
+            both = self._locked(session, tx, row, phase)
+            if both is None:
+                return
+            locked_tx, locked = both
+            now = self.clock.service_time()
+            mined: OutboxTransaction | None = None
+            for other in nonce_versions(session, locked_tx):
+                if other.id == version.id:
+                    other.status = MINED if error is None else REVERTED
+                    other.error = None if error is None else error.message
+                    other.block_number, other.block_hash = number, block_hash
+                    other.updated_at = now
+                    mined = other
+                elif other.status in (SIGNED, SENT):
+                    other.status, other.updated_at = SUPERSEDED, now
+                    other.error = f"nonce {other.nonce} went to {version.tx_hash}"
+            if mined is None:
+                return
+            if mined.purpose != FILL:
+                phase.link(locked, mined)
+            if phase.state(locked) == phase.sent:
+                if mined.purpose == FILL:
+                    self.move(locked, phase, phase.failed, DEADLINE_PASSED)
+                    report.failed += 1
+                else:
+                    self.settled(locked, phase, receipt, error, report)
+        self.step(phase, "finished", locked)
+
+    def _set_block(self, tx_id: int, number: int | None, block_hash: str | None) -> None:
+        """Records (or, after a reorg, clears) the block of a transaction's receipt."""
+        with self.session() as session, session.begin():
+            tx = session.get(OutboxTransaction, tx_id, with_for_update=True)
+            if tx is not None:
+                tx.block_number, tx.block_hash = number, block_hash
+                tx.updated_at = self.clock.service_time()
 
     def receipt(self, tx_hash: str) -> TxReceipt | None:
         try:
@@ -493,20 +684,123 @@ class Sender(ABC, Generic[RowT]):
         except TransactionNotFound:
             return None
 
+    def _unmined(
+        self, versions: list[OutboxTransaction], row: RowT, phase: Phase, report: SendReport
+    ) -> None:
+        """No version of the nonce has a receipt: forget a receipt a reorg took away, send
+        again what the node lost, replace what stays unmined."""
+        for version in versions:
+            if version.block_number is not None:
+                logger.warning("%s transaction %s left block %s (reorg); sending it again",
+                               self.name, version.tx_hash, version.block_number)
+                self._set_block(version.id, None, None)
+        live = [v for v in versions if v.status in (SIGNED, SENT)]
+        if not live or live[-1].status == SIGNED:
+            return  # a replacement waits for the broadcast step
+        newest = live[-1]
+        if not self.node_has(newest.tx_hash):
+            self._rebroadcast_lost(newest, row, phase, report)
+            return
+        self._replace_if_stuck(newest, versions, row, phase, report)
+
     def _rebroadcast_lost(
         self, tx: OutboxTransaction, row: RowT, phase: Phase, report: SendReport
     ) -> None:
-        """No receipt yet: if the node no longer knows the transaction (dropped, or reorged out
-        and forgotten), send the same bytes again."""
-        if self.node_has(tx.tx_hash):
-            return
+        """The node no longer knows the transaction (dropped, or reorged out and forgotten):
+        send the same bytes again."""
         outcome, detail = self.broadcast(tx)
         if outcome in ("accepted", "known"):
             return
         with self.session() as session, session.begin():
             both = self._locked(session, tx, row, phase)
             if both is not None:
-                self._record(both[0], both[1], phase, outcome, detail, report)
+                self._record(session, both[0], both[1], phase, outcome, detail, report)
+
+    # ----------------------------------------------------------------- 4. replace
+
+    def _replace_if_stuck(
+        self, newest: OutboxTransaction, versions: list[OutboxTransaction], row: RowT,
+        phase: Phase, report: SendReport,
+    ) -> None:
+        """Signs and stores a replacement of `newest` (the live version the node holds) when it
+        is priced under the next base fee or unmined for `replace_after_blocks`, or a nonce
+        filler when the row's deadline has passed; notes on the row why not when the fee
+        ceiling leaves no room."""
+        head = int(self.w3.eth.block_number)
+        if newest.sent_block is None:  # sent before its block was recorded: count from now
+            self._set_sent_block(newest.id, head)
+            return
+        deadline = self.deadline(row, phase)
+        expired = deadline is not None and deadline < self.clock.chain_time()
+        market = self.market()
+        fill = expired or newest.purpose == FILL
+        if expired and newest.purpose != FILL:
+            reason = "deadline passed while unmined"
+        elif market.under(fees_of(newest)):
+            reason = f"priced under the base fee ({market.base_fee} wei)"
+        elif head - newest.sent_block >= self.replace_after_blocks and newest.nonce <= int(
+            self.w3.eth.get_transaction_count(self.address, "latest")
+        ):  # (a later nonce waiting for an earlier one to be mined is not stuck itself)
+            reason = f"unmined for {head - newest.sent_block} blocks"
+        else:
+            return
+        current = Fees.highest([fees_of(v) for v in versions])
+        fees = replacement_fees(current, market, self.max_fee_per_gas)
+        if fees is None:
+            what = "free its nonce" if fill else "replace it"
+            note = (f"{reason}; the fee ceiling ({self.max_fee_per_gas} wei per gas) leaves no "
+                    f"room to {what}; waiting for the base fee to fall")
+            if row.error != note:
+                self._note(row.id, note)
+            return
+        self._replace(newest, row, phase, fees, fill, reason, report)
+
+    def _set_sent_block(self, tx_id: int, head: int) -> None:
+        with self.session() as session, session.begin():
+            tx = session.get(OutboxTransaction, tx_id, with_for_update=True)
+            if tx is not None and tx.sent_block is None:
+                tx.sent_block = head
+
+    def _note(self, row_id: int, note: str) -> None:
+        with self.session() as session, session.begin():
+            row = self.lock(session, row_id)
+            if row is not None:
+                self.note(row, note)
+
+    def _replace(
+        self, newest: OutboxTransaction, row: RowT, phase: Phase, fees: Fees, fill: bool,
+        reason: str, report: SendReport,
+    ) -> None:
+        """Signs the new version once and stores it (committed) before anything is sent."""
+        stored = Signed.decode(bytes(HexBytes(newest.raw_tx)))
+        fields_: dict[str, Any]
+        if fill:
+            fields_ = {
+                "to": self.address, "value": 0, "data": b"", "gas": TRANSFER_GAS,
+                "nonce": stored.nonce, "chainId": self.chain_id, **fees.params(),
+            }
+            note = f"{reason}; a no-op transfer takes nonce {stored.nonce} instead"
+        else:
+            fields_ = stored.with_fees(fees)
+            note = f"{reason}; replaced with higher fees"
+        signed = self.account.sign_transaction(fields_)
+        with self.session() as session, session.begin():
+            both = self._locked(session, newest, row, phase)
+            if both is None:
+                return
+            locked_tx, locked = both
+            tx = self._new_tx(FILL if fill else locked_tx.purpose, locked_tx.nonce, signed,
+                              fees, locked_tx)
+            session.add(tx)
+            session.flush()
+            if not fill:
+                phase.link(locked, tx)
+            self.note(locked, note)
+            report.replaced += 1
+            logger.info("%s replaces %s (nonce %s): %s", self.name, locked_tx.tx_hash,
+                        locked_tx.nonce, note)
+            self.step(phase, "replacing", locked)
+        self.step(phase, "replaced", locked)
 
     def revert_reason(self, receipt: TxReceipt) -> ChainError:
         """A mined revert carries no reason: replay the call on the parent block, then on the

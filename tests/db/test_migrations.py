@@ -6,7 +6,7 @@ from eth_account import Account
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session
 
-from backend.db.models import Base, BreachSubmission, ConfirmationRequest
+from backend.db.models import Base, BreachSubmission, ConfirmationRequest, OutboxTransaction
 from backend.db.session import migrate
 
 
@@ -105,4 +105,51 @@ def test_the_outbox_migration_carries_the_signed_transactions_over_and_back(
         assert tuple(back) == (8, raw_r, hash_r, raw_f, hash_f)
         assert tuple(request_back) == (7, raw_c, hash_c)
     finally:
+        _upgrade(engine, "head")
+
+
+def test_the_fee_migration_reads_the_fees_of_stored_transactions_and_maps_new_states_back(
+    engine: Engine,
+) -> None:
+    sender = Account.from_key(KEY).address
+    (raw_a, hash_a), (raw_b, hash_b) = _signed(3), _signed(4)
+    _upgrade(engine, "0005", down=True)
+    try:
+        with engine.begin() as conn:
+            for tx_id, nonce, raw, tx_hash, status in (
+                (1, 3, raw_a, hash_a, "sent"), (2, 4, raw_b, hash_b, "mined")
+            ):
+                conn.execute(text(
+                    "INSERT INTO outbox_transaction (id, chain_id, account, sender, purpose, "
+                    "nonce, raw_tx, tx_hash, status, error, created_at, updated_at) VALUES "
+                    "(:id, 31337, :a, 'relayer', 'confirm', :n, :raw, :hash, :s, NULL, 1, 2)"
+                ), {"id": tx_id, "a": sender, "n": nonce, "raw": raw, "hash": tx_hash,
+                    "s": status})
+        _upgrade(engine, "head")
+        with Session(engine) as session:
+            txs = [session.get(OutboxTransaction, i) for i in (1, 2)]
+            got = [
+                (t.max_fee_per_gas, t.max_priority_fee_per_gas, t.replaces_id, t.first_id,
+                 t.sent_block, t.block_number, t.block_hash, t.status)
+                for t in txs if t is not None
+            ]
+            assert got == [
+                (str(10**10), str(10**9), None, None, None, None, None, "sent"),
+                (str(10**10), str(10**9), None, None, None, None, None, "mined"),
+            ]
+            first, second = txs
+            assert first is not None and second is not None
+            first.status, second.status = "replaced", "reorged"
+            second.replaces_id = second.first_id = first.id
+            session.commit()
+
+        _upgrade(engine, "0005", down=True)
+        with engine.connect() as conn:
+            back = conn.execute(text("SELECT id, status FROM outbox_transaction ORDER BY id")).all()
+            columns = {c["name"] for c in inspect(conn).get_columns("outbox_transaction")}
+        assert [tuple(r) for r in back] == [(1, "superseded"), (2, "mined")]
+        assert not columns & {"max_fee_per_gas", "replaces_id", "first_id", "block_hash"}
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM outbox_transaction"))
         _upgrade(engine, "head")

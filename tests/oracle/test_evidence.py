@@ -30,7 +30,7 @@ def bundle() -> dict[str, Any]:
 
 def test_a_bundle_names_the_escrow_period_terms_rule_oracle_and_raw_samples() -> None:
     b = bundle()
-    assert b["format"] == FORMAT and b["format_version"] == 1
+    assert b["format"] == FORMAT and b["format_version"] == 2
     assert (b["chain_id"], b["escrow_id"], b["kind"], b["period"]) == (31337, 7, 1, 0)
     assert (b["period_start"], b["period_end"]) == (T0, T0 + 100)
     assert b["terms_hash"] == TERMS_HASH
@@ -40,6 +40,7 @@ def test_a_bundle_names_the_escrow_period_terms_rule_oracle_and_raw_samples() ->
     assert b["kpis"] == [{
         "id": "uptime", "period": 0, "aggregate": "mean", "op": ">=", "threshold": 99.9,
         "value": 98.75, "verdict": "fail",
+        "method": "arithmetic mean: math.fsum(values) / n", "sample_count": 2, "min_samples": 1,
         "samples": [{"kpi": "uptime", "value": 99.0, "observed_at": T0 + 5},
                     {"kpi": "uptime", "value": 98.5, "observed_at": T0 + 50}],
     }]
@@ -59,3 +60,29 @@ def test_the_hash_does_not_depend_on_key_order() -> None:
     assert bundle_hash(reordered) == bundle_hash(b)
     reordered["period"] = 1
     assert bundle_hash(reordered) != bundle_hash(b)
+
+
+def test_a_bundle_states_the_method_and_the_sample_count_of_every_kpi_and_period() -> None:
+    terms = parse_terms({
+        "version": 1, "title": "t", "period_seconds": 100, "grace_seconds": 0,
+        "consecutive_periods": 2, "missing_data": "breach",
+        "kpis": [{"id": "lat", "aggregate": "p95", "op": "<=", "threshold": 300},
+                 {"id": "up", "aggregate": "mean", "op": ">=", "threshold": 99}],
+    })
+    samples = [Sample("lat", 100.0, T0 + 1 + i) for i in range(25)]  # period 0: 25 samples
+    samples += [Sample("lat", 100.0, T0 + 101 + i) for i in range(3)]  # period 1: only 3
+    samples += [Sample("up", 90.0, T0 + 50), Sample("up", 90.0, T0 + 150)]
+    findings = evaluate(terms, T0, T0 + 200, samples).findings
+    (streak,) = [f for f in findings if f.kind == 2]
+    b = evidence_bundle(streak, chain_id=31337, contract=CONTRACT, escrow_id=7,
+                        terms_hash_hex=TERMS_HASH, oracle=ORACLE)
+    assert b["format_version"] == 2
+    assert [(k["id"], k["period"], k["sample_count"], k["min_samples"], k["verdict"])
+            for k in b["kpis"]] == [("lat", 0, 25, 20, "pass"), ("up", 0, 1, 1, "fail"),
+                                     ("lat", 1, 3, 20, "missing"), ("up", 1, 1, 1, "fail")]
+    lat = b["kpis"][0]
+    assert lat["method"].startswith("nearest-rank percentile")
+    assert "ceil(95 * n / 100)" in lat["method"]
+    assert b["kpis"][2]["value"] is None and len(b["kpis"][2]["samples"]) == 3
+    assert b["kpis"][1]["method"] == "arithmetic mean: math.fsum(values) / n"
+    assert bundle_hash(json.loads(json.dumps(b))) == bundle_hash(b)

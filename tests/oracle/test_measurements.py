@@ -400,3 +400,24 @@ def test_an_observed_at_beyond_a_64_bit_time_is_refused_before_the_database(api:
     assert response.status_code == 422
     assert response.json()["error"] == "sample_refused"
     assert response.json()["detail"].startswith("sample 0: observed_at=")
+
+
+def test_two_samples_of_1_5e308_are_refused_naming_the_sample_and_nothing_is_stored(
+    api: Api, tmp_path: Path
+) -> None:
+    escrow = open_escrow(api)
+    t = escrow.accepted_at
+    batch = [sample("outage_minutes", 10, t), sample("outage_minutes", 1.5e308, t + 1),
+             sample("outage_minutes", 1.5e308, t + 2)]
+    response = post(api, escrow, batch)
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "sample_refused",
+        "detail": "sample 1: value=1.5e+308 is refused: expected a number from -1e+100 to "
+                  "1e+100"}
+    as_text = write_csv(tmp_path / "huge.csv", ["kpi,value,observed_at",
+                                                f"outage_minutes,1.5e308,{t + 1}"])
+    with pytest.raises(SampleRefusedError) as caught:
+        import_csv(api.services.settings, escrow.id, as_text, services=api.services)
+    assert caught.value.field == "samples[0].value"
+    assert stored(api, escrow.id) == []

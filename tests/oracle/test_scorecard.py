@@ -96,7 +96,7 @@ def test_a_scorecard_counts_ratings_deliveries_breaches_refunds_and_series(api: 
          "refunded": "0", "value": "1000000", "share": "0.000000"},
     ]
     assert body["series_skipped"] == {"not_accepted": 1, "no_terms": 1, "unreadable_terms": 0,
-                                      "no_samples": 0}
+                                      "no_samples": 0, "evaluation_failed": 0}
     series = body["series"]
     assert len(series) == (body["now"] - a_start) // DAY + 1
     assert series[:3] == [
@@ -147,15 +147,17 @@ def test_escrow_kpis_give_values_verdicts_the_incident_and_findings(api: Api) ->
         (2, t0 + 2 * DAY, t0 + 3 * DAY, False, "missing")]
     assert periods[0]["kpis"] == [{"id": "uptime", "aggregate": "mean", "op": ">=",
                                    "threshold": 99.9, "value": 99.9, "verdict": "pass",
-                                   "samples": 2}]
+                                   "samples": 2, "min_samples": 1}]
     assert periods[1]["kpis"][0]["value"] == 98.0
     assert periods[1]["kpis"][0]["verdict"] == "fail"
     assert periods[2]["kpis"][0]["value"] is None
     assert body["incident"] == {
         "rule": {"kpi": "outage_minutes", "aggregate": "sum", "op": ">", "threshold": 60.0},
+        "min_samples": 1,
         "met": True,
-        "periods": [{"period": 0, "value": 60.0, "met": False},
-                    {"period": 1, "value": 61.0, "met": True}]}
+        "periods": [{"period": 0, "value": 60.0, "samples": 2, "met": False},
+                    {"period": 1, "value": 61.0, "samples": 1, "met": True}]}
+    assert body["evaluation_error"] is None
     assert [(f["kind"], f["period"], f["period_start"], f["reported_on_chain"])
             for f in body["findings"]] == [(1, 1, t0 + DAY, True), (3, 1, t0 + DAY, False)]
     assert body["findings"][0]["rule"]["kpis"] == ["uptime"]
@@ -184,3 +186,32 @@ def test_escrow_kpis_of_an_escrow_not_yet_accepted_have_no_periods(api: Api) -> 
     assert (body["status"], body["accepted_at"], body["periods"], body["findings"]) == (
         "proposed", None, [], [])
     assert body["incident"]["met"] is False
+
+
+LATENCY_DOC: dict[str, Any] = {
+    "version": 1,
+    "title": "Hosting with a latency KPI",
+    "period_seconds": DAY,
+    "grace_seconds": 0,
+    "kpis": [{"id": "p95_latency_ms", "aggregate": "p95", "op": "<=", "threshold": 300}],
+}
+
+
+def test_escrow_kpis_show_a_p95_of_too_few_samples_as_missing_with_its_min_samples(
+    api: Api,
+) -> None:
+    env = api.env
+    escrow_id = env.create_active(env.params((ETH,), terms_hash=terms_hash(LATENCY_DOC)))
+    with api.services.sessions() as session, session.begin():
+        store_terms(session, LATENCY_DOC)
+    t0 = env.now()
+    slow_one = [("p95_latency_ms", 120.0, t0 + 10 + i) for i in range(9)]
+    add_samples(api, escrow_id, [*slow_one, ("p95_latency_ms", 900.0, t0 + 30)])
+    env.advance(DAY + 5)
+    api.index()
+    body = api.ok("GET", f"/api/escrows/{escrow_id}/kpis")
+    assert body["periods"][0]["kpis"] == [
+        {"id": "p95_latency_ms", "aggregate": "p95", "op": "<=", "threshold": 300.0,
+         "value": None, "verdict": "missing", "samples": 10, "min_samples": 20}]
+    assert body["periods"][0]["verdict"] == "missing"
+    assert body["findings"] == []  # no refund for the one slow sample of ten

@@ -1,8 +1,10 @@
 """What is the oracle's own in sending breach reports, on a real Hardhat node and both databases:
 each finding is reported once with its evidence hash, is finalized after the challenge period
 (surviving a crash at any step of that second transaction too), is watched (not finalized) when
-challenged, and is never sent when the contract would refuse it. The outbox discipline it shares
-with the relayer is tested over both senders in tests/outbox/test_sender.py."""
+challenged, and is never sent when the contract would refuse it. Whether a (kind, period) is
+already reported is the chain's to say: a final report a reorg takes off the chain is reported
+again, and a report only a stale index still holds is sent. The outbox discipline it shares with
+the relayer is tested over both senders in tests/outbox/test_sender.py."""
 
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ from tests.outbox.support import (
     Found,
     Stack,
     crash_at,
+    revert,
     run_through_crashes,
+    snapshot,
 )
 from tests.support import CHALLENGE, ETH, EscrowEnv
 
@@ -356,3 +360,50 @@ def test_the_oracle_key_never_appears_in_the_logs(
     assert caplog.records  # something was logged
     key_hex = bytes(stack.key.key).hex()
     assert key_hex not in caplog.text.lower()
+
+
+# ------------------------------------------------------------------ reorgs
+
+
+def test_a_final_report_a_reorg_takes_off_the_chain_is_reported_again(stack: OracleStack) -> None:
+    env = stack.env
+    escrow_id = active_escrow_with_finding(stack)
+    before = snapshot(env)
+    oracle = stack.oracle()  # ESCROW_CONFIRMATIONS 0: mined is final at once
+    oracle.run_until_idle()
+    reported = stack.row()
+    assert (reported.status, reported.breach_id) == ("mined", 0)
+
+    revert(env, before)  # a reorg deeper than the confirmation depth
+    assert stack.reports(escrow_id) == []
+    oracle.run_until_idle()
+
+    row = stack.row()
+    [event] = stack.reports(escrow_id)
+    assert (row.status, row.breach_id, row.follow_up, row.error) == ("mined", 0, "none", None)
+    assert event["tx_hash"] == row.tx_hash
+    assert env.escrow.get_breach(escrow_id, 0).state == BreachState.REPORTED
+    # its nonce was free again, so the re-signed report is the very same stored transaction
+    assert row.report_tx is not None and reported.report_tx is not None
+    assert (row.report_tx.id, row.report_tx.status) == (reported.report_tx.id, "mined")
+
+
+def test_an_indexed_report_the_chain_no_longer_has_is_not_taken_as_already_reported(
+    stack: OracleStack,
+) -> None:
+    env = stack.env
+    escrow_id = active_escrow_with_finding(stack, kind=1, period=7)
+    before = snapshot(env)
+    env.escrow.report_breach(escrow_id, 1, 7, b"\x02" * 32, env.oracle)  # someone reports it
+    stack.sync()  # the index has the report ...
+    revert(env, before)  # ... which a reorg takes away before the indexer runs again
+    first_nonce = stack.tx_count()
+
+    stack.oracle().run_until_idle()
+
+    row = stack.row()
+    [event] = stack.reports(escrow_id)
+    assert (row.status, row.breach_id, row.error) == ("mined", 0, None)
+    assert row.tx_hash is not None and event["tx_hash"] == row.tx_hash
+    assert "0x" + bytes(event["evidenceHash"]).hex() == EVIDENCE
+    assert stack.tx_count() == first_nonce + 1

@@ -190,7 +190,7 @@ def _properties(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_the_json_schema_documents_every_field() -> None:
     properties = _properties(terms_json_schema())
-    assert len(properties) == 9 + 4 + 4
+    assert len(properties) == 9 + 5 + 5  # the document, KpiRule, IncidentRule
     undocumented = [name for name, prop in properties.items() if not prop.get("description")]
     assert undocumented == []
 
@@ -226,3 +226,45 @@ def test_fields_are_named_inside_the_request_that_carries_the_document() -> None
     with pytest.raises(TermsInvalidError) as caught:
         parse_terms(with_(kpis=[]), where="terms_document")
     assert caught.value.field == "terms_document.kpis"
+
+
+def test_min_samples_defaults_keep_a_percentile_from_being_the_maximum() -> None:
+    terms = parse_terms(with_(kpis=[kpi(id=a, aggregate=a) for a in AGGREGATES]))
+    required = {k.aggregate: k.required_samples for k in terms.kpis}
+    assert required == {"mean": 1, "min": 1, "max": 1, "sum": 1, "count": 1, "p50": 2,
+                        "p90": 10, "p95": 20, "p99": 100, "ratio": 1}
+    for aggregate, n in required.items():
+        if aggregate.startswith("p"):  # ceil(1 / (1 - p)): the fewest with rank below n
+            p = int(aggregate[1:])
+            assert -(-p * n // 100) < n and -(-p * (n - 1) // 100) == n - 1
+    assert parse_terms(with_(incident={"kpi": "lat", "aggregate": "p99", "op": ">",
+                                       "threshold": 1})).incident.required_samples == 100
+
+
+def test_min_samples_is_optional_so_existing_documents_and_their_hashes_stay_valid() -> None:
+    before = copy.deepcopy(SLA)
+    terms = parse_terms(SLA)
+    assert before == SLA and terms_hash(SLA) == terms_hash(before)
+    assert [k.min_samples for k in terms.kpis] == [None, None]
+    chosen = parse_terms(with_(kpis=[kpi(aggregate="p95", min_samples=5)]))
+    assert chosen.kpis[0].required_samples == 5
+    assert chosen.kpis[0].as_dict() == {"aggregate": "p95", "op": ">=", "threshold": 1.0,
+                                        "id": "uptime_pct"}  # rules are quoted as before
+
+
+@pytest.mark.parametrize("value", [0, -1, "20", 2.5, True])
+def test_a_min_samples_that_is_no_positive_integer_is_refused(value: Any) -> None:
+    assert "kpis.0.min_samples" in refusal(with_(kpis=[kpi(min_samples=value)]))
+
+
+def test_the_json_schema_describes_min_samples_and_its_defaults() -> None:
+    schema = terms_json_schema()
+    for rule in ("KpiRule", "IncidentRule"):
+        prop = schema["$defs"][rule]["properties"]["min_samples"]
+        assert rule not in schema["$defs"][rule].get("required", [])
+        assert prop["x-defaults"]["p95"] == 20 and prop["x-defaults"]["p99"] == 100
+        assert prop["x-defaults"]["mean"] == 1
+        assert {"type": "integer", "minimum": 1} in prop["anyOf"]
+        assert "`p95` 20, `p99` 100" in prop["description"]
+        assert "missing data" in prop["description"]
+    assert "min_samples" in schema["description"]

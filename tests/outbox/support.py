@@ -26,6 +26,7 @@ from backend.oracle.outbox import enqueue_reports
 from backend.oracle.submitter import Submitter
 from backend.outbox.owner import SenderBusyError, ownership
 from backend.outbox.sender import Hook, Sender
+from backend.outbox.versions import history
 from backend.services import Services
 from tests.confirmations.support import api_client, relay_services, sign_and_confirm
 from tests.support import ETH, EscrowEnv
@@ -281,6 +282,61 @@ def mine(env: EscrowEnv, blocks: int = 1) -> None:
     provider: Any = env.w3.provider
     for _ in range(blocks):
         provider.make_request("evm_mine", [])
+
+
+GWEI = 10**9
+
+
+def next_base_fee(env: EscrowEnv) -> int:
+    """The base fee the node will give its next block (as `eth_feeHistory` says)."""
+    provider: Any = env.w3.provider
+    answer = provider.make_request("eth_feeHistory", [1, "latest", []])["result"]
+    return int(answer["baseFeePerGas"][-1], 16)
+
+
+def set_base_fee(env: EscrowEnv, wei: int) -> None:
+    """The next block's base fee (`hardhat_setNextBlockBaseFeePerGas`)."""
+    provider: Any = env.w3.provider
+    assert provider.make_request("hardhat_setNextBlockBaseFeePerGas", [hex(wei)])["result"]
+
+
+def mine_at(env: EscrowEnv, wei: int, blocks: int = 1) -> None:
+    """Mines `blocks` blocks, each with base fee `wei`."""
+    for _ in range(blocks):
+        set_base_fee(env, wei)
+        mine(env)
+
+
+@contextmanager
+def fee_market(env: EscrowEnv) -> Iterator[None]:
+    """Manual mining and base fees the test sets; the session's node gets automine and the base
+    fee it had back afterwards, whatever happens."""
+    before = next_base_fee(env)
+    provider: Any = env.w3.provider
+    provider.make_request("evm_setAutomine", [False])
+    try:
+        yield
+    finally:
+        provider.make_request("evm_setAutomine", [True])
+        set_base_fee(env, before)
+
+
+def snapshot(env: EscrowEnv) -> str:
+    provider: Any = env.w3.provider
+    return str(provider.make_request("evm_snapshot", [])["result"])
+
+
+def revert(env: EscrowEnv, snap: str) -> None:
+    """Back to the snapshot: every block mined since is gone (a reorg, as the service sees it),
+    and the mempool is what it was then."""
+    provider: Any = env.w3.provider
+    assert provider.make_request("evm_revert", [snap])["result"] is True
+
+
+def versions(case: Case, row_id: int) -> list[OutboxTransaction]:
+    """Every transaction signed for the row's first phase, oldest first."""
+    with case.services.sessions() as session:
+        return history(session, case.tx(row_id))
 
 
 def spy_broadcasts(sender: Sender[Any]) -> list[str]:

@@ -3,7 +3,10 @@ real Hardhat node and both databases: killed between any two steps and started a
 loses no row and sends nothing twice; it broadcasts only the bytes it stored, resolves "already
 known" / "nonce too low" by the transaction hash, re-signs when its nonce went elsewhere, settles
 at the configured depth, records mined reverts with their decoded reason, and only one process
-owns a (sender, account) at a time."""
+owns a (sender, account) at a time. On a fee market it replaces a transaction priced under the
+base fee or unmined for `replace_after_blocks` (same nonce, fees 10% up, at most the ceiling, the
+replacement stored before it is sent) and settles the row by whichever version is mined; a
+receipt a reorg takes away before it is deep enough sends the transaction again."""
 
 from __future__ import annotations
 
@@ -19,23 +22,31 @@ from typing import Any
 
 import pytest
 
-from backend.db.models import SenderNonce
+from backend.db.models import OutboxTransaction, SenderNonce
+from backend.outbox.fees import bumped
 from backend.outbox.owner import SenderBusyError
-from backend.outbox.sender import STEPS
+from backend.outbox.sender import REPLACE_STEPS, STEPS
 from backend.workers import SENDERS, start_workers
 from tests.confirmations.support import relay_services
 from tests.outbox.support import (
+    GWEI,
     STATUS_AT_CRASH,
     Case,
     Crash,
     CrashOnceEverywhere,
     Stack,
     crash_at,
+    fee_market,
     manual_mining,
     mine,
+    mine_at,
+    revert,
     run_through_crashes,
     running,
+    set_base_fee,
+    snapshot,
     spy_broadcasts,
+    versions,
     wait_until_owned,
 )
 
@@ -282,3 +293,177 @@ def test_the_workers_run_every_sender_through_the_one_loop_each_under_its_own_lo
         workers.shutdown(timeout=30)
     assert [t.name for t in workers.threads] == ["relayer", "oracle"]
     assert not any(t.is_alive() for t in workers.threads)
+
+
+# ------------------------------------------------------------------ a fee market
+
+
+def _fees(tx: OutboxTransaction) -> tuple[int, int]:
+    assert tx.max_fee_per_gas is not None and tx.max_priority_fee_per_gas is not None
+    return int(tx.max_fee_per_gas), int(tx.max_priority_fee_per_gas)
+
+
+def test_an_underpriced_transaction_is_replaced_with_higher_fees_until_mined(case: Case) -> None:
+    env = case.env
+    escrow_id, [row_id] = case.queue()
+    first_nonce = case.tx_count()
+    with fee_market(env):
+        set_base_fee(env, 1)
+        sender = case.sender()
+        sender.run_once()  # signed and sent at about 1 gwei (2 wei of base fee + 1 gwei tip)
+        offered = case.tx(row_id)
+        assert offered.raw_tx.startswith("0x02")  # EIP-1559, type 2
+        assert _fees(offered)[0] < 3 * GWEI
+        for _ in range(8):  # the base fee stays at 3 gwei for 8 blocks
+            set_base_fee(env, 3 * GWEI)
+            sender.run_once()
+            mine(env)
+            if case.row(row_id).status == "mined":
+                break
+        sender.run_until_idle()
+    assert case.row(row_id).status == "mined"
+    first, mined = versions(case, row_id)
+    assert (first.id, first.status, mined.status) == (offered.id, "replaced", "mined")
+    assert (mined.nonce, mined.replaces_id, mined.first_id) == (first.nonce, first.id, first.id)
+    (max_fee, tip), (old_max_fee, old_tip) = _fees(mined), _fees(first)
+    assert tip >= bumped(old_tip) and max_fee >= bumped(old_max_fee)
+    assert max_fee >= 2 * 3 * GWEI + tip
+    assert mined.raw_tx.startswith("0x02") and case.tx(row_id).id == mined.id
+    assert case.effects(escrow_id) == [mined.tx_hash]
+    assert case.tx_count() == first_nonce + 1
+
+
+def test_a_transaction_unmined_for_the_configured_blocks_is_replaced_with_fees_ten_percent_up(
+    case: Case,
+) -> None:
+    env = case.env
+    escrow_id, [row_id] = case.queue()
+    with fee_market(env):
+        sender = case.sender(replace_after_blocks=2)
+        for block in range(3):
+            set_base_fee(env, 1)  # the sender always sees a cheap next block ...
+            sender.run_once()
+            assert len(versions(case, row_id)) == (1 if block < 2 else 2)
+            set_base_fee(env, 3 * GWEI)  # ... which is never the one mined
+            mine(env)
+        set_base_fee(env, 1)
+        mine(env)
+        sender.run_until_idle()
+    first, mined = versions(case, row_id)
+    assert (first.status, mined.status, case.row(row_id).status) == ("replaced", "mined", "mined")
+    (max_fee, tip), (old_max_fee, old_tip) = _fees(mined), _fees(first)
+    assert (max_fee, tip) == (bumped(old_max_fee), bumped(old_tip))  # 10% up, rounded up
+    assert case.effects(escrow_id) == [mined.tx_hash]
+
+
+def test_replacements_stop_at_the_fee_ceiling_and_the_row_waits_for_the_base_fee_to_fall(
+    case: Case,
+) -> None:
+    env = case.env
+    escrow_id, [row_id] = case.queue()
+    ceiling = 2 * GWEI
+    with fee_market(env):
+        set_base_fee(env, 1)
+        sender = case.sender(max_fee_per_gas=ceiling)
+        sender.run_once()
+        for _ in range(4):
+            set_base_fee(env, 3 * GWEI)
+            sender.run_once()
+            mine(env)
+        waiting = case.row(row_id)
+        assert waiting.status == "sent"
+        assert "fee ceiling (2000000000 wei per gas)" in waiting.error
+        set_base_fee(env, GWEI)
+        mine(env)
+        sender.run_until_idle()
+    txs = versions(case, row_id)
+    assert [t.status for t in txs] == ["replaced", "mined"]  # one raise, then the ceiling
+    assert all(_fees(t)[0] <= ceiling for t in txs)
+    assert (case.row(row_id).status, case.row(row_id).error) == ("mined", None)
+    assert case.effects(escrow_id) == [txs[-1].tx_hash]
+
+
+def test_a_sender_killed_once_at_every_boundary_of_a_replacement_sends_the_row_once(
+    case: Case,
+) -> None:
+    env, stack = case.env, case.stack
+    escrow_id, [row_id] = case.queue()
+    first_nonce = case.tx_count()
+    hook = CrashOnceEverywhere()
+    with fee_market(env):
+        set_base_fee(env, 1)
+        run_through_crashes(stack, lambda: case.sender(hook).run_until_idle())
+        set_base_fee(env, 3 * GWEI)
+        run_through_crashes(stack, lambda: case.sender(hook).run_until_idle())
+        mine(env)
+        run_through_crashes(stack, lambda: case.sender(hook).run_until_idle())
+    assert hook.crashed == {(step, row_id) for step in STEPS + REPLACE_STEPS}
+    txs = versions(case, row_id)
+    assert [(t.status, t.nonce) for t in txs] == [("replaced", first_nonce), ("mined", first_nonce)]
+    assert case.row(row_id).status == "mined"
+    assert case.effects(escrow_id) == [txs[-1].tx_hash]
+    assert case.tx_count() == first_nonce + 1
+
+
+def test_whichever_version_of_the_nonce_is_mined_settles_the_row(case: Case) -> None:
+    env, stack = case.env, case.stack
+    escrow_id, [row_id] = case.queue()
+    with fee_market(env):
+        set_base_fee(env, 1)
+        case.sender().run_once()
+        set_base_fee(env, 3 * GWEI)
+        with pytest.raises(Crash):  # the replacement is stored, never broadcast ...
+            case.sender(crash_at("replaced")).run_once()
+        mine_at(env, 1)  # ... and the first version is mined after all
+        stack.restart()
+        sender = case.sender()
+        outcomes = spy_broadcasts(sender)
+        sender.run_until_idle()
+    assert outcomes == ["known"]  # "nonce too low", and a version of the nonce has a receipt
+    first, second = versions(case, row_id)
+    assert (first.status, second.status) == ("mined", "superseded")
+    assert (case.row(row_id).status, case.tx(row_id).id) == ("mined", first.id)
+    assert case.effects(escrow_id) == [first.tx_hash]
+
+
+# ------------------------------------------------------------------ reorgs
+
+
+@pytest.mark.parametrize("nonce_taken", [False, True], ids=["same_bytes", "nonce_taken"])
+def test_a_transaction_a_reorg_takes_away_before_it_is_deep_enough_is_sent_again(
+    case: Case, nonce_taken: bool
+) -> None:
+    env = case.env
+    escrow_id, [row_id] = case.queue()
+    before = snapshot(env)
+    sender = case.sender(confirmations=2)
+    sender.run_until_idle()
+    first = case.tx(row_id)
+    receipt = env.w3.eth.get_transaction_receipt(first.tx_hash)  # type: ignore[arg-type]
+    assert (case.row(row_id).status, first.block_number, first.block_hash) == (
+        "sent", receipt["blockNumber"], "0x" + bytes(receipt["blockHash"]).hex()
+    )
+    revert(env, before)  # the block is gone, and the transaction with it
+    if nonce_taken:  # and its nonce went to another transaction of the account meanwhile
+        other = case.key().sign_transaction({
+            "to": env.provider, "value": 1, "gas": 21_000, "nonce": first.nonce,
+            "chainId": 31337, "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
+        })
+        env.w3.eth.send_raw_transaction(other.raw_transaction)
+    sender.run_until_idle()
+    assert case.row(row_id).status == "sent"
+    mine(env, 2)
+    sender.run_until_idle()
+
+    row, mined = case.row(row_id), case.tx(row_id)
+    assert row.status == "mined"
+    assert case.effects(escrow_id) == [mined.tx_hash]
+    if nonce_taken:  # a fresh signature over the same call, linked to the old one
+        assert (mined.nonce, mined.replaces_id) == (first.nonce + 1, first.id)
+        assert [t.status for t in versions(case, row_id)] == ["superseded", "mined"]
+    else:  # the stored bytes, broadcast again
+        assert (mined.id, mined.tx_hash, mined.raw_tx) == (first.id, first.tx_hash, first.raw_tx)
+        assert len(case.transactions()) == 1
+    assert mined.block_number == int(env.w3.eth.get_transaction_receipt(
+        mined.tx_hash  # type: ignore[arg-type]
+    )["blockNumber"])

@@ -1,4 +1,8 @@
-"""Every router of the API; `create_app` includes them in this order."""
+"""Every router of the API; `create_app` includes them in this order (`terms_schema` before
+`terms`, so `/api/terms/{terms_hash}` does not take `schema` for a hash).
+
+Each router carries its module's common path prefix (`/api/escrows`, `/api/terms`, ...; `/api`
+where a module serves several resources) and its tag, so a route names only its own part."""
 
 from __future__ import annotations
 

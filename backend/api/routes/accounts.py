@@ -8,13 +8,16 @@ from fastapi import APIRouter
 
 from backend.api.app_state import TokensDep
 from backend.api.deps import ServicesDep, SessionDep
+from backend.api.schemas import AccountCredits, refusals
 from backend.escrows.credits import account_credits
 from backend.inputs import Address
 
-router = APIRouter(tags=["accounts"])
+router = APIRouter(prefix="/api/accounts", tags=["accounts"])
 
 
-@router.get("/api/accounts/{address}/credits")
+@router.get(
+    "/{address}/credits", response_model=AccountCredits, responses=refusals(400, 503)
+)
 def get_credits(
     address: Address, services: ServicesDep, session: SessionDep, tokens: TokensDep
 ) -> dict[str, Any]:

@@ -6,13 +6,21 @@ from fastapi import APIRouter, Response
 
 from backend.api.app_state import TokensDep
 from backend.api.deps import ServicesDep, SessionDep
+from backend.api.schemas import raw_body, refusals
 from backend.escrows.acts import act_pdf
 from backend.inputs import EscrowId, MilestoneIndex
 
-router = APIRouter(tags=["acts"])
+router = APIRouter(prefix="/api/escrows", tags=["acts"])
 
 
-@router.get("/api/escrows/{escrow_id}/milestones/{milestone}/act.pdf", response_class=Response)
+@router.get(
+    "/{escrow_id}/milestones/{milestone}/act.pdf",
+    response_class=Response,
+    responses={
+        **raw_body("application/pdf", "The certificate of completion (shown inline)"),
+        **refusals(404, 409, 503),
+    },
+)
 def get_act(
     escrow_id: EscrowId,
     milestone: MilestoneIndex,

@@ -9,13 +9,18 @@ from fastapi import APIRouter
 
 from backend.api.app_state import TokensDep
 from backend.api.deps import ServicesDep, SessionDep
+from backend.api.schemas import EscrowKpis, ProviderScorecard, refusals
 from backend.inputs import Address, EscrowId
 from backend.oracle.scorecard import escrow_kpis, provider_scorecard
 
-router = APIRouter(tags=["analytics"])
+router = APIRouter(prefix="/api", tags=["analytics"])
 
 
-@router.get("/api/providers/{address}/scorecard")
+@router.get(
+    "/providers/{address}/scorecard",
+    response_model=ProviderScorecard,
+    responses=refusals(400, 503),
+)
 def get_scorecard(
     address: Address, services: ServicesDep, session: SessionDep, tokens: TokensDep
 ) -> dict[str, Any]:
@@ -25,7 +30,9 @@ def get_scorecard(
     return provider_scorecard(session, services.chain_id, address, tokens, now)
 
 
-@router.get("/api/escrows/{escrow_id}/kpis")
+@router.get(
+    "/escrows/{escrow_id}/kpis", response_model=EscrowKpis, responses=refusals(404, 409, 422)
+)
 def get_escrow_kpis(
     escrow_id: EscrowId, services: ServicesDep, session: SessionDep
 ) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from backend.api.deps import ServicesDep, SessionDep
+from backend.api.schemas import Attachment, raw_body, refusals
 from backend.confirmations.reviews import (
     ALLOWED_MEDIA_TYPES,
     MAX_ATTACHMENT_BYTES,
@@ -21,7 +22,7 @@ from backend.confirmations.reviews import (
 )
 from backend.errors import MalformedInputError, NotFoundError, TooLargeError
 
-router = APIRouter(tags=["attachments"])
+router = APIRouter(prefix="/api/attachments", tags=["attachments"])
 
 #: committed before the response leaves: a client that got its digest can use it at once
 
@@ -72,10 +73,14 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None, str | None]
 
 
 @router.post(
-    "/api/attachments",
+    "",
     status_code=201,
+    response_model=Attachment,
     openapi_extra=_UPLOAD_BODY,
-    responses={200: {"description": "the same file was stored before"}},
+    responses={
+        200: {"model": Attachment, "description": "The same file was stored before"},
+        **refusals(400, 413, 422),
+    },
 )
 async def upload_attachment(
     request: Request, response: Response, services: ServicesDep, session: SessionDep
@@ -95,7 +100,18 @@ async def upload_attachment(
     return attachment_json(row)
 
 
-@router.get("/api/attachments/{sha256}", response_class=FileResponse)
+@router.get(
+    "/{sha256}",
+    response_class=FileResponse,
+    responses={
+        **raw_body(
+            ALLOWED_MEDIA_TYPES,
+            "The stored bytes, with the media type detected at upload; images inline, others "
+            "as an attachment",
+        ),
+        **refusals(404, 422),
+    },
+)
 def download_attachment(sha256: str, services: ServicesDep, session: SessionDep) -> FileResponse:
     """The stored bytes, so anyone can re-hash a review's attachments."""
     row = find_attachment(session, sha256)

@@ -7,14 +7,17 @@ from typing import Any
 from fastapi import APIRouter
 
 from backend.api.deps import ServicesDep, SessionDep
+from backend.api.schemas import EscrowAuditReport, refusals
 from backend.audit.verify import audit_escrow
 from backend.chain.errors import from_node
 from backend.inputs import EscrowId
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(prefix="/api/escrows", tags=["audit"])
 
 
-@router.get("/api/escrows/{escrow_id}/audit")
+@router.get(
+    "/{escrow_id}/audit", response_model=EscrowAuditReport, responses=refusals(404, 503)
+)
 def escrow_audit(
     escrow_id: EscrowId, services: ServicesDep, session: SessionDep
 ) -> dict[str, Any]:

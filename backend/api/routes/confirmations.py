@@ -13,13 +13,19 @@ from fastapi import APIRouter
 from pydantic import BaseModel, BeforeValidator, Field, StrictInt, StrictStr, WithJsonSchema
 
 from backend.api.deps import ServicesDep, SessionDep
+from backend.api.schemas import (
+    ConfirmationProgress,
+    ConfirmationQueued,
+    PreparedConfirmation,
+    refusals,
+)
 from backend.confirmations.chain_reader import Web3ChainReader
 from backend.confirmations.outbox import get_request, request_json
 from backend.confirmations.submit import submit_confirmation
 from backend.confirmations.verify import ConfirmationInput, prepare
 from backend.inputs import ROW_IDS, EscrowId, MilestoneIndex, Uint256, parse_row_id
 
-router = APIRouter(tags=["confirmations"])
+router = APIRouter(prefix="/api", tags=["confirmations"])
 
 #: an outbox row's id (`parse_row_id`): 404 for an id no row can have
 RequestId = Annotated[
@@ -59,7 +65,11 @@ class ConfirmationRequestBody(TypedDataRequest):
     signature: StrictStr = Field(description="65-byte r|s|v signature as 0x hex (or a wallet's)")
 
 
-@router.post("/api/escrows/{escrow_id}/milestones/{milestone}/typed-data")
+@router.post(
+    "/escrows/{escrow_id}/milestones/{milestone}/typed-data",
+    response_model=PreparedConfirmation,
+    responses=refusals(400, 404, 409, 410, 413, 422, 503),
+)
 def typed_data(
     escrow_id: EscrowId,
     milestone: MilestoneIndex,
@@ -72,7 +82,12 @@ def typed_data(
     return prepare(session, chain, body.to_input(escrow_id, milestone)).response()
 
 
-@router.post("/api/escrows/{escrow_id}/milestones/{milestone}/confirmations", status_code=202)
+@router.post(
+    "/escrows/{escrow_id}/milestones/{milestone}/confirmations",
+    status_code=202,
+    response_model=ConfirmationQueued,
+    responses=refusals(400, 403, 404, 409, 410, 413, 422, 503),
+)
 def confirm(
     escrow_id: EscrowId,
     milestone: MilestoneIndex,
@@ -86,7 +101,9 @@ def confirm(
     return request_json(row)
 
 
-@router.get("/api/confirmations/{request_id}")
+@router.get(
+    "/confirmations/{request_id}", response_model=ConfirmationProgress, responses=refusals(404)
+)
 def confirmation_status(request_id: RequestId, session: SessionDep) -> dict[str, Any]:
     """Where a relayed confirmation stands: pending, signed, sent, mined or failed (with why)."""
     return request_json(get_request(session, request_id), full=True)

@@ -10,6 +10,14 @@ from starlette.concurrency import run_in_threadpool
 
 from backend.api.app_state import AppServicesDep, DetailCacheDep, TokensDep
 from backend.api.deps import ServicesDep, SessionDep
+from backend.api.schemas import (
+    EscrowDetail,
+    EscrowPage,
+    PreparedEscrow,
+    WalletTx,
+    raw_body,
+    refusals,
+)
 from backend.chain.clock import chain_time
 from backend.chain.erc1271 import has_code
 from backend.errors import OutOfRangeError
@@ -20,10 +28,10 @@ from backend.escrows.prepare import PrepareRequest, prepare_escrow
 from backend.escrows.statements import statement_csv, statement_filename
 from backend.inputs import Address, EscrowId
 
-router = APIRouter(tags=["escrows"])
+router = APIRouter(prefix="/api/escrows", tags=["escrows"])
 
 
-@router.get("/api/escrows")
+@router.get("", response_model=EscrowPage, responses=refusals(400, 422, 503))
 def get_escrows(
     services: ServicesDep,
     session: SessionDep,
@@ -43,7 +51,9 @@ def get_escrows(
     return list_escrows(session, services.chain_id, tokens, where, limit=limit, offset=offset)
 
 
-@router.post("/api/escrows/prepare")
+@router.post(
+    "/prepare", response_model=PreparedEscrow, responses=refusals(400, 404, 413, 422, 503)
+)
 def prepare(
     request: PrepareRequest, services: ServicesDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -60,12 +70,16 @@ def prepare(
     )
 
 
-@router.get("/api/escrows/{escrow_id}", response_class=Response)
+@router.get("/{escrow_id}", response_model=EscrowDetail, responses=refusals(404, 503))
 async def get_escrow(
     escrow_id: EscrowId, services: AppServicesDep, tokens: TokensDep, cache: DetailCacheDep
 ) -> Response:
     """One indexed escrow: `params`, `token` (decimals, symbol), `balances`, `milestones` (with
-    the stored review of each settled one), `breaches` and the stored `terms_document`."""
+    the stored review of each settled one), `breaches` and the stored `terms_document`.
+
+    The hot path: the body is `escrow_detail` serialized once and kept in the `DetailCache`, so
+    it is sent as those bytes and `EscrowDetail` only documents it (FastAPI checks no `Response`
+    a route returns; tests/api/test_openapi.py checks real bodies against the model)."""
     body = await run_in_threadpool(  # the database work, in one worker thread: the hot path
         escrow_detail_body,
         services.engine,
@@ -78,7 +92,18 @@ async def get_escrow(
     return Response(body, media_type="application/json")
 
 
-@router.get("/api/escrows/{escrow_id}/statement.csv", response_class=Response)
+@router.get(
+    "/{escrow_id}/statement.csv",
+    response_class=Response,
+    responses={
+        **raw_body(
+            "text/csv",
+            "Every money movement of the escrow, one CSV row each (an attachment)",
+            {"type": "string"},
+        ),
+        **refusals(404, 503),
+    },
+)
 def get_statement(
     escrow_id: EscrowId, services: ServicesDep, session: SessionDep, tokens: TokensDep
 ) -> Response:
@@ -93,7 +118,9 @@ def get_statement(
     )
 
 
-@router.post("/api/escrows/{escrow_id}/tx/{action}")
+@router.post(
+    "/{escrow_id}/tx/{action}", response_model=WalletTx, responses=refusals(400, 404, 422)
+)
 def post_action_tx(
     escrow_id: EscrowId,
     action: str,

@@ -8,21 +8,36 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from backend.api.deps import ServicesDep, SessionDep
+from backend.api.schemas import EscrowBreaches, raw_body, refusals
 from backend.inputs import EscrowId
 from backend.oracle.breaches import escrow_breaches
 from backend.oracle.evidence import bundle_text
 
-router = APIRouter(tags=["evidence"])
+router = APIRouter(prefix="/api", tags=["evidence"])
 
 
-@router.get("/api/evidence/{evidence_hash}")
+@router.get(
+    "/evidence/{evidence_hash}",
+    response_class=Response,
+    responses={
+        **raw_body(
+            "application/json",
+            "The evidence bundle as its RFC 8785 canonical bytes (docs/interface.md section "
+            "3.3): keccak256 of the body is `evidence_hash`",
+            {"type": "object"},
+        ),
+        **refusals(400, 404),
+    },
+)
 def get_evidence(evidence_hash: str, session: SessionDep) -> Response:
     """The stored bundle as its RFC 8785 canonical JSON: the body re-hashes (keccak256) to
     `evidence_hash`, the value reported on-chain."""
     return Response(bundle_text(session, evidence_hash), media_type="application/json")
 
 
-@router.get("/api/escrows/{escrow_id}/breaches")
+@router.get(
+    "/escrows/{escrow_id}/breaches", response_model=EscrowBreaches, responses=refusals(404)
+)
 def get_breaches(escrow_id: EscrowId, services: ServicesDep, session: SessionDep) -> dict[str, Any]:
     """The escrow's breach reports with their evidence bundles and status: on-chain reports
     (state, `reserved`, `refunded`) and findings recorded but not sent, each with a `note`

@@ -8,6 +8,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from backend.api.metrics import AppMetrics, RequestMetricsMiddleware
+from backend.api.schemas import raw_body
 from backend.services import Services
 
 router = APIRouter(tags=["metrics"])
@@ -36,7 +37,13 @@ def install_metrics(app: FastAPI) -> None:
     app.state.metrics_installed = True
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses=raw_body(
+        CONTENT_TYPE_LATEST.split(";")[0], "Prometheus text exposition format", {"type": "string"}
+    ),
+)
 def metrics(request: Request) -> Response:
     """Request counts and latencies per route, indexed and head block, escrows by status and the
     relayer's outbox by status."""

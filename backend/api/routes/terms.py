@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from backend.api.deps import SessionDep, limited_body
+from backend.api.schemas import TermsStored, raw_body, refusals
 from backend.oracle.terms_store import (
     MAX_TERMS_BYTES,
     get_terms_text,
@@ -14,7 +15,7 @@ from backend.oracle.terms_store import (
     store_terms,
 )
 
-router = APIRouter(tags=["terms"])
+router = APIRouter(prefix="/api/terms", tags=["terms"])
 
 
 #: the request body, 413 as soon as it passes `MAX_TERMS_BYTES`
@@ -29,7 +30,13 @@ _OBJECT_BODY = {
 }
 
 
-@router.post("/api/terms", status_code=201, openapi_extra=_OBJECT_BODY)
+@router.post(
+    "",
+    status_code=201,
+    response_model=TermsStored,
+    responses=refusals(400, 413, 422),
+    openapi_extra=_OBJECT_BODY,
+)
 def post_terms(body: TermsBody, session: SessionDep) -> dict[str, str]:
     """Stores a terms document (a JSON object, at most 64 KiB, that the terms model accepts: its
     schema is `GET /api/terms/schema`) under the keccak256 of its RFC 8785 canonical form;
@@ -38,7 +45,19 @@ def post_terms(body: TermsBody, session: SessionDep) -> dict[str, str]:
     return {"terms_hash": store_terms(session, parse_terms_body(body))}
 
 
-@router.get("/api/terms/{terms_hash}")
+@router.get(
+    "/{terms_hash}",
+    response_class=Response,
+    responses={
+        **raw_body(
+            "application/json",
+            "The stored terms document as its RFC 8785 canonical bytes (docs/interface.md "
+            "section 3.2): keccak256 of the body is `terms_hash`",
+            {"type": "object"},
+        ),
+        **refusals(400, 404),
+    },
+)
 def get_terms(terms_hash: str, session: SessionDep) -> Response:
     """The stored document as its canonical JSON: the body re-hashes to `terms_hash`."""
     return Response(get_terms_text(session, terms_hash), media_type="application/json")

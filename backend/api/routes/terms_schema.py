@@ -7,12 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from backend.api.schemas import TermsJsonSchema, refusals
 from backend.oracle.terms import terms_json_schema
 
-router = APIRouter(tags=["terms"])
+router = APIRouter(prefix="/api/terms", tags=["terms"])
 
 
-@router.get("/api/terms/schema")
+@router.get("/schema", response_model=TermsJsonSchema, responses=refusals())
 def get_terms_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) every document posted to `POST /api/terms` must fit."""
     return terms_json_schema()

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from backend.api.deps import ServicesDep, SessionDep
+from backend.api.schemas import NewSubscription, SignInNonce, SubscriptionList, refusals
 from backend.inputs import ROW_IDS, Address, parse_row_id
 from backend.notify.sign_in import MAX_MESSAGE, authenticate, issue_nonce
 from backend.notify.webhooks import (
@@ -27,7 +28,7 @@ from backend.notify.webhooks import (
 )
 from backend.services import Services
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(prefix="/api", tags=["webhooks"])
 
 #: a subscription's id (`parse_row_id`): 404 for an id no subscription can have
 SubscriptionId = Annotated[
@@ -67,7 +68,7 @@ def _prove(services: Services, session: SessionDep, request: Request, body: Sign
     )
 
 
-@router.get("/api/auth/nonce")
+@router.get("/auth/nonce", response_model=SignInNonce, responses=refusals())
 def nonce(
     services: ServicesDep, session: SessionDep, request: Request, response: Response
 ) -> dict[str, Any]:
@@ -86,7 +87,12 @@ def nonce(
     }
 
 
-@router.post("/api/webhooks", status_code=201)
+@router.post(
+    "/webhooks",
+    status_code=201,
+    response_model=NewSubscription,
+    responses=refusals(400, 401, 422, 503),
+)
 def subscribe(
     services: ServicesDep, session: SessionDep, request: Request, body: SubscriptionRequest
 ) -> dict[str, Any]:
@@ -109,7 +115,7 @@ def subscribe(
     return subscription_json(sub, with_secret=True)
 
 
-@router.get("/api/webhooks")
+@router.get("/webhooks", response_model=SubscriptionList, responses=refusals(400))
 def subscriptions(session: SessionDep, address: Address) -> dict[str, Any]:
     """An address's active subscriptions, without secrets and with only the URLs' origins."""
     return {
@@ -118,7 +124,12 @@ def subscriptions(session: SessionDep, address: Address) -> dict[str, Any]:
     }
 
 
-@router.delete("/api/webhooks/{subscription_id}", status_code=204)
+@router.delete(
+    "/webhooks/{subscription_id}",
+    status_code=204,
+    response_class=Response,
+    responses=refusals(400, 401, 403, 404, 422, 503),
+)
 def unsubscribe(
     services: ServicesDep,
     session: SessionDep,

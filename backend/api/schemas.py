@@ -1,0 +1,872 @@
+"""What every route answers, as pydantic models: the `response_model` of each JSON route, so the
+OpenAPI document (`/openapi.json`, `/docs`) describes every answer, and `refusals(...)`, the
+error answers of a route (each a `RefusalBody`).
+
+The models describe the dicts the domain functions already build (`backend.escrows`,
+`backend.oracle`, `backend.confirmations`, `backend.notify`, `backend.audit`); a route hands that
+dict to FastAPI, which checks it against the model and writes it out unchanged. Field order is
+the builders' key order. Every model is strict and closed (`extra="forbid"`): a key or a type
+the model does not declare fails the request in tests instead of drifting away from the
+document, and no value is converted on the way out (a decimal string is never read as a number,
+nor a number as a string). Only `float` would turn an integer into `1.0`: its builders give
+floats (KPI aggregates and thresholds are floats by construction).
+
+A route that sends bytes it already holds (the escrow detail, from its cache) declares its model
+for the document only; tests/api/test_openapi.py checks real bodies against it.
+
+Conventions (docs/interface.md section 4.1): addresses EIP-55; hashes 0x hex, 32 bytes; uint256
+values (amounts, `total`, `reserve`, ...) decimal strings; times unix seconds (chain time);
+block numbers, ids and counts JSON integers; KPI values and thresholds JSON numbers in the
+KPI's own unit.
+
+Documents whose shape is defined elsewhere and that are served as stored stay open objects: the
+terms document (section 3.2), the evidence bundle (section 3.3), an audit check's `evidence`
+(its keys depend on the check) and the terms JSON Schema itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from backend.api.errors import RefusalBody
+from backend.oracle.evaluation import Verdict
+from backend.oracle.terms import Aggregate, MissingData, Operator
+
+# ------------------------------------------------------------------ value kinds
+
+Address = Annotated[
+    str,
+    Field(
+        pattern=r"^0x[0-9a-fA-F]{40}$",
+        description="An address, EIP-55 checksummed",
+        examples=["0x5FbDB2315678afecb367f032d93F642f64180aa3"],
+    ),
+]
+Hash32 = Annotated[
+    str,
+    Field(
+        pattern=r"^0x[0-9a-fA-F]{64}$",
+        description="32 bytes as lower-case 0x hex (a keccak256, a transaction hash)",
+        examples=["0x" + "ab" * 32],
+    ),
+]
+Uint256 = Annotated[
+    str,
+    Field(
+        pattern=r"^(0|[1-9][0-9]*)$",
+        description="A uint256 as a decimal string (base units for amounts)",
+        examples=["1000000000000000000"],
+    ),
+]
+HexData = Annotated[
+    str, Field(pattern=r"^0x([0-9a-fA-F]{2})*$", description="Calldata as 0x hex")
+]
+HexQuantity = Annotated[
+    str,
+    Field(
+        pattern=r"^0x[0-9a-f]+$",
+        description="Wei to send, as a 0x hex quantity (`0x0` for none), as "
+        "`eth_sendTransaction` takes it",
+        examples=["0x0"],
+    ),
+]
+Sha256 = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-fA-F]{64}$", description="SHA-256 of the file, 64 lower-case hex digits"
+    ),
+]
+UnixTime = Annotated[int, Field(description="Unix seconds")]
+
+#: `Status` of the contract (`backend.chain.types.Status`), lower-case; never `none`
+EscrowStatus = Literal["proposed", "active", "closed"]
+#: `MilestoneState`, lower-case; `none` before a delivery
+MilestoneStateName = Literal["none", "delivered", "disputed", "settled"]
+#: `how` of `MilestoneSettled` (`SettledHow`), lower-case
+SettledHowName = Literal[
+    "confirmed", "signed", "timeout", "dispute_resolved", "stale_dispute", "reclaimed"
+]
+#: `BreachState`, lower-case; never `none`
+BreachStateName = Literal[
+    "reported", "challenged", "finalized", "upheld", "rejected", "stale_split"
+]
+#: `BreachKind` 1, 2, 3, lower-case
+BreachKindName = Literal["kpi_below_standard", "consecutive_underperformance", "major_incident"]
+#: `outcome` of `BreachSettled` (`BreachOutcome`), lower-case
+BreachOutcomeName = Literal["finalized", "upheld", "rejected", "stale_split"]
+#: a confirmation request's progress (`backend.confirmations.outbox.STATUSES`)
+ConfirmationStatus = Literal["pending", "signed", "sent", "mined", "failed"]
+#: a breach submission's progress (`backend.oracle.outbox.STATUSES`)
+SubmissionStatus = Literal["pending", "signed", "sent", "mined", "failed", "not_sent"]
+#: the events a webhook subscription may take (`backend.notify.webhooks.EVENT_TYPES`)
+WebhookEvent = Literal[
+    "delivery_submitted",
+    "review_deadline_near",
+    "breach_reported",
+    "milestone_settled",
+    "credit_available",
+]
+
+
+class Answer(BaseModel):
+    """A JSON object the API answers: exactly these keys, values of exactly these types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# ------------------------------------------------------------------ errors
+
+
+#: the meaning of each error status, as the routes' `responses` describe it
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed: a body, value or signature that cannot be parsed (`malformed`, "
+    "`invalid_signature`)",
+    401: "Refused credentials: a missing, unknown or revoked bearer token (`token_refused`), a "
+    "sign-in message that does not prove the address",
+    403: "Forbidden signer: a signature by someone other than the required party",
+    404: "Not found: an unknown escrow, milestone, breach, action, document, attachment or request",
+    409: "Conflict: already done, or not in the right state",
+    410: "Gone: a signature deadline or a review window has passed",
+    413: "Too large: a body, comment, attachment or batch over its limit",
+    422: "Out of range: a value that parses but is refused, naming the field",
+    503: "Unavailable: the node (or database) does not answer; `Retry-After` in seconds",
+}
+
+
+def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status with its meaning and a `RefusalBody`, and `default`
+    for any other refusal (every error of the API has that body: docs/interface.md 4.2)."""
+    out: dict[int | str, dict[str, Any]] = {
+        status: {"model": RefusalBody, "description": ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }
+    out["default"] = {
+        "model": RefusalBody,
+        "description": "Any other refusal (docs/interface.md section 4.2)",
+    }
+    return out
+
+
+def raw_body(
+    media_types: str | tuple[str, ...], description: str, schema: dict[str, Any] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entry of a route whose 200 body is not JSON built by the route (CSV, PDF,
+    stored bytes): its media type (or each it may have) and what the bytes are."""
+    types = (media_types,) if isinstance(media_types, str) else media_types
+    body = {"schema": schema or {"type": "string", "format": "binary"}}
+    return {200: {"description": description, "content": {t: body for t in types}}}
+
+
+# ------------------------------------------------------------------ health
+
+
+class Health(Answer):
+    """`GET /api/health` (`backend.api.health.Health`)."""
+
+    status: Literal["ok", "degraded"]
+    reason: str | None = Field(description="Every reason for `degraded`, `; `-separated")
+    chain_id: int
+    contract: Address
+    head_block: int | None = Field(description="The node's latest block; null when unreachable")
+    indexed_block: int | None = Field(description="The indexer's cursor; null before its first run")
+    lag_blocks: int | None = Field(
+        description="Confirmed head (head minus ESCROW_CONFIRMATIONS) minus the indexed block"
+    )
+
+
+# ------------------------------------------------------------------ terms
+
+
+class TermsStored(Answer):
+    """`POST /api/terms`: the keccak256 of the document's canonical form."""
+
+    terms_hash: Hash32
+
+
+class TermsJsonSchema(RootModel[dict[str, Any]]):
+    """The JSON Schema (draft 2020-12) of a terms document (docs/interface.md section 3.2)."""
+
+
+# ------------------------------------------------------------------ escrows
+
+
+class Token(Answer):
+    """The escrow's token as a person reads amounts; the zero address is ETH."""
+
+    address: Address
+    symbol: str | None = Field(description="null when the token has none")
+    decimals: int | None = Field(description="null when the token has none")
+
+
+class EscrowSummary(Answer):
+    """One row of `GET /api/escrows` (`backend.escrows.listing.escrow_summary`)."""
+
+    id: int
+    status: EscrowStatus
+    client: Address
+    provider: Address
+    oracle: Address
+    arbiter: Address = Field(description="The zero address when there is none")
+    token: Token
+    terms_hash: Hash32
+    milestone_count: int
+    total: Uint256
+    locked: Uint256
+    reserved: Uint256
+    refunded: Uint256
+    created_block: int
+    created_tx: Hash32
+    created_at: UnixTime
+    accepted_at: UnixTime | None
+    updated_block: int
+
+
+class EscrowPage(Answer):
+    """`GET /api/escrows`: one page, newest first (`backend.escrows.listing.list_escrows`)."""
+
+    escrows: list[EscrowSummary]
+    total: int = Field(description="Escrows matching the filter, on every page")
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="The next page's `offset`; null at the end")
+
+
+class EscrowTerms(Answer):
+    """The contract's `Terms` (`backend.chain.types.Terms.to_json`): bps and seconds as JSON
+    integers, `deliveryDeadline` in unix seconds."""
+
+    ratingPayoutBps: list[int] = Field(description="Payout in bps for ratings 1..5")
+    breachRefundBps: int
+    streakRefundBps: int
+    incidentRefundBps: int
+    maxRefundBps: int
+    reviewPeriod: int
+    challengePeriod: int
+    arbitrationPeriod: int
+    deliveryDeadline: int
+
+
+class EscrowParams(Answer):
+    """The contract's `EscrowParams` (`backend.chain.types.EscrowParams.to_json`)."""
+
+    client: Address
+    provider: Address
+    token: Address
+    oracle: Address
+    arbiter: Address
+    termsHash: Hash32
+    milestoneAmounts: list[Uint256]
+    terms: EscrowTerms
+
+
+class WalletTx(Answer):
+    """A ready transaction for `eth_sendTransaction`, from the party's own wallet."""
+
+    to: Address
+    data: HexData
+    value: HexQuantity
+
+
+class PreparedEscrow(Answer):
+    """`POST /api/escrows/prepare` (`backend.escrows.prepare.prepare_escrow`)."""
+
+    params: EscrowParams
+    terms_hash: Hash32
+    total: Uint256
+    tx: WalletTx = Field(description="`createEscrow`, sent by the client")
+    approve: WalletTx | None = Field(
+        description="The ERC-20 allowance the client grants first; null for ETH"
+    )
+
+
+class Attachment(Answer):
+    """An uploaded file (`backend.confirmations.reviews.attachment_json`)."""
+
+    sha256: Sha256
+    name: str = Field(description="The cleaned file name, at most 255 characters")
+    media_type: str = Field(description="As detected from the bytes")
+    size: int = Field(description="Bytes")
+
+
+class ReviewDocument(Answer):
+    """The review bound on-chain as `commentHash` (docs/interface.md section 3.4)."""
+
+    comment: str
+    attachments: list[Attachment]
+
+
+class Balances(Answer):
+    """The escrow's money, base units of its token, folded from its events."""
+
+    total: Uint256
+    locked: Uint256
+    nominal: Uint256
+    reserved: Uint256
+    refunded: Uint256
+    credited_provider: Uint256
+    credited_client: Uint256
+
+
+class MilestoneDetail(Answer):
+    """One milestone of the escrow detail (`backend.escrows.detail.milestone_json`)."""
+
+    index: int
+    amount: Uint256
+    state: MilestoneStateName
+    delivered_at: UnixTime | None
+    delivery_hash: Hash32 | None
+    disputed_at: UnixTime | None
+    dispute_reason_hash: Hash32 | None
+    settled_at: UnixTime | None
+    settled_tx: Hash32 | None
+    how: SettledHowName | None
+    rating: int | None = Field(description="1..5 when the client rated")
+    comment_hash: Hash32 | None
+    review: ReviewDocument | None = Field(
+        description="The stored review behind `comment_hash`; null when none is stored"
+    )
+    to_provider: Uint256
+    to_client: Uint256
+
+
+class BreachDetail(Answer):
+    """One breach report of the escrow detail (`backend.escrows.detail.breach_json`)."""
+
+    id: int
+    kind: int = Field(
+        description="1 KPI below standard, 2 consecutive underperformance, 3 incident"
+    )
+    kind_name: BreachKindName | None
+    period: int
+    evidence_hash: Hash32
+    reserve: Uint256
+    state: BreachStateName
+    reported_at: UnixTime
+    reported_tx: Hash32
+    challenged_at: UnixTime | None
+    settled_at: UnixTime | None
+    outcome: BreachOutcomeName | None
+    to_client: Uint256
+    to_provider: Uint256
+
+
+class EscrowDetail(Answer):
+    """`GET /api/escrows/{id}` (`backend.escrows.detail.escrow_detail`)."""
+
+    id: int
+    chain_id: int
+    contract: Address
+    status: EscrowStatus
+    params: EscrowParams
+    token: Token
+    balances: Balances
+    milestones: list[MilestoneDetail]
+    breaches: list[BreachDetail]
+    terms_document: dict[str, Any] | None = Field(
+        description="The stored terms document (docs/interface.md section 3.2); null when not "
+        "stored"
+    )
+    created_block: int
+    created_tx: Hash32
+    created_at: UnixTime
+    accepted_at: UnixTime | None
+    updated_block: int
+
+
+# ------------------------------------------------------------------ accounts
+
+
+class Credit(Answer):
+    """What the account can withdraw in one token, read from the contract's `credits`."""
+
+    token: Address
+    symbol: str | None
+    decimals: int | None
+    amount: Uint256
+
+
+class AccountCredits(Answer):
+    """`GET /api/accounts/{address}/credits` (`backend.escrows.credits.account_credits`)."""
+
+    account: Address
+    credits: list[Credit]
+
+
+# ------------------------------------------------------------------ confirmations
+
+
+class TypedDataField(Answer):
+    """One member of an EIP-712 struct type: its name and Solidity type."""
+
+    name: str
+    type: str
+
+
+class TypedDataTypes(Answer):
+    """The struct types of the typed data (docs/interface.md section 2)."""
+
+    EIP712Domain: list[TypedDataField]
+    Confirmation: list[TypedDataField]
+
+
+class TypedDataDomain(Answer):
+    """The EIP-712 domain: `QualityEscrow`, version `1`, the chain and the contract."""
+
+    name: str
+    version: str
+    chainId: int
+    verifyingContract: Address
+
+
+class ConfirmationMessage(Answer):
+    """The signed `Confirmation`: uint256 values as decimal strings, `rating` a number."""
+
+    escrowId: Uint256
+    milestone: Uint256
+    rating: int
+    commentHash: Hash32
+    deadline: Uint256
+
+
+class ConfirmationTypedData(Answer):
+    """EIP-712 typed data for `eth_signTypedData_v4` (docs/interface.md section 2)."""
+
+    types: TypedDataTypes
+    primaryType: Literal["Confirmation"]
+    domain: TypedDataDomain
+    message: ConfirmationMessage
+
+
+class PreparedConfirmation(Answer):
+    """`POST .../typed-data` (`backend.confirmations.verify.Prepared.response`)."""
+
+    typed_data: ConfirmationTypedData
+    review: ReviewDocument | None = Field(description="null: no comment and no attachments")
+    comment_hash: Hash32 = Field(description="keccak256 of the review's canonical form, or zero")
+    digest: Hash32 = Field(description="The EIP-712 digest the client signs")
+
+
+class ConfirmationQueued(Answer):
+    """`POST .../confirmations` (202): the relay request (`request_json`)."""
+
+    id: int
+    status: ConfirmationStatus
+    tx_hash: Hash32 | None = Field(description="null until a transaction is signed")
+
+
+class TransactionVersion(Answer):
+    """One transaction signed for an outbox row (`backend.outbox.versions.version_json`): the
+    original, a replacement with higher fees, or a nonce filler."""
+
+    tx_hash: Hash32
+    nonce: int
+    purpose: str = Field(description="What it does for the row: confirm, report, finalize, fill")
+    status: str = Field(
+        description="signed, sent, mined, reverted, replaced, superseded or reorged"
+    )
+    max_fee_per_gas: Uint256 | None = Field(description="Wei (the gas price of a legacy tx)")
+    max_priority_fee_per_gas: Uint256 | None = Field(description="Wei; null for a legacy tx")
+    block_number: int | None = Field(description="The block of its receipt, while it has one")
+    block_hash: Hash32 | None
+    error: str | None
+    created_at: UnixTime
+
+
+class ConfirmationProgress(ConfirmationQueued):
+    """`GET /api/confirmations/{request_id}` (`request_json(full=True)`)."""
+
+    chain_id: int
+    escrow_id: int
+    milestone: int
+    rating: int
+    comment_hash: Hash32
+    deadline: UnixTime = Field(description="The signed deadline, a JSON integer")
+    signer: Address
+    nonce: int | None = Field(description="The relayer's transaction nonce, once signed")
+    error: str | None = Field(description="Why it failed")
+    created_at: UnixTime
+    updated_at: UnixTime
+    transactions: list[TransactionVersion] = Field(
+        description="Every version of its transaction, oldest first"
+    )
+
+
+# ------------------------------------------------------------------ measurements and analytics
+
+
+class MeasurementsStored(Answer):
+    """`POST /api/escrows/{id}/measurements`: samples stored, and samples already stored with the
+    same value."""
+
+    accepted: int
+    duplicates: int
+
+
+class KpiValue(Answer):
+    """One KPI in one period (`backend.oracle.evaluation.KpiResult`)."""
+
+    id: str
+    aggregate: Aggregate
+    op: Operator
+    threshold: float
+    value: float | None = Field(
+        description="The aggregate of the period's samples; null: none, or fewer than "
+        "`min_samples`"
+    )
+    verdict: Verdict
+    samples: int = Field(description="How many samples the period has")
+    min_samples: int = Field(description="The fewest samples the value is judged on")
+
+
+class KpiPeriod(Answer):
+    """One evaluation period `[start, end)` with its verdict and each KPI's value."""
+
+    period: int
+    start: UnixTime
+    end: UnixTime
+    closed: bool = Field(description="Past `end + grace_seconds`")
+    verdict: Verdict
+    kpis: list[KpiValue]
+
+
+class IncidentRuleFields(Answer):
+    """The terms' incident rule: its comparison (no unknown keys, no `min_samples`)."""
+
+    aggregate: Aggregate
+    op: Operator
+    threshold: float
+    kpi: str
+
+
+class IncidentPeriod(Answer):
+    """The incident rule in one period with samples of its KPI."""
+
+    period: int
+    value: float | None = Field(
+        description="The rule's aggregate of the period's samples so far; null with fewer "
+        "than `min_samples`"
+    )
+    samples: int
+    met: bool
+
+
+class IncidentState(Answer):
+    """The terms' incident rule and where it stands, period by period."""
+
+    rule: IncidentRuleFields
+    min_samples: int = Field(description="The fewest samples the rule is judged on")
+    met: bool = Field(description="Met in some period")
+    periods: list[IncidentPeriod] = Field(description="Each period with samples of the rule's KPI")
+
+
+class KpiBelowStandardRule(Answer):
+    """Kind 1: a failing closed period."""
+
+    kind: Literal[1]
+    name: Literal["kpi_below_standard"]
+    kpis: list[str] = Field(description="The KPIs not passing")
+    missing_data: MissingData
+
+
+class ConsecutiveUnderperformanceRule(Answer):
+    """Kind 2: N failing closed periods in a row."""
+
+    kind: Literal[2]
+    name: Literal["consecutive_underperformance"]
+    consecutive_periods: int
+    periods: list[int] = Field(description="The streak's periods")
+    missing_data: MissingData
+
+
+class IncidentBreachRule(Answer):
+    """Kind 3: the incident rule met."""
+
+    kind: Literal[3]
+    name: Literal["incident"]
+    aggregate: Aggregate
+    op: Operator
+    threshold: float
+    kpi: str
+
+
+#: the `rule` of a finding and of its evidence bundle (docs/interface.md section 3.3)
+BreachRule = Annotated[
+    KpiBelowStandardRule | ConsecutiveUnderperformanceRule | IncidentBreachRule,
+    Field(discriminator="name"),
+]
+
+
+class KpiFinding(Answer):
+    """A breach the evaluation finds: `reportBreach(kind, period)` with this `rule`."""
+
+    kind: int
+    period: int
+    period_start: UnixTime
+    period_end: UnixTime
+    rule: BreachRule
+    reported_on_chain: bool
+
+
+class EscrowKpis(Answer):
+    """`GET /api/escrows/{id}/kpis` (`backend.oracle.scorecard.escrow_kpis`)."""
+
+    escrow_id: int
+    status: EscrowStatus
+    terms_hash: Hash32
+    accepted_at: UnixTime | None
+    now: UnixTime = Field(description="The time the periods were evaluated at")
+    period_seconds: int
+    grace_seconds: int
+    missing_data: MissingData
+    consecutive_periods: int | None
+    sample_count: int
+    evaluation_error: str | None = Field(
+        description="Why the samples cannot be evaluated (then no periods and no findings); "
+        "null when they can"
+    )
+    periods: list[KpiPeriod]
+    incident: IncidentState | None = Field(description="null: the terms have no incident rule")
+    findings: list[KpiFinding]
+
+
+class BreachSubmissionState(Answer):
+    """The oracle's outbox row of a finding."""
+
+    status: SubmissionStatus
+    tx_hash: Hash32 | None
+    follow_up: str = Field(
+        description="After the report: none, finalize_signed, finalize_sent, done, "
+        "challenged, ..."
+    )
+    error: str | None
+    updated_at: UnixTime
+
+
+class BreachReport(Answer):
+    """One breach of `GET /api/escrows/{id}/breaches` (`backend.oracle.breaches`)."""
+
+    kind: int
+    period: int
+    on_chain: bool
+    breach_id: int | None
+    state: BreachStateName | None
+    reserved: Uint256
+    refunded: Uint256
+    reported_at: UnixTime | None
+    reported_tx: Hash32 | None
+    challenged_at: UnixTime | None
+    settled_at: UnixTime | None
+    evidence_hash: Hash32 | None
+    evidence: dict[str, Any] | None = Field(
+        description="The stored evidence bundle (docs/interface.md section 3.3), as stored"
+    )
+    submission: BreachSubmissionState | None
+    note: str | None = Field(description="Why nothing was reserved or nothing was sent")
+
+
+class EvaluationFailure(Answer):
+    """The oracle's last failure to evaluate an escrow (`backend.oracle.findings`)."""
+
+    error: str
+    first_failed_at: UnixTime
+    last_failed_at: UnixTime
+    attempts: int = Field(description="Failed passes in a row")
+
+
+class EscrowBreaches(Answer):
+    """`GET /api/escrows/{id}/breaches` (`backend.oracle.breaches.escrow_breaches`)."""
+
+    escrow_id: int
+    breaches: list[BreachReport] = Field(description="Ordered by (period, kind)")
+    evaluation_error: EvaluationFailure | None = Field(
+        description="When the oracle's latest attempt to evaluate the escrow failed; else null"
+    )
+
+
+class EscrowsByStatus(Answer):
+    """How many of the provider's escrows are in each status."""
+
+    proposed: int
+    active: int
+    closed: int
+
+
+class ScorecardEscrows(Answer):
+    """The provider's escrows: how many, by status, and their ids (ascending)."""
+
+    total: int
+    by_status: EscrowsByStatus
+    ids: list[int]
+
+
+class Ratings(Answer):
+    """Client ratings of milestones the client settled (confirmed or signed)."""
+
+    count: int
+    histogram: dict[Literal["1", "2", "3", "4", "5"], int] = Field(
+        description="Ratings 1..5 and how often each was given"
+    )
+
+
+class Deliveries(Answer):
+    """Milestones delivered, and how they were settled (see `provider_scorecard`)."""
+
+    delivered: int
+    confirmed_within_review: int
+    confirmed_after_review: int
+    released_by_timeout: int
+    disputed: int
+
+
+class BreachesByState(Answer):
+    """Breach reports in each state."""
+
+    reported: int
+    challenged: int
+    finalized: int
+    upheld: int
+    rejected: int
+    stale_split: int
+
+
+class BreachCounts(Answer):
+    """Breach reports: how many, by kind (`"1"`, `"2"`, `"3"`) and by state."""
+
+    total: int
+    by_kind: dict[Literal["1", "2", "3"], int]
+    by_state: BreachesByState
+
+
+class TokenRefunds(Answer):
+    """Breach refunds of one token against the escrows' value in it."""
+
+    token: Address
+    symbol: str | None
+    decimals: int | None
+    refunded: Uint256
+    value: Uint256
+    share: str = Field(
+        pattern=r"^[0-9]+\.[0-9]{6}$", description="refunded / value, 6 digits (half-even)"
+    )
+
+
+class KpiSeriesPoint(Answer):
+    """One KPI of one escrow in one period, as `KpiValue` reads it."""
+
+    escrow_id: int
+    kpi: str
+    period: int
+    period_start: UnixTime
+    period_end: UnixTime
+    closed: bool
+    value: float | None
+    aggregate: Aggregate
+    op: Operator
+    threshold: float
+    verdict: Verdict
+
+
+class SeriesSkipped(Answer):
+    """Escrows without a series, by reason."""
+
+    not_accepted: int
+    no_terms: int
+    unreadable_terms: int
+    no_samples: int
+    evaluation_failed: int = Field(description="Samples that cannot be evaluated")
+
+
+class ProviderScorecard(Answer):
+    """`GET /api/providers/{address}/scorecard` (`backend.oracle.scorecard.provider_scorecard`;
+    its docstring defines each number)."""
+
+    provider: Address
+    now: UnixTime
+    escrows: ScorecardEscrows
+    average_rating: float | None = Field(description="Rounded to 6 digits; null: no rating")
+    ratings: Ratings
+    deliveries: Deliveries
+    breaches: BreachCounts
+    refunds: list[TokenRefunds]
+    series: list[KpiSeriesPoint]
+    series_skipped: SeriesSkipped
+
+
+# ------------------------------------------------------------------ audit
+
+
+class AuditCheck(Answer):
+    """A named check (`backend.audit.model.Check`)."""
+
+    name: str = Field(description="bytecode, replay, signatures, payouts, documents, index, ...")
+    ok: bool | None = Field(description="null: not checked, `detail` says why")
+    detail: str
+    evidence: list[dict[str, Any]] = Field(description="What failed; keys depend on the check")
+
+
+class TimelinePoint(Answer):
+    """The escrow's money after one event, base units."""
+
+    block: int
+    time: UnixTime
+    event: str
+    locked: Uint256
+    reserved: Uint256
+    released: Uint256
+    refunded: Uint256
+
+
+class EscrowAuditReport(Answer):
+    """`GET /api/escrows/{id}/audit`: the named checks of one escrow
+    (`backend.audit.model.EscrowAudit.to_json`)."""
+
+    escrow_id: int
+    chain_id: int
+    contract: Address
+    block: int = Field(description="The block the contract's views were compared at")
+    token: Address
+    symbol: str
+    decimals: int
+    checks: list[AuditCheck]
+    timeline: list[TimelinePoint]
+    events: int
+    consistent: bool
+
+
+# ------------------------------------------------------------------ sign-in and webhooks
+
+
+class SignInNonce(Answer):
+    """`GET /api/auth/nonce`: what a Sign-In with Ethereum message must name."""
+
+    nonce: str
+    expires_at: UnixTime
+    domain: str
+    uri: str
+    chain_id: int
+
+
+class Subscription(Answer):
+    """A webhook subscription (`backend.notify.webhooks.subscription_json`)."""
+
+    id: int
+    address: Address
+    url: str = Field(description="The URL's origin only, except in the answer to its creation")
+    events: list[WebhookEvent]
+    active: bool
+    created_at: UnixTime
+
+
+class NewSubscription(Subscription):
+    """`POST /api/webhooks` (201): the full URL and the secret, shown only this once."""
+
+    secret: str = Field(description="Signs every delivery (HMAC-SHA256 of the body)")
+
+
+class SubscriptionList(Answer):
+    """`GET /api/webhooks?address=`: active subscriptions, without secrets."""
+
+    address: Address
+    subscriptions: list[Subscription]
