@@ -20,7 +20,6 @@ again.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import weakref
@@ -31,12 +30,13 @@ from typing import Any
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
-from backend.db.models import BreachSubmission, EscrowRow, KpiSample, TermsDocument
+from backend.db.models import BreachSubmission, EscrowRow, KpiSample
 from backend.errors import QualityEscrowError
 from backend.oracle.evaluation import Sample, evaluate
 from backend.oracle.evidence import evidence_bundle, store_bundle
+from backend.oracle.measurements import escrow_terms
 from backend.oracle.samples import samples_by_escrow
-from backend.oracle.terms import TermsModel, parse_terms
+from backend.oracle.terms import TermsModel
 from backend.services import Services
 
 logger = logging.getLogger(__name__)
@@ -200,20 +200,6 @@ def _samples_of(
 # ------------------------------------------------------------------ one escrow
 
 
-class TermsUnavailableError(Exception):
-    """The escrow's terms document is not stored or the terms model refuses it."""
-
-
-def _terms(session: Session, row: EscrowRow) -> TermsModel:
-    document = session.get(TermsDocument, row.terms_hash)
-    if document is None:
-        raise TermsUnavailableError(f"terms document {row.terms_hash} not stored")
-    try:
-        return parse_terms(json.loads(document.canonical))
-    except (ValueError, QualityEscrowError) as exc:  # not JSON, or refused by the model
-        raise TermsUnavailableError(f"terms cannot be evaluated: {exc}") from exc
-
-
 def _queued(session: Session, chain_id: int, escrow_id: int) -> set[tuple[int, int]]:
     """(kind, period) of the escrow's findings already in the outbox (their evidence too)."""
     rows = session.execute(
@@ -282,14 +268,15 @@ def find_breaches(
         row, signature = wanted[escrow_id]
         assert row.accepted_at is not None
         try:
+            terms = escrow_terms(session, row)  # 409 not stored, or the model's refusal
+        except QualityEscrowError as exc:
+            _record_failure(session, chain_id, escrow_id, exc.message, now)
+            logger.warning("escrow %s: terms cannot be evaluated: %s", escrow_id, exc.message)
+            continue
+        try:
             with session.begin_nested():
-                terms = _terms(session, row)
                 found = _escrow_findings(session, row, terms, samples, chain_id=chain_id,
                                          contract=contract, oracle=oracle, now=now)
-        except TermsUnavailableError as exc:
-            _record_failure(session, chain_id, escrow_id, str(exc), now)
-            logger.warning("escrow %s: %s", escrow_id, exc)
-            continue
         except Exception as exc:  # any failure is isolated: the other escrows go on
             error = f"{type(exc).__name__}: {exc}"
             before = evaluation_failure(session, chain_id, escrow_id)

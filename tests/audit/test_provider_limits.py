@@ -16,9 +16,7 @@ from backend.config import Settings, get_settings
 from tests.chain.rpc_proxy import (
     ProxyLimits,
     RateStyle,
-    assert_batches_refused_then_respected,
-    assert_ranges_refused_then_respected,
-    assert_rate_limits_hit_then_retried,
+    assert_every_limit_hit_then_respected,
     busy_history,
     running_proxy,
 )
@@ -62,12 +60,7 @@ def test_the_audit_through_a_limited_node_gives_the_report_it_gives_directly(
     with running_proxy(endpoint(env), limits) as proxy:
         limited = audit_json(monkeypatch, env, proxy.url, tmp_path)
     assert limited == direct
-    assert_batches_refused_then_respected(proxy)
-    assert_rate_limits_hit_then_retried(proxy)
-    if limits.max_log_blocks is not None:
-        assert_ranges_refused_then_respected(proxy)
-    if limits.max_log_results is not None:
-        assert "results_refused" in proxy.outcomes()
+    assert_every_limit_hit_then_respected(proxy)
 
 
 @pytest.mark.parametrize("style", ["http", "jsonrpc"])

@@ -286,6 +286,17 @@ def assert_rate_limits_hit_then_retried(proxy: RpcProxy) -> None:
         assert proxy.seen[i + 1].methods == proxy.seen[i].methods
 
 
+def assert_every_limit_hit_then_respected(proxy: RpcProxy) -> None:
+    """The limits the proxy enforced were each met and then kept: batches and rate limits
+    always, log ranges and result caps when the proxy's limits set them."""
+    assert_batches_refused_then_respected(proxy)
+    assert_rate_limits_hit_then_retried(proxy)
+    if proxy.limits.max_log_blocks is not None:
+        assert_ranges_refused_then_respected(proxy)
+    if proxy.limits.max_log_results is not None:
+        assert "results_refused" in proxy.outcomes()
+
+
 # ------------------------------------------------------------------ a history to read
 
 

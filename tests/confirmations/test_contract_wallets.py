@@ -5,8 +5,10 @@ databases."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 
@@ -74,33 +76,30 @@ def test_a_2_of_2_wallet_signature_with_a_stranger_in_place_of_an_owner_is_refus
     assert outbox_count(services) == 0
 
 
-def test_a_plain_key_client_still_gets_400_for_a_signature_of_another_length_than_65_bytes(
-    hardhat_env: EscrowEnv, client: TestClient, services: Services
+def _doubled(signature: str) -> str:
+    """A plain key's 65-byte signature twice over: 130 bytes, the length a 2-of-2 wallet signs."""
+    return signature + signature[2:]
+
+
+def _over_the_bound(_: str) -> str:
+    return "0x" + "ab" * (MAX_SIGNATURE_BYTES + 1)
+
+
+@pytest.mark.parametrize(
+    ("signature_of", "status", "code"),
+    [(_doubled, 400, "invalid_signature"), (_over_the_bound, 413, "too_large")],
+    ids=["plain key signing 130 bytes", "signature over the bound"],
+)
+def test_a_plain_key_client_keeps_the_65_byte_rules_and_no_signature_passes_the_bound(
+    hardhat_env: EscrowEnv, client: TestClient, services: Services,
+    signature_of: Callable[[str], str], status: int, code: str,
 ) -> None:
     env = hardhat_env
     escrow_id = env.create_active()
     prepared = typed_data(client, escrow_id, 0, rating=5)
-    single = sign(env.parties.client, prepared)
+    signature = signature_of(sign(env.parties.client, prepared))
 
-    response = post_confirmation(
-        client, escrow_id, 0, confirmation_body(prepared, single + single[2:])
-    )
+    response = post_confirmation(client, escrow_id, 0, confirmation_body(prepared, signature))
 
-    assert (response.status_code, response.json()["error"]) == (400, "invalid_signature")
-    assert outbox_count(services) == 0
-
-
-def test_a_signature_over_the_bound_is_413_not_a_crash(
-    hardhat_env: EscrowEnv, client: TestClient, services: Services
-) -> None:
-    env = hardhat_env
-    escrow_id = env.create_active()
-    prepared = typed_data(client, escrow_id, 0, rating=5)
-
-    response = post_confirmation(
-        client, escrow_id, 0,
-        confirmation_body(prepared, "0x" + "ab" * (MAX_SIGNATURE_BYTES + 1)),
-    )
-
-    assert (response.status_code, response.json()["error"]) == (413, "too_large")
+    assert (response.status_code, response.json()["error"]) == (status, code)
     assert outbox_count(services) == 0

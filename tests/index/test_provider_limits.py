@@ -24,8 +24,7 @@ from backend.services import Services, build_services
 from tests.chain.rpc_proxy import (
     ProxyLimits,
     RateStyle,
-    assert_batches_refused_then_respected,
-    assert_ranges_refused_then_respected,
+    assert_every_limit_hit_then_respected,
     assert_rate_limits_hit_then_retried,
     busy_history,
     running_proxy,
@@ -77,14 +76,9 @@ def test_the_indexer_through_a_limited_node_stores_what_it_stores_directly(
         assert stored_logs(limited) == stored_logs(direct) == chain_logs(env)
         assert projections(limited) == projections(direct)
         assert index_once(limited) == 0
-    assert_batches_refused_then_respected(proxy)
-    assert_rate_limits_hit_then_retried(proxy)
+    assert_every_limit_hit_then_respected(proxy)
     limited_kinds = {s.batch for s in proxy.seen if s.outcome == "rate_limited"}
     assert limited_kinds == {True, False}  # single calls and batches were both limited
-    if limits.max_log_blocks is not None:
-        assert_ranges_refused_then_respected(proxy)
-    if limits.max_log_results is not None:
-        assert "results_refused" in proxy.outcomes()
 
 
 @pytest.mark.parametrize("style", ["http", "jsonrpc"])
