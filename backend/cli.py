@@ -377,19 +377,15 @@ def serve_cmd(
     _serve(host, port, workers)
 
 
-def _serve(
-    host: str, port: int, with_workers: bool, *, reset_index: bool = False, w3: Any = None
-) -> None:
+def _serve(host: str, port: int, with_workers: bool, *, w3: Any = None) -> None:
     import uvicorn
 
     from backend.api.app import create_app
-    from backend.index.indexer import clear_index
     from backend.services import build_services
     from backend.workers import start_workers
 
     services = build_services(get_settings(), w3=w3)
-    if reset_index:  # a new deployment on a reset dev chain: the old index describes nothing
-        clear_index(services)
+    _print_archived(services)
     running = start_workers(services) if with_workers else None
     console.print(
         f"API on http://{host}:{port} (docs at /docs), contract {services.escrow.address} "
@@ -403,6 +399,36 @@ def _serve(
     finally:
         if running is not None:
             running.shutdown()
+
+
+def _print_archived(services: Services) -> None:
+    """Names the deployments of this chain whose data the database keeps aside."""
+    from backend.db.deployments import ARCHIVED, list_deployments
+
+    with services.sessions() as session:
+        archived = [
+            d for d in list_deployments(session, services.chain_id) if d.status == ARCHIVED
+        ]
+    just_now = {d.id for d in services.archived}
+    for d in archived:
+        rows = sum(d.archived_rows.values())
+        when = "now" if d.id in just_now else _local_time(d.archived_at)
+        console.print(
+            f"archived {when}: deployment {d.id}, contract {d.contract} (block "
+            f"{d.block_number}), {rows} rows kept aside; {d.archived_reason}",
+            soft_wrap=True,
+        )
+    if archived:
+        console.print("list them with `escrow deployments`", soft_wrap=True)
+
+
+def _local_time(ts: int | None) -> str:
+    """A unix time in the reader's time zone, to the second."""
+    import datetime
+
+    if ts is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 @app.command("up")
@@ -436,10 +462,91 @@ def up_cmd(
             deployment = deploy_escrow(w3, deployer_account(w3, settings))
             write_deployment(settings.data_dir, deployment)
             console.print(f"deployed QualityEscrow at {deployment.address}")
-            fresh_deployment = True
-        else:
-            fresh_deployment = False
-        _serve(host, port, True, reset_index=fresh_deployment, w3=w3)
+        # a new deployment on a reset chain: `build_services` archives the old one's data
+        _serve(host, port, True, w3=w3)
+
+
+deployments_app = typer.Typer(
+    help="Deployments the database served: the active one per chain, and the archived ones.",
+    invoke_without_command=True,
+)
+app.add_typer(deployments_app, name="deployments")
+
+
+@deployments_app.callback()
+def deployments_cmd(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List every deployment the database knows, newest first, with the rows archived."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from backend.db.deployments import list_deployments
+    from backend.db.session import make_engine, migrate, session_factory
+
+    engine = make_engine(get_settings().resolved_database_url)
+    try:
+        migrate(engine)
+        with session_factory(engine)() as session:
+            found = list_deployments(session)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps([d.to_json() for d in found], indent=2))
+        return
+    if not found:
+        console.print("no deployment served yet")
+        return
+    table = Table("id", "chain", "contract", "block", "status", "since", "rows archived", "why")
+    for d in found:
+        table.add_row(
+            str(d.id), str(d.chain_id), d.contract, str(d.block_number), d.status,
+            _local_time(d.archived_at if d.archived_at is not None else d.created_at),
+            str(sum(d.archived_rows.values())) if d.status != "active" else "",
+            d.archived_reason or "",
+        )
+    console.print(table)
+
+
+@deployments_app.command("archive")
+def deployments_archive_cmd(
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: set the data aside.")] = False,
+    chain_id: Annotated[
+        int | None, typer.Option(help="The chain (default: the node at ESCROW_RPC_URL).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set the active deployment's data of a chain aside (archived, not deleted), so the next
+    start serves another contract on that chain."""
+    from backend.chain.clock import service_time
+    from backend.chain.connect import connect
+    from backend.db.deployments import archive_active
+    from backend.db.session import make_engine, migrate, session_factory
+
+    settings = get_settings()
+    chain = chain_id if chain_id is not None else int(connect(settings.rpc_url).eth.chain_id)
+    if not yes:
+        raise QualityEscrowError(
+            f"archiving sets every row of chain {chain} aside; add --yes to confirm"
+        )
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        migrate(engine)
+        record = archive_active(
+            session_factory(engine), chain, "archived on the operator's request",
+            now=service_time(),
+        )
+    finally:
+        engine.dispose()
+    if record is None:
+        raise NotFoundError("active deployment", f"on chain {chain}")
+    if as_json:
+        typer.echo(json.dumps({"id": record.id, "archived_rows": record.archived_rows}))
+        return
+    rows = sum((record.archived_rows or {}).values())
+    console.print(
+        f"deployment {record.id} (contract {record.contract} on chain {chain}) archived: "
+        f"{rows} rows kept aside", soft_wrap=True,
+    )
 
 
 @app.command("demo")

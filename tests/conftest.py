@@ -13,7 +13,7 @@ from backend.chain import devchain
 from backend.chain.connect import connect, in_process_chain
 from backend.chain.node import HardhatNode
 from tests.api.support import Api, api_on
-from tests.support import EscrowEnv, build_env
+from tests.support import EscrowEnv, build_env, reset_chain
 
 pytest_plugins = ["tests.hardhat_fixture", "tests.db_fixture"]
 
@@ -66,6 +66,15 @@ def hardhat_env(_hardhat_env: EscrowEnv) -> Iterator[EscrowEnv]:
     finally:
         devchain.revert(_hardhat_env.w3, snap)
         _hardhat_env.escrow._params.clear()
+
+
+@pytest.fixture
+def spare_env(spare_hardhat_node: HardhatNode) -> EscrowEnv:
+    """The escrow freshly deployed on a freshly reset spare Hardhat node (block 1, the same
+    address every time), for tests that reset the chain again (`reset_chain`)."""
+    w3 = connect(spare_hardhat_node.url)
+    reset_chain(w3)
+    return build_env(w3)
 
 
 @pytest.fixture(params=["in-process", "hardhat"])

@@ -41,3 +41,16 @@ def hardhat_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HardhatNo
         yield node
     finally:
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def spare_hardhat_node(
+    hardhat_node: HardhatNode, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HardhatNode]:
+    """A second Hardhat node, free to be reset (`hardhat_reset`) by the tests that restart a
+    chain; the session's node must keep its deployment."""
+    node = start_hardhat_node(log_path=tmp_path_factory.mktemp("spare") / "node.log")
+    try:
+        yield node
+    finally:
+        node.stop()

@@ -12,6 +12,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from web3 import Web3
+from web3.types import RPCEndpoint
 
 from backend.chain import devchain
 from backend.chain.client import EscrowClient
@@ -178,3 +179,8 @@ def build_env(w3: Web3) -> EscrowEnv:
     fee, _ = deploy_contract(w3, "FeeOnTransferToken", deployer)
     escrow = EscrowClient(w3, deployment.address, from_block=deployment.block)
     return EscrowEnv(w3, escrow, parties, token, no_return, fee, deployment.block)
+
+
+def reset_chain(w3: Web3) -> None:
+    """Resets a Hardhat node to its genesis (`hardhat_reset`), as a restarted local chain is."""
+    assert w3.provider.make_request(RPCEndpoint("hardhat_reset"), [])["result"] is True

@@ -3,6 +3,7 @@ with exit status 2, never a traceback; an unexpected error keeps its traceback."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,34 @@ def test_ledger_of_an_indexed_account_is_its_csv(
     assert len(result.stdout.strip().splitlines()) >= 2  # the header and a movement
     # an account of the chain without escrows is still unknown
     _refused(["ledger", env.parties.stranger.address])
+
+
+def test_deployments_lists_the_served_and_archived_ones_and_archive_needs_yes(
+    env: EscrowEnv, settings: Settings
+) -> None:
+    services = build_services(settings, w3=env.w3, contract_address=env.escrow.address,
+                              deployment_block=env.deployment_block)
+    services.engine.dispose()
+    listed = runner.invoke(cli.app, ["deployments", "--json"])
+    assert listed.exit_code == 0, (listed.stdout, listed.stderr)
+    [served] = json.loads(listed.stdout)
+    assert (served["chain_id"], served["contract"], served["status"]) == (
+        services.chain_id, env.escrow.address, "active"
+    )
+
+    line = _refused(["deployments", "archive", "--chain-id", str(services.chain_id)])
+    assert line == (
+        f"error: archiving sets every row of chain {services.chain_id} aside; add --yes to "
+        "confirm"
+    )
+    done = runner.invoke(
+        cli.app, ["deployments", "archive", "--yes", "--chain-id", str(services.chain_id),
+                  "--json"],
+    )
+    assert done.exit_code == 0, (done.stdout, done.stderr)
+    assert json.loads(done.stdout) == {"id": served["id"], "archived_rows": {}}
+    table = runner.invoke(cli.app, ["deployments"])
+    assert table.exit_code == 0 and "archived" in table.stdout
+    assert _refused(["deployments", "archive", "--yes", "--chain-id", "5"]) == (
+        "error: unknown active deployment on chain 5"
+    )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from backend.api.deps import live_deployment
 from backend.api.errors import install_error_handlers
-from backend.api.routes import ROUTERS
+from backend.api.routes import ROUTERS, health, metrics
 from backend.api.routes.metrics import install_metrics
 from backend.services import Services
 
@@ -20,5 +21,7 @@ def create_app(services: Services) -> FastAPI:
     install_error_handlers(app)
     install_metrics(app)
     for router in ROUTERS:
-        app.include_router(router)
+        # health and metrics report a lost deployment; every other route refuses to serve it
+        always = router in (health.router, metrics.router)
+        app.include_router(router, dependencies=[] if always else [Depends(live_deployment)])
     return app

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
+from backend.chain.errors import DeploymentGone
 from backend.db.models import EscrowRow
 from backend.errors import TooLargeError
 from backend.inputs import EscrowId
@@ -31,6 +32,20 @@ def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterato
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+#: how often (seconds) reading requests re-read the deployment block's hash, at most; a request
+#: that changes something always reads it
+DEPLOYMENT_CHECK_SECONDS = 5.0
+
+
+def live_deployment(request: Request, services: ServicesDep) -> None:
+    """Refuses every request with 503 (`DeploymentGone`) once the chain no longer has the
+    deployment this process serves, so nothing of an old deployment is acted on (a POST reads
+    the chain first) or shown (a GET at most `DEPLOYMENT_CHECK_SECONDS` after the reset)."""
+    reading = request.method in ("GET", "HEAD", "OPTIONS")
+    gone = services.deployment.recent(DEPLOYMENT_CHECK_SECONDS if reading else 0.0)
+    if gone is not None:
+        raise DeploymentGone(gone)
 #: committed when the route function returns, so a 2xx never reaches the client before its row
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 

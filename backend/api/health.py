@@ -1,8 +1,9 @@
 """The service's health as `/api/health` reports it: `ok`, or `degraded` with every reason.
 
-Degraded when the node does not answer, when the indexer has not run yet, when it stopped on a
-reset chain (the cursor's `reset_detected`), when the chain's head is below the indexed block, or
-when the index lags the confirmed head by more than `ESCROW_INDEX_MAX_LAG` blocks.
+Degraded when the node does not answer, when the chain no longer has the deployment served,
+when the indexer has not run yet, when it stopped on a reset chain (the cursor's
+`reset_detected`), when the chain's head is below the indexed block, or when the index lags
+the confirmed head by more than `ESCROW_INDEX_MAX_LAG` blocks.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def check_health(services: Services, session: Session) -> Health:
                 f"index lags the chain by {lag} blocks (indexed {indexed}, confirmed head "
                 f"{confirmed}; at most {services.settings.index_max_lag} allowed)"
             )
+    gone = services.deployment.recent(0) if head is not None else None
+    if gone is not None and not (cursor is not None and cursor.reset_detected):
+        reasons.append(gone)  # the indexer's own finding, when it has one, says the same
     return Health(
         status="ok" if not reasons else "degraded",
         reason="; ".join(reasons) or None,

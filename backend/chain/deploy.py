@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +17,11 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 
 from backend.chain.artifacts import load_artifact
+from backend.chain.bulk_rpc import block_hash
 from backend.chain.errors import ChainError, DeploymentMissing
 from backend.chain.transactions import Sender, sender_address
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,3 +100,76 @@ def read_deployment(data_dir: Path, chain_id: int) -> Deployment:
 def is_deployed(w3: Web3, deployment: Deployment) -> bool:
     """Whether the recorded contract still has code (a reset dev chain loses it)."""
     return len(w3.eth.get_code(deployment.address)) > 0
+
+
+def gone_reason(w3: Web3, contract: str, block_number: int, recorded_hash: str | None) -> (
+    str | None
+):
+    """Why the chain no longer has the deployment of `contract` in block `block_number` with
+    hash `recorded_hash` (None: hash unknown), or None while it still does: the block has
+    another hash (or is missing), or the address has no code."""
+    now = block_hash(w3, block_number)
+    if recorded_hash is not None and now != recorded_hash:
+        return (
+            f"chain reset: block {block_number}, where {contract} was deployed, is "
+            f"{now or 'missing'} on the chain, was {recorded_hash}"
+        )
+    if not w3.eth.get_code(to_checksum_address(contract)):
+        return f"chain reset: no contract code at {contract} any more"
+    return None
+
+
+class DeploymentWatch:
+    """Whether the chain still has the deployment the service started on: the hash of its
+    deployment block, compared with the one read at start-up (one `eth_getBlockByNumber`).
+
+    Workers call `check()` before every pass; the API asks `recent(max_age)`, which reads the
+    chain at most once per `max_age` seconds. Once the chain has lost the deployment, the
+    answer stays: the process keeps refusing until it is restarted, which archives the old
+    deployment's data (`backend/db/deployments.py`)."""
+
+    def __init__(
+        self, w3: Web3, contract: str, block_number: int, recorded_hash: str | None,
+        *, monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.w3 = w3
+        self.contract = contract
+        self.block_number = block_number
+        self.recorded_hash = recorded_hash
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        #: read at start-up by the caller, who hands the hash in
+        self._checked_at: float | None = monotonic()
+        #: why the chain no longer has the deployment, once seen
+        self.gone: str | None = None
+
+    def check(self) -> str | None:
+        """Reads the deployment block's hash now; returns why the deployment is gone, or None.
+        Node errors propagate (the caller's pass fails and is retried)."""
+        if self.gone is not None or self.recorded_hash is None:
+            return self.gone
+        now = block_hash(self.w3, self.block_number)
+        with self._lock:
+            self._checked_at = self._monotonic()
+            if now != self.recorded_hash and self.gone is None:
+                self.gone = (
+                    f"chain reset: block {self.block_number}, where {self.contract} was "
+                    f"deployed, is {now or 'missing'} on the chain, was {self.recorded_hash}; "
+                    "restart the service to archive the old deployment's data"
+                )
+                logger.error("deployment gone: %s", self.gone)
+        return self.gone
+
+    def recent(self, max_age: float) -> str | None:
+        """`check()` when the last one is older than `max_age` seconds, else its answer; a node
+        that does not answer leaves the last answer standing."""
+        with self._lock:
+            fresh = self._checked_at is not None and (
+                self._monotonic() - self._checked_at < max_age
+            )
+        if fresh or self.gone is not None:
+            return self.gone
+        try:
+            return self.check()
+        except Exception:  # the node is away: the routes say so themselves
+            return self.gone

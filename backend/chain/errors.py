@@ -52,6 +52,17 @@ class NodeUnavailable(UnavailableError, ChainError):
         UnavailableError.__init__(self, "node", f"{what}: {reason}")
 
 
+class DeploymentGone(UnavailableError, ChainError):
+    """503: the chain no longer has the deployment this process serves (a local chain was reset
+    under it); a restart archives the old deployment's data and serves the new one."""
+
+    code = "deployment_gone"
+    retry_after = 30
+
+    def __init__(self, reason: str) -> None:
+        UnavailableError.__init__(self, "deployment", reason)
+
+
 def is_transport_failure(exc: BaseException) -> bool:
     """Whether `exc` means the node did not answer, as opposed to an answer the caller did not
     like. The one test for "the node is unavailable" in the project.

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -425,3 +426,55 @@ class BreachSubmission(OutboxRow):
     def tx_hash(self) -> str | None:
         """The hash of the report's transaction, if one was signed."""
         return None if self.report_tx is None else self.report_tx.tx_hash
+
+
+# ------------------------------------------------------------------ deployments
+
+
+class DeploymentRecord(Base):
+    """One deployment of the contract this database served: (chain id, contract address, the
+    deployment block's number and hash). At most one per chain is `active`; every chain-scoped
+    row above belongs to it. When the chain no longer has it (a reset dev chain, where the same
+    address and block number come back with another block hash), its rows are moved to
+    `archived_row` and it becomes `archived` (`backend/db/deployments.py`)."""
+
+    __tablename__ = "deployment"
+    __table_args__ = (
+        Index("ix_deployment_chain_status", "chain_id", "status"),
+        #: one active deployment per chain, even when two processes start at once
+        Index(
+            "uq_deployment_active_chain", "chain_id", unique=True,
+            postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chain_id: Mapped[int]
+    contract: Mapped[str] = mapped_column(ADDRESS)
+    block_number: Mapped[int]
+    #: the deployment block's hash; null for data found from before deployments were recorded
+    #: whose index did not keep that block
+    block_hash: Mapped[str | None] = mapped_column(HASH)
+    #: active | archived
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int]
+    archived_at: Mapped[int | None]
+    #: why it was set aside ("chain reset: block 1 is now 0x.. (was 0x..)")
+    archived_reason: Mapped[str | None] = mapped_column(Text)
+    #: rows moved to `archived_row`, by table name
+    archived_rows: Mapped[dict[str, Any] | None]
+
+
+class ArchivedRow(Base):
+    """One row of an archived deployment, kept as JSON (column name -> value) so nothing is
+    lost while the live tables hold only the active deployment."""
+
+    __tablename__ = "archived_row"
+    __table_args__ = (Index("ix_archived_row_deployment", "deployment_id", "table_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployment.id", name="fk_archived_row_deployment")
+    )
+    table_name: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]]

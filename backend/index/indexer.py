@@ -21,8 +21,10 @@
 - a chain that was reset is never mixed with the old index: when the contract's code is gone,
   when the deployment block itself (or every indexed block) has a different hash, or when the
   database already indexes another contract on the same chain, the cursor's `reset_detected`
-  records why, the error is logged, ingestion stops and `/api/health` reports it. `clear_index`
-  is the operator's way out (the index is rebuildable from the chain).
+  records why, the error is logged, ingestion stops and `/api/health` reports it; so it does
+  when the chain no longer has the deployment the process started on (`Services.deployment`),
+  even after `clear_index`: a restart archives the old deployment's rows and indexes the new one
+  (`backend/db/deployments.py`).
 
 `run_indexer` is the worker loop (`escrow index`); `index_once` runs one sync.
 """
@@ -287,7 +289,11 @@ class Indexer:
             return None
         # once per sync, and whenever a flag stands on an empty index (nothing to mix: look again)
         if first or cursor.reset_detected:
-            reason = self._other_contract(session) or self._code_gone(cursor)
+            reason = (
+                self._other_contract(session)
+                or self._code_gone(cursor)
+                or self.services.deployment.check()
+            )
             if reason:
                 self._flag_reset(cursor, reason)
                 return None

@@ -267,7 +267,11 @@ class Sender(ABC, Generic[RowT]):
     # ----------------------------------------------------------------- passes
 
     def run_once(self) -> SendReport:
+        """One pass: prepare, sign, broadcast, settle. Nothing at all while the chain no longer
+        has the deployment served (`Services.deployment`): no old row is sent to a new chain."""
         report = SendReport()
+        if self.services.deployment.check() is not None:
+            return report
         self._market = None  # read the fee market afresh once per pass, when needed
         self.prepare(report)
         self.sign_pending(report)

@@ -5,7 +5,6 @@ unreachable, the indexer has not run, the index lags, or the chain was reset und
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,11 @@ from web3.types import RPCEndpoint
 
 from backend.api.app import create_app
 from backend.chain.client import EscrowClient
-from backend.chain.connect import connect
 from backend.chain.deploy import deploy_escrow
-from backend.chain.node import HardhatNode, find_free_port, start_hardhat_node
+from backend.chain.node import find_free_port
+from backend.db.deployments import DeploymentConflictError, archive_active
 from backend.db.models import IndexedBlock
-from backend.index.indexer import clear_index, index_once
+from backend.index.indexer import index_once
 from backend.services import Services
 from tests.index.support import (
     chain_logs,
@@ -31,7 +30,7 @@ from tests.index.support import (
     services_for,
     stored_logs,
 )
-from tests.support import EscrowEnv, build_env
+from tests.support import EscrowEnv, build_env, reset_chain
 
 
 def health(services: Services) -> dict[str, Any]:
@@ -144,7 +143,7 @@ def test_a_missing_contract_is_looked_for_again_and_forgotten_once_its_code_is_t
         assert health(services)["status"] == "ok"
 
 
-def test_a_second_contract_on_the_same_chain_is_refused_rather_than_mixed(
+def test_a_second_contract_on_the_same_chain_is_refused_at_start_rather_than_mixed(
     hardhat_env: EscrowEnv, database_url: str, tmp_path: Path
 ) -> None:
     env = hardhat_env
@@ -154,42 +153,31 @@ def test_a_second_contract_on_the_same_chain_is_refused_rather_than_mixed(
     with services_for(env, database_url, tmp_path) as services:
         assert index_once(services) == 2
         first_index = stored_logs(services)
-    with services_for(env, database_url, tmp_path, address=other.address) as services:
-        assert index_once(services) == 0
-        body = health(services)
+        sessions = services.sessions
+        with (
+            pytest.raises(DeploymentConflictError) as refused,
+            services_for(env, database_url, tmp_path, address=other.address),
+        ):
+            pass
+        assert str(refused.value) == (
+            f"this database serves contract {env.escrow.address} on chain 31337, which the "
+            f"chain still has; refusing to mix its escrows with those of {other.address}: use "
+            "another ESCROW_DATABASE_URL, or set the old data aside with "
+            "`escrow deployments archive`"
+        )
         assert stored_logs(services) == first_index
-    assert body["status"] == "degraded"
-    assert body["reason"] == (
-        f"this database already indexes contract {env.escrow.address} on chain 31337; "
-        f"refusing to mix its escrows with those of {other.address}"
-    )
+
+        archived = archive_active(sessions, 31337, "operator", now=1)
+        assert archived is not None and archived.archived_rows == {
+            "event_log": 2, "indexed_block": 4, "escrow": 1, "chain_cursor": 1,
+        }
+    with services_for(env, database_url, tmp_path, address=other.address) as services:
+        assert stored_logs(services) == []
+        assert index_once(services) == 1  # the other contract's own escrow, alone
+        assert health(services)["status"] == "ok"
 
 
 # ------------------------------------------------------------------ a reset chain
-
-
-@pytest.fixture(scope="module")
-def spare_node(
-    hardhat_node: HardhatNode, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[HardhatNode]:
-    """A second Hardhat node of this module's own, free to be reset (the session's node must
-    keep its deployment)."""
-    node = start_hardhat_node(log_path=tmp_path_factory.mktemp("spare") / "node.log")
-    try:
-        yield node
-    finally:
-        node.stop()
-
-
-def _reset(w3: Web3) -> None:
-    assert w3.provider.make_request(RPCEndpoint("hardhat_reset"), [])["result"] is True
-
-
-@pytest.fixture
-def spare_env(spare_node: HardhatNode) -> EscrowEnv:
-    w3 = connect(spare_node.url)
-    _reset(w3)
-    return build_env(w3)
 
 
 def test_a_chain_reset_under_the_index_stops_it_and_health_says_why(
@@ -203,7 +191,7 @@ def test_a_chain_reset_under_the_index_stops_it_and_health_says_why(
         before, folded = stored_logs(services), projections(services)
         indexed = int(env.w3.eth.block_number)
 
-        _reset(env.w3)  # the node forgets everything: no code at the address any more
+        reset_chain(env.w3)  # the node forgets everything: no code at the address any more
         assert index_once(services) == 0
         reason = (
             f"chain reset detected: no contract code at {env.escrow.address} on chain 31337 "
@@ -229,7 +217,7 @@ def test_a_chain_reset_under_the_index_stops_it_and_health_says_why(
         assert health(services)["reason"].startswith(reason)
 
 
-def test_a_redeployed_chain_is_caught_by_its_block_hashes_and_cleared_on_request(
+def test_a_redeployed_chain_is_caught_by_its_block_hashes_and_archived_on_restart(
     spare_env: EscrowEnv, database_url: str, tmp_path: Path
 ) -> None:
     env = spare_env
@@ -238,7 +226,7 @@ def test_a_redeployed_chain_is_caught_by_its_block_hashes_and_cleared_on_request
         assert index_once(services) == 2
         before = stored_logs(services)
 
-        _reset(env.w3)
+        reset_chain(env.w3)
         env.w3.provider.make_request(RPCEndpoint("evm_increaseTime"), [3_600])
         again = build_env(env.w3)  # same address, same deployment block number, other blocks
         assert (again.escrow.address, again.deployment_block) == (
@@ -252,14 +240,18 @@ def test_a_redeployed_chain_is_caught_by_its_block_hashes_and_cleared_on_request
         body = health(services)
         assert body["status"] == "degraded"
         assert body["reason"].startswith(
-            f"chain reset detected: block {env.deployment_block}, where the contract was "
+            f"chain reset: block {env.deployment_block}, where {env.escrow.address} was "
             "deployed, is 0x"
         )
-        assert f"on the chain but {_stored_hash(services, env.deployment_block)} in the index" in (
-            body["reason"]
+        assert body["reason"].endswith(
+            f"on the chain, was {_stored_hash(services, env.deployment_block)}; restart the "
+            "service to archive the old deployment's data"
         )
 
-        assert clear_index(services) == 2
+    with services_for(env, database_url, tmp_path) as services:  # a restart archives it
+        assert [d.archived_rows for d in services.archived] == [
+            {"event_log": 2, "indexed_block": 3, "escrow": 1, "chain_cursor": 1}
+        ]
         assert index_once(services) == 6
         assert stored_logs(services) == chain_logs(again)
         assert health(services)["status"] == "ok"

@@ -22,7 +22,14 @@ from backend.chain.event_json import args_to_json
 from backend.chain.log_decoder import LogDecoder
 from backend.chain.transactions import event_from_log
 from backend.db.models import EventLog, IndexedBlock
-from backend.index.indexer import MAX_CHAIN_MOVES, ChainMovedError, Indexer, index_once, run_indexer
+from backend.index.indexer import (
+    MAX_CHAIN_MOVES,
+    ChainMovedError,
+    Indexer,
+    clear_index,
+    index_once,
+    run_indexer,
+)
 from backend.services import Services
 from tests.index.support import (
     FlakyProvider,
@@ -366,6 +373,20 @@ def test_index_once_returns_how_many_events_it_stored(
     with services_for(env, database_url, tmp_path) as services:
         assert index_once(services) == 2
         assert index_once(services) == 0
+
+
+def test_clear_index_forgets_the_index_and_the_next_sync_rebuilds_the_same(
+    hardhat_env: EscrowEnv, database_url: str, tmp_path: Path
+) -> None:
+    env = hardhat_env
+    env.create_active()
+    with services_for(env, database_url, tmp_path) as services:
+        index_once(services)
+        before = stored_logs(services)
+        assert clear_index(services) == 2
+        assert stored_logs(services) == []
+        assert index_once(services) == 2
+        assert stored_logs(services) == before == chain_logs(env)
 
 
 def test_the_worker_loop_survives_a_dropped_node_and_catches_up(
