@@ -191,3 +191,19 @@ def test_deployments_lists_the_served_and_archived_ones_and_archive_needs_yes(
     assert _refused(["deployments", "archive", "--yes", "--chain-id", "5"]) == (
         "error: unknown active deployment on chain 5"
     )
+
+    # what `escrow up` and `escrow serve` print when they start
+    restarted = build_services(settings, w3=env.w3, contract_address=env.escrow.address,
+                               deployment_block=env.deployment_block)
+    try:
+        with cli.console.capture() as captured:
+            cli._print_archived(restarted)
+    finally:
+        restarted.engine.dispose()
+    first, second = captured.get().splitlines()
+    assert first.startswith("archived ")
+    assert first.endswith(
+        f": deployment {served['id']}, contract {env.escrow.address} (block "
+        f"{env.deployment_block}), 0 rows kept aside; archived on the operator's request"
+    )
+    assert second == "list them with `escrow deployments`"
