@@ -5,14 +5,18 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backend.inputs import parse_address
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ESCROW_", extra="ignore")
 
     rpc_url: str = "http://127.0.0.1:8545"
+    #: the JSON-RPC URL a wallet should add for this chain (`GET /api/config`); unset: `rpc_url`
+    public_rpc_url: str | None = None
     data_dir: Path = Path("var")
     database_url: str | None = None
     contract_address: str | None = None
@@ -64,10 +68,24 @@ class Settings(BaseSettings):
     # REST API
     #: escrows whose GET /api/escrows/{id} body is kept in memory between index updates (0: off)
     api_detail_cache_size: int = Field(default=4_096, ge=0)
+    #: the arbiter the pages offer for a new escrow (`GET /api/config`), EIP-55; unset: none
+    default_arbiter: str | None = None
+
+    @field_validator("default_arbiter")
+    @classmethod
+    def _arbiter_is_an_address(cls, value: str | None) -> str | None:
+        """An address in any valid case, kept EIP-55 (`inputs.parse_address`); a value that is
+        no address stops the settings from loading."""
+        return None if value is None or value == "" else parse_address("default_arbiter", value)
 
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'escrow.db'}"
+
+    @property
+    def wallet_rpc_url(self) -> str:
+        """The RPC URL wallets are told to add: `public_rpc_url`, else `rpc_url`."""
+        return self.public_rpc_url or self.rpc_url
 
 
 @lru_cache(maxsize=1)

@@ -13,11 +13,12 @@ BACKEND = REPO_ROOT / "backend"
 
 PACKAGES = {
     "api", "audit", "chain", "confirmations", "db", "escrows", "index", "notify", "oracle",
-    "outbox",
+    "outbox", "web",
 }
 SHARED_MODULES = {
-    "__init__.py", "canonical.py", "cli.py", "config.py", "errors.py", "inputs.py", "paths.py",
-    "services.py", "workers.py",
+    "__init__.py", "canonical.py", "cli.py", "config.py", "errors.py", "i18n.py", "inputs.py",
+    "paths.py", "services.py", "workers.py",
+    "locale",  # the translation catalogues of i18n.py (data, not code)
 }
 
 

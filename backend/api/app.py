@@ -9,6 +9,7 @@ from backend.api.errors import install_error_handlers
 from backend.api.routes import ROUTERS, health, metrics
 from backend.api.routes.metrics import install_metrics
 from backend.services import Services
+from backend.web import install_web
 
 
 def create_app(services: Services) -> FastAPI:
@@ -16,6 +17,8 @@ def create_app(services: Services) -> FastAPI:
         title="Quality Escrow",
         version="0.1.0",
         description="Escrowed payments released by quality ratings and refunded by KPI evidence.",
+        docs_url=None,  # served by backend/web/docs.py with local assets
+        redoc_url=None,
     )
     app.state.services = services
     install_error_handlers(app)
@@ -24,4 +27,5 @@ def create_app(services: Services) -> FastAPI:
         # health and metrics report a lost deployment; every other route refuses to serve it
         always = router in (health.router, metrics.router)
         app.include_router(router, dependencies=[] if always else [Depends(live_deployment)])
+    install_web(app)
     return app

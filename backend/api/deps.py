@@ -1,6 +1,6 @@
 """Dependencies, used through `Annotated` aliases so routes stay one-liners: the services, the
-request's database session, a size-limited raw body, and the measurement bearer token
-(`MeasurementAuth`)."""
+request's database session, a size-limited raw body, the measurement bearer token
+(`MeasurementAuth`) and the service's own account addresses (`ServiceAccountsDep`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from backend.chain.errors import DeploymentGone
 from backend.db.models import EscrowRow
 from backend.errors import TooLargeError
+from backend.escrows.wallet_config import ServiceAccounts, service_accounts
 from backend.inputs import EscrowId
 from backend.oracle.measurements import authenticate, bearer_token, find_escrow
 from backend.services import Services
@@ -110,3 +111,18 @@ def measurement_escrow(
 
 #: the escrow a measurement post is for, its bearer token checked (`measurement_escrow`)
 MeasurementAuth = Annotated[EscrowRow, Depends(measurement_escrow)]
+
+
+def get_service_accounts(request: Request, services: ServicesDep) -> ServiceAccounts:
+    """The oracle's and relayer's addresses (`service_accounts`), derived once per app and kept
+    on `app.state` (a keystore takes long to decrypt); two first requests at once both derive
+    them, to the same answer."""
+    accounts: ServiceAccounts | None = getattr(request.app.state, "service_accounts", None)
+    if accounts is None:
+        accounts = service_accounts(services)
+        request.app.state.service_accounts = accounts
+    return accounts
+
+
+#: the service's own account addresses, never its keys (`get_service_accounts`)
+ServiceAccountsDep = Annotated[ServiceAccounts, Depends(get_service_accounts)]

@@ -88,6 +88,10 @@ MilestoneStateName = Literal["none", "delivered", "disputed", "settled"]
 SettledHowName = Literal[
     "confirmed", "signed", "timeout", "dispute_resolved", "stale_dispute", "reclaimed"
 ]
+#: a party's role in an escrow (`backend.escrows.listing.ROLES`)
+PartyRole = Literal["client", "provider", "arbiter", "oracle"]
+#: where a transaction stands (`backend.escrows.transactions.TX_STATUSES`)
+TxStatus = Literal["pending", "mined", "reverted"]
 #: `BreachState`, lower-case; never `none`
 BreachStateName = Literal[
     "reported", "challenged", "finalized", "upheld", "rejected", "stale_split"
@@ -221,6 +225,10 @@ class EscrowSummary(Answer):
     created_at: UnixTime
     accepted_at: UnixTime | None
     updated_block: int
+    roles: list[PartyRole] | None = Field(
+        description="With the `party` filter: the roles that address holds in the escrow, in "
+        "the order client, provider, arbiter, oracle; null without it"
+    )
 
 
 class EscrowPage(Answer):
@@ -290,11 +298,43 @@ class Attachment(Answer):
     size: int = Field(description="Bytes")
 
 
+class CriterionVerdict(Answer):
+    """The client's answer to one acceptance criterion of the terms (docs/interface.md 3.4)."""
+
+    index: int = Field(description="The criterion's position in the terms' acceptance_criteria")
+    met: bool
+    note: str | None = Field(
+        None, description="At most 500 characters; absent (not null) when none was given"
+    )
+
+
 class ReviewDocument(Answer):
     """The review bound on-chain as `commentHash` (docs/interface.md section 3.4)."""
 
     comment: str
     attachments: list[Attachment]
+    criteria: list[CriterionVerdict] | None = Field(
+        None,
+        description="One answer per acceptance criterion of the terms, in their order; absent "
+        "(not null) from a review that gives none, which hashes as it did before criteria",
+    )
+
+
+class DeliveryDocument(Answer):
+    """The provider's delivery document bound on-chain as `deliveryHash` (docs/interface.md
+    section 4.3, `POST .../delivery`)."""
+
+    note: str
+    attachments: list[Attachment]
+
+
+class PreparedDelivery(Answer):
+    """`POST /api/escrows/{id}/milestones/{m}/delivery` (`backend.escrows.deliveries`)."""
+
+    delivery_hash: Hash32 = Field(description="keccak256 of the document's canonical form")
+    document: DeliveryDocument
+    tx: WalletTx = Field(description="`submitDelivery` with that `deliveryHash`, sent by the "
+                         "provider")
 
 
 class Balances(Answer):
@@ -317,6 +357,10 @@ class MilestoneDetail(Answer):
     state: MilestoneStateName
     delivered_at: UnixTime | None
     delivery_hash: Hash32 | None
+    delivery: DeliveryDocument | None = Field(
+        description="The stored delivery document behind `delivery_hash`; null when none is "
+        "stored (a hash sent without `POST .../delivery`, or none)"
+    )
     disputed_at: UnixTime | None
     dispute_reason_hash: Hash32 | None
     settled_at: UnixTime | None
@@ -373,6 +417,85 @@ class EscrowDetail(Answer):
     created_at: UnixTime
     accepted_at: UnixTime | None
     updated_block: int
+
+
+# ------------------------------------------------------------------ service configuration
+
+
+class NativeCurrency(Answer):
+    """The chain's own currency (the escrow token `0x0...0`)."""
+
+    symbol: str
+    decimals: int
+
+
+class ServiceLimits(Answer):
+    """What the service refuses beyond (docs/interface.md sections 1.2, 3.2, 3.4, 4.3)."""
+
+    max_comment_chars: int = Field(description="A review's comment, characters")
+    max_criterion_note_chars: int = Field(description="One criterion's note, characters")
+    max_delivery_note_chars: int = Field(description="A delivery document's note, characters")
+    max_attachments: int = Field(description="Attachments of one review or delivery")
+    max_attachment_bytes: int = Field(description="One uploaded file, bytes")
+    attachment_media_types: list[str] = Field(description="As detected from the bytes")
+    max_milestones: int
+    max_terms_bytes: int = Field(description="A terms document, bytes")
+    default_deadline_seconds: int = Field(
+        description="How far ahead a typed-data request without `deadline` sets it"
+    )
+
+
+class ServiceConfig(Answer):
+    """`GET /api/config` (`backend.escrows.wallet_config.service_config`): what a wallet page
+    needs to talk to this service's chain and contract. No key is ever shown."""
+
+    chain_id: int
+    rpc_url: str = Field(description="The JSON-RPC URL a wallet should add for the chain")
+    contract: Address
+    deployment_block: int = Field(description="The block the contract was deployed in")
+    oracle: Address | None = Field(
+        description="The service's KPI oracle account; null when it has no oracle key"
+    )
+    relayer: Address | None = Field(
+        description="The account relaying signed confirmations; null when it has no key"
+    )
+    arbiter: Address | None = Field(
+        description="The arbiter offered for new escrows (ESCROW_DEFAULT_ARBITER); null: none"
+    )
+    native: NativeCurrency
+    limits: ServiceLimits
+
+
+# ------------------------------------------------------------------ transactions
+
+
+class TxEvent(Answer):
+    """One log of the escrow contract in a transaction's receipt, decoded."""
+
+    event: str = Field(description="The event's name (docs/interface.md section 1.5)")
+    escrow_id: int | None = Field(description="Its `escrowId`; null for `Withdrawn`")
+    args: dict[str, Any] = Field(
+        description="Every argument by name, as the index stores it: integers as decimal "
+        "strings, bytes as 0x hex, addresses EIP-55, `params` as in `EscrowParams`"
+    )
+
+
+class TransactionReport(Answer):
+    """`GET /api/tx/{tx_hash}` (`backend.escrows.transactions.transaction_report`)."""
+
+    tx_hash: Hash32
+    status: TxStatus
+    block_number: int | None = Field(description="null while pending")
+    from_: Address = Field(alias="from")
+    to: Address | None = Field(description="null for a contract creation")
+    escrow_ids: list[int] = Field(
+        description="The escrows the contract's events of the transaction name, in log order"
+    )
+    events: list[TxEvent] = Field(description="Only the escrow contract's logs, in log order")
+    error: str | None = Field(
+        description="A reverted transaction's custom error in words, when replaying it finds "
+        "one (`EscrowUnauthorizedCaller(caller=0x.., required=0x..)`); else null"
+    )
 
 
 # ------------------------------------------------------------------ accounts
@@ -439,13 +562,28 @@ class ConfirmationTypedData(Answer):
     message: ConfirmationMessage
 
 
+class PayoutPreview(Answer):
+    """What the rating credits each side if the confirmation settles the milestone now
+    (`backend.escrows.payouts.milestone_payout`; docs/interface.md section 1.4)."""
+
+    to_provider: Uint256 = Field(description="Base units of `token` (wei for ETH)")
+    to_client: Uint256 = Field(description="Base units of `token`: the rest of the share")
+    token: Token
+
+
 class PreparedConfirmation(Answer):
     """`POST .../typed-data` (`backend.confirmations.verify.Prepared.response`)."""
 
     typed_data: ConfirmationTypedData
-    review: ReviewDocument | None = Field(description="null: no comment and no attachments")
+    review: ReviewDocument | None = Field(
+        description="null: no comment, no attachments and no criteria"
+    )
     comment_hash: Hash32 = Field(description="keccak256 of the review's canonical form, or zero")
     digest: Hash32 = Field(description="The EIP-712 digest the client signs")
+    payout: PayoutPreview = Field(
+        description="At the contract's current locked and nominal amounts: a breach reserve "
+        "taken before the confirmation lands lowers it"
+    )
 
 
 class ConfirmationQueued(Answer):

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from backend.chain import erc1271
 from backend.chain.errors import EscrowUnknown, from_node
-from backend.chain.types import EscrowParams, MilestoneView, Status
+from backend.chain.types import EscrowParams, EscrowView, MilestoneView, Status
 from backend.db.models import EscrowRow
 from backend.errors import NotFoundError
 from backend.index.indexer import escrow_ledger
@@ -31,7 +31,7 @@ class ChainReader(Protocol):
 
     def ledger(self, escrow_id: int) -> EscrowLedger | None: ...
 
-    def escrow_status(self, escrow_id: int) -> Status: ...
+    def escrow(self, escrow_id: int) -> EscrowView: ...
 
     def milestone(self, escrow_id: int, milestone: int) -> MilestoneView: ...
 
@@ -67,8 +67,12 @@ class Web3ChainReader:
     def ledger(self, escrow_id: int) -> EscrowLedger | None:
         return escrow_ledger(self.session, self.chain_id, escrow_id)
 
+    def escrow(self, escrow_id: int) -> EscrowView:
+        """The contract's `getEscrow` now: status, locked, nominal, counts."""
+        return from_node("escrow", lambda: self.services.escrow.get_escrow(escrow_id))
+
     def escrow_status(self, escrow_id: int) -> Status:
-        return from_node("escrow", lambda: self.services.escrow.get_escrow(escrow_id)).status
+        return self.escrow(escrow_id).status
 
     def milestone(self, escrow_id: int, milestone: int) -> MilestoneView:
         return from_node(

@@ -5,7 +5,14 @@ Attachments are stored content-addressed under `<data_dir>/attachments/<sha256>`
 and an allow-list of media types detected from the file's magic bytes (the declared type must
 agree). A review is the RFC 8785 canonical JSON
 `{"comment": "...", "attachments": [{"name", "media_type", "size", "sha256"}]}`; its keccak256 is
-the `commentHash`, and `bytes32(0)` stands for "no review" (no comment and no attachments).
+the `commentHash`, and `bytes32(0)` stands for "no review" (no comment and no attachments). When
+the escrow's terms list `acceptance_criteria`, a review may add `"criteria": [{"index", "met",
+"note"?}]` (one entry per criterion, in the terms' order); a review without it keeps the key out,
+so it hashes as before.
+
+The pieces every document with attachments shares (the provider's delivery document of
+`backend.escrows.deliveries` too): `check_text`, `check_attachment_list`, `attachments_json`,
+`insert_once`.
 """
 
 from __future__ import annotations
@@ -20,18 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from eth_utils import keccak
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from backend.canonical import canonical_json
 from backend.chain.clock import service_time
-from backend.db.models import Attachment, Review
+from backend.db.models import Attachment, Base, Review
 from backend.errors import MalformedInputError, NotFoundError, OutOfRangeError, TooLargeError
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 MAX_ATTACHMENTS = 10
 MAX_COMMENT_CHARS = 2_000
+#: the most characters of one acceptance criterion's `note` in a review
+MAX_CRITERION_NOTE_CHARS = 500
 MAX_NAME_CHARS = 255
 NO_REVIEW_HASH = b"\x00" * 32
 
@@ -123,14 +132,12 @@ def clean_name(name: str | None) -> str:
 # ------------------------------------------------------------------ attachments
 
 
-def _insert_once(
-    session: Session, model: type[Attachment] | type[Review], values: dict[str, Any]
-) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING (concurrent uploads of the same bytes, the same review
-    twice); True when this call inserted the row."""
+def insert_once(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING for a content-addressed row (concurrent uploads of the
+    same bytes, the same review or delivery document twice); True when this call inserted it."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    key = Attachment.sha256 if model is Attachment else Review.comment_hash
+    [key] = inspect(model).primary_key
     statement = insert(model).values(**values).on_conflict_do_nothing().returning(key)
     return session.execute(statement).first() is not None
 
@@ -194,7 +201,7 @@ def store_attachment(
         "size": len(data),
         "created_at": service_time() if now is None else now,
     }
-    created = _insert_once(session, Attachment, values)
+    created = insert_once(session, Attachment, values)
     row = session.get(Attachment, digest)
     assert row is not None
     return row, created
@@ -223,15 +230,36 @@ class ReviewDoc:
         return "0x" + self.comment_hash.hex()
 
 
-def check_comment(comment: str) -> None:
-    """413 above 2,000 characters; 400 for text JSON can carry but UTF-8 cannot (lone
-    surrogates), since such a comment has no canonical form to hash."""
-    if len(comment) > MAX_COMMENT_CHARS:
-        raise TooLargeError("comment (characters)", len(comment), MAX_COMMENT_CHARS)
+@dataclass(frozen=True)
+class CriterionAnswer:
+    """The client's verdict on one acceptance criterion of the terms (`index` from 0)."""
+
+    index: int
+    met: bool
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """`{index, met, note?}`: `note` only when given."""
+        out: dict[str, Any] = {"index": self.index, "met": self.met}
+        if self.note is not None:
+            out["note"] = self.note
+        return out
+
+
+def check_text(name: str, text: str, limit: int) -> None:
+    """413 above `limit` characters; 400 for text JSON can carry but UTF-8 cannot (lone
+    surrogates), since such text has no canonical form to hash. `name` is the field."""
+    if len(text) > limit:
+        raise TooLargeError(f"{name} (characters)", len(text), limit)
     try:
-        comment.encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise MalformedInputError("comment", "not valid Unicode text (lone surrogate)") from exc
+        raise MalformedInputError(name, "not valid Unicode text (lone surrogate)") from exc
+
+
+def check_comment(comment: str) -> None:
+    """413 above 2,000 characters; 400 for a lone surrogate (`check_text`)."""
+    check_text("comment", comment, MAX_COMMENT_CHARS)
 
 
 def check_attachment_list(digests: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -244,26 +272,108 @@ def check_attachment_list(digests: list[str] | tuple[str, ...]) -> tuple[str, ..
     return normalized
 
 
-def review_document(comment: str, attachments: list[dict[str, Any]]) -> ReviewDoc:
-    """The canonical review and its keccak256; the zero hash for an empty review."""
-    if comment == "" and not attachments:
+_CRITERION_KEYS = ("index", "met", "note")
+
+
+def parse_criteria(raw: object) -> tuple[CriterionAnswer, ...] | None:
+    """The `criteria` of a review request: None when absent (null), else a list of
+    `{index, met, note?}` with `index` the entry's own position (0, 1, ...), `met` a JSON boolean
+    and `note` a string of at most 500 characters (or null: none). Whether the count matches the
+    terms is `check_criteria_count`'s question.
+
+    Raises `OutOfRangeError` (422) naming the field (`criteria[1].met`), `TooLargeError` (413)
+    for a long note and `MalformedInputError` (400) for a note with a lone surrogate, as for
+    the comment."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list | tuple):
+        raise OutOfRangeError("criteria", raw, "a list of {index, met, note?}, one per criterion")
+    answers: list[CriterionAnswer] = []
+    for i, entry in enumerate(raw):
+        where = f"criteria[{i}]"
+        if not isinstance(entry, dict):
+            raise OutOfRangeError(where, entry, "an object {index, met, note?}")
+        for key in entry:
+            if key not in _CRITERION_KEYS:
+                raise OutOfRangeError(f"{where}.{key}", entry[key], "only index, met and note")
+        index = entry.get("index")
+        if isinstance(index, bool) or not isinstance(index, int) or index != i:
+            raise OutOfRangeError(
+                f"{where}.index", index,
+                f"{i}: one entry per acceptance criterion, in the terms' order",
+            )
+        met = entry.get("met")
+        if not isinstance(met, bool):
+            raise OutOfRangeError(f"{where}.met", met, "true or false (a JSON boolean)")
+        note = entry.get("note")
+        if note is not None:
+            if not isinstance(note, str):
+                raise OutOfRangeError(f"{where}.note", note, "a string")
+            check_text(f"{where}.note", note, MAX_CRITERION_NOTE_CHARS)
+        answers.append(CriterionAnswer(i, met, note))
+    return tuple(answers)
+
+
+def check_criteria_count(
+    answers: tuple[CriterionAnswer, ...] | None, acceptance_criteria: list[str]
+) -> None:
+    """Given answers must cover the terms' `acceptance_criteria` exactly, one each (422
+    naming `criteria` otherwise); answers given when the terms list none are refused too."""
+    if answers is None:
+        return
+    count = len(acceptance_criteria)
+    if count == 0:
+        raise OutOfRangeError(
+            "criteria", f"{len(answers)} entries",
+            "no criteria: the escrow's terms list no acceptance_criteria",
+        )
+    if len(answers) != count:
+        raise OutOfRangeError(
+            "criteria", f"{len(answers)} entries",
+            f"{count} entries, one per acceptance criterion of the terms, in their order",
+        )
+
+
+def attachments_json(session: Session, digests: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The stored attachments `digests` (normalized by `check_attachment_list`) as
+    `attachment_json`, in the given order; 404 for an unknown one."""
+    rows = {
+        r.sha256: r
+        for r in session.scalars(select(Attachment).where(Attachment.sha256.in_(digests)))
+    }
+    for digest in digests:
+        if digest not in rows:
+            raise NotFoundError("attachment", digest)
+    return [attachment_json(rows[d]) for d in digests]
+
+
+def review_document(
+    comment: str,
+    attachments: list[dict[str, Any]],
+    criteria: tuple[CriterionAnswer, ...] | None = None,
+) -> ReviewDoc:
+    """The canonical review and its keccak256; the zero hash for an empty review. `criteria`
+    appear in the document only when given, so a review without them hashes as before."""
+    if comment == "" and not attachments and criteria is None:
         return ReviewDoc(None, None, NO_REVIEW_HASH)
-    document = {"comment": comment, "attachments": attachments}
+    document: dict[str, Any] = {"comment": comment, "attachments": attachments}
+    if criteria is not None:
+        document["criteria"] = [c.to_json() for c in criteria]
     canonical = canonical_json(document)
     return ReviewDoc(document, canonical, keccak(canonical))
 
 
-def build_review(session: Session, comment: str, digests: tuple[str, ...]) -> ReviewDoc:
-    """The review of `comment` and the stored attachments `digests` (404 for an unknown one)."""
+def build_review(
+    session: Session,
+    comment: str,
+    digests: tuple[str, ...],
+    criteria: tuple[CriterionAnswer, ...] | None = None,
+) -> ReviewDoc:
+    """The review of `comment`, the stored attachments `digests` (404 for an unknown one) and
+    the checked `criteria`."""
     check_comment(comment)
     known = check_attachment_list(digests)
-    rows = {
-        r.sha256: r for r in session.scalars(select(Attachment).where(Attachment.sha256.in_(known)))
-    }
-    for digest in known:
-        if digest not in rows:
-            raise NotFoundError("attachment", digest)
-    return review_document(comment, [attachment_json(rows[d]) for d in known])
+    return review_document(comment, attachments_json(session, known), criteria)
 
 
 def store_review(session: Session, review: ReviewDoc, *, now: int | None = None) -> Review | None:
@@ -276,7 +386,7 @@ def store_review(session: Session, review: ReviewDoc, *, now: int | None = None)
         "canonical": review.canonical.decode("utf-8"),
         "created_at": service_time() if now is None else now,
     }
-    _insert_once(session, Review, values)
+    insert_once(session, Review, values)
     return session.get(Review, key)
 
 

@@ -1,12 +1,14 @@
 """Every check a confirmation passes before anything is stored or sent (`docs/interface.md`).
 
-In order: the body's own values (422 rating, 413 comment and attachment count, 400 signature
-encoding), the escrow and milestone (404), the deadline (410), whether the milestone can still be
-confirmed (409 queued, settled, disputed or escrow not active; 410 review window closed), the
-attachments (404), then the signature: the recovered signer must be the escrow's client (403
-otherwise, naming every signed field and the value the service signed over), canonical (low s,
-v 27/28; 400 otherwise), or, for a contract-wallet client, its EIP-1271 `isValidSignature` must
-answer the magic value (`backend.chain.erc1271`; 403 otherwise, 503 when the node is down).
+In order: the body's own values (422 rating, 413 comment and attachment count, 422 / 413 the
+shape of `criteria`, 400 signature encoding), the escrow and milestone (404), the deadline (410),
+whether the milestone can still be confirmed (409 queued, settled, disputed or escrow not active;
+410 review window closed), the criteria against the escrow's terms (409 terms not stored, 422 not
+one per acceptance criterion), the attachments (404), then the signature: the recovered signer
+must be the escrow's client (403 otherwise, naming every signed field and the value the service
+signed over), canonical (low s, v 27/28; 400 otherwise), or, for a contract-wallet client, its
+EIP-1271 `isValidSignature` must answer the magic value (`backend.chain.erc1271`; 403 otherwise,
+503 when the node is down).
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ from backend.chain.eip712 import (
     recover_signer,
 )
 from backend.chain.errors import InvalidSignature
-from backend.chain.types import EscrowParams, MilestoneState, Status
+from backend.chain.types import EscrowParams, EscrowView, MilestoneState, Status
 from backend.confirmations.chain_reader import ChainReader
 from backend.confirmations.outbox import ensure_not_queued
 from backend.confirmations.reviews import (
+    CriterionAnswer,
     ReviewDoc,
     build_review,
     check_attachment_list,
     check_comment,
+    check_criteria_count,
+    parse_criteria,
 )
 from backend.errors import (
     AlreadyDoneError,
@@ -44,7 +49,11 @@ from backend.errors import (
     QualityEscrowError,
     TooLargeError,
 )
+from backend.escrows.payouts import MilestonePayout, milestone_payout
 from backend.inputs import UINT256_MAX, parse_escrow_id
+from backend.oracle.measurements import TermsNotStoredError
+from backend.oracle.terms import parse_terms
+from backend.oracle.terms_store import terms_document
 
 #: a deadline left out of a typed-data request lies this far ahead
 DEFAULT_DEADLINE_SECONDS = 3_600
@@ -110,6 +119,8 @@ def signed_fields(prepared: Prepared, chain_id: int, contract: str) -> dict[str,
         what = (
             f"the review of a {len(comment)}-character comment and {attachments} attachment(s)"
         )
+        if "criteria" in review:
+            what += f" with {len(review['criteria'])} acceptance criteria answered"
     return {
         "name": repr(DOMAIN_NAME),
         "version": repr(DOMAIN_VERSION),
@@ -146,25 +157,31 @@ class ConfirmationInput:
     comment: str = ""
     attachments: tuple[str, ...] = ()
     deadline: int | None = None
+    #: the request's `criteria` as it came in (`reviews.parse_criteria` reads it); None: absent
+    criteria: object = None
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A confirmation that may be signed: its message, review, typed data and digest."""
+    """A confirmation that may be signed: its message, review, typed data and digest, and what
+    the rating pays each side if it settles the milestone now (`payout`)."""
 
     confirmation: Confirmation
     params: EscrowParams
     review: ReviewDoc
     typed_data: dict[str, Any]
     digest: bytes
+    payout: MilestonePayout
 
-    def response(self) -> dict[str, Any]:
-        """The typed-data endpoint's answer."""
+    def response(self, token: dict[str, Any]) -> dict[str, Any]:
+        """The typed-data endpoint's answer; `token` is the escrow's token as
+        `{address, symbol, decimals}` (`TokenInfo.to_json`)."""
         return {
             "typed_data": self.typed_data,
             "review": self.review.document,
             "comment_hash": self.review.comment_hash_hex,
             "digest": "0x" + self.digest.hex(),
+            "payout": self.payout.to_json(token),
         }
 
 
@@ -179,15 +196,24 @@ class Verified:
 # ------------------------------------------------------------------ values of the body
 
 
-def check_values(inp: ConfirmationInput) -> tuple[str, ...]:
-    """The checks that need no I/O; returns the attachment digests normalized."""
+@dataclass(frozen=True)
+class Values:
+    """The body's values once checked: attachment digests normalized, criteria parsed."""
+
+    digests: tuple[str, ...]
+    criteria: tuple[CriterionAnswer, ...] | None
+
+
+def check_values(inp: ConfirmationInput) -> Values:
+    """The checks that need no I/O."""
     if not 1 <= inp.rating <= 5:
         raise OutOfRangeError("rating", inp.rating, "1..5")
     check_comment(inp.comment)
     digests = check_attachment_list(inp.attachments)
+    criteria = parse_criteria(inp.criteria)
     if inp.deadline is not None and not 0 <= inp.deadline <= UINT256_MAX:
         raise OutOfRangeError("deadline", inp.deadline, "unix seconds within uint256")
-    return digests
+    return Values(digests, criteria)
 
 
 def decode_signature(signature: str) -> bytes:
@@ -225,10 +251,10 @@ def check_open(
     escrow_id: int,
     milestone: int,
     now: int,
-) -> None:
+) -> EscrowView:
     """409 when already queued, settled, disputed or the escrow is not active; 410 when the
     delivered milestone's review window has closed. The index answers first, the contract has
-    the last word."""
+    the last word; returns the contract's `getEscrow` view it read."""
     ensure_not_queued(session, chain.chain_id, escrow_id, milestone)
     indexed = chain.ledger(escrow_id)
     if (
@@ -237,9 +263,9 @@ def check_open(
         and indexed.milestones[milestone].state == MilestoneState.SETTLED
     ):
         raise NotConfirmableError(escrow_id, milestone, "is already settled")
-    status = chain.escrow_status(escrow_id)
-    if status != Status.ACTIVE:
-        reason = f"belongs to a {status.name.lower()} escrow"
+    view = chain.escrow(escrow_id)
+    if view.status != Status.ACTIVE:
+        reason = f"belongs to a {view.status.name.lower()} escrow"
         raise NotConfirmableError(escrow_id, milestone, reason)
     state = chain.milestone(escrow_id, milestone)
     if state.state == MilestoneState.SETTLED:
@@ -250,28 +276,47 @@ def check_open(
         ends = state.since + params.terms.review_period
         if now > ends:
             raise DeadlinePassedError("review window", ends, now)
+    return view
+
+
+def check_criteria(
+    session: Session,
+    params: EscrowParams,
+    escrow_id: int,
+    criteria: tuple[CriterionAnswer, ...] | None,
+) -> None:
+    """Given criteria need the escrow's stored terms document (409 `terms_not_stored`) and must
+    answer its `acceptance_criteria` one each, in order (422 naming `criteria`)."""
+    if criteria is None:
+        return
+    terms_hash = "0x" + params.terms_hash.hex()
+    document = terms_document(session, terms_hash)
+    if document is None:
+        raise TermsNotStoredError(escrow_id, terms_hash)
+    check_criteria_count(criteria, parse_terms(document).acceptance_criteria)
 
 
 def prepare(session: Session, chain: ChainReader, inp: ConfirmationInput) -> Prepared:
     """Checks everything but the signature and builds the message to sign."""
-    digests = check_values(inp)
+    values = check_values(inp)
     params = _escrow_params(chain, inp.escrow_id, inp.milestone)
-    return _prepare(session, chain, inp, digests, params)
+    return _prepare(session, chain, inp, values, params)
 
 
 def _prepare(
     session: Session,
     chain: ChainReader,
     inp: ConfirmationInput,
-    digests: tuple[str, ...],
+    values: Values,
     params: EscrowParams,
 ) -> Prepared:
     now = chain.now()
     deadline = now + DEFAULT_DEADLINE_SECONDS if inp.deadline is None else inp.deadline
     if deadline <= now:
         raise DeadlinePassedError("signature", deadline, now)
-    check_open(session, chain, params, inp.escrow_id, inp.milestone, now)
-    review = build_review(session, inp.comment, digests)
+    view = check_open(session, chain, params, inp.escrow_id, inp.milestone, now)
+    check_criteria(session, params, inp.escrow_id, values.criteria)
+    review = build_review(session, inp.comment, values.digests, values.criteria)
     confirmation = Confirmation(
         inp.escrow_id, inp.milestone, inp.rating, review.comment_hash, deadline
     )
@@ -281,6 +326,7 @@ def _prepare(
         review=review,
         typed_data=confirmation.typed_data(chain.chain_id, chain.contract),
         digest=confirmation.digest(chain.chain_id, chain.contract),
+        payout=milestone_payout(params, view, inp.milestone, inp.rating),
     )
 
 
@@ -328,12 +374,12 @@ def verify(
     session: Session, chain: ChainReader, inp: ConfirmationInput, signature: str
 ) -> Verified:
     """All checks of a signed confirmation, nothing written."""
-    digests = check_values(inp)
+    values = check_values(inp)
     if inp.deadline is None:
         raise MalformedInputError("body", "deadline is required with a signature")
     raw = decode_signature(signature)
     params = _escrow_params(chain, inp.escrow_id, inp.milestone)
     precheck_signature(chain, params.client, raw)
-    prepared = _prepare(session, chain, inp, digests, params)
+    prepared = _prepare(session, chain, inp, values, params)
     signer, via = check_signer(chain, params.client, prepared, raw)
     return Verified(prepared, raw, signer, via)

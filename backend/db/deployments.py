@@ -20,9 +20,9 @@ reads a chain-scoped row:
   `DeploymentConflictError` (the two would share escrow ids); `archive_active` sets the old one
   aside when the operator asks (`escrow deployments archive`).
 
-Content-addressed documents (terms, reviews, attachments), webhook subscriptions and SIWE
-nonces are not chain-scoped: they are identified by their content or belong to a person, and
-stay shared.
+Content-addressed documents (terms, reviews, delivery documents, attachments), webhook
+subscriptions and SIWE nonces are not chain-scoped: they are identified by their content or
+belong to a person, and stay shared.
 """
 
 from __future__ import annotations

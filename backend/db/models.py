@@ -99,6 +99,8 @@ class EscrowRow(Base):
     __table_args__ = (
         Index("ix_escrow_client", "chain_id", "client"),
         Index("ix_escrow_provider", "chain_id", "provider"),
+        Index("ix_escrow_arbiter", "chain_id", "arbiter"),
+        Index("ix_escrow_oracle", "chain_id", "oracle"),
     )
 
     chain_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
@@ -152,6 +154,18 @@ class Review(Base):
     __tablename__ = "review"
 
     comment_hash: Mapped[str] = mapped_column(HASH, primary_key=True)
+    canonical: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int]
+
+
+class DeliveryDocument(Base):
+    """A provider's delivery document (note + attachment digests) bound on-chain as
+    `deliveryHash` (`backend/escrows/deliveries.py`); content-addressed like a review."""
+
+    __tablename__ = "delivery_document"
+
+    delivery_hash: Mapped[str] = mapped_column(HASH, primary_key=True)
+    #: the RFC 8785 canonical JSON text whose keccak256 is `delivery_hash`
     canonical: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int]
 

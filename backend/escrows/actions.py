@@ -6,6 +6,9 @@ camelCase names (`milestone`, `deliveryHash`, `rating`, `commentHash`, `reasonHa
 `providerBps`, `upheld`; snake_case works too). Hashes are optional and default to zero.
 Milestone indexes, breach ids, integers and hashes are read by the parsers of `backend.inputs`;
 every refusal is 422 naming the argument, or 404 for a milestone or breach the escrow lacks.
+
+`POST /api/tx/withdraw` is the one call of no escrow: `withdraw(token)` (`withdraw_tx`), its
+`token` an address (the zero address for ETH), refused the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from backend.errors import MalformedInputError, NotFoundError, OutOfRangeError
 from backend.inputs import (
     MalformedValueError,
     out_of_range,
+    parse_address,
     parse_escrow_id,
     parse_hash,
     parse_index,
@@ -116,21 +120,28 @@ def indexed_escrow(session: Session, chain_id: int, escrow_id: int) -> EscrowRef
     return EscrowRef(escrow_id, EscrowParams.from_json(row.params), int(breaches or 0))
 
 
+def given_args(
+    action: str, body: Mapping[str, Any] | None, known: set[str]
+) -> dict[str, Any]:
+    """The body's arguments by their camelCase names; 422 for one `action` does not take."""
+    if body is not None and not isinstance(body, Mapping):
+        raise MalformedInputError("body", "expected a JSON object of the action's arguments")
+    given = {to_camel(k): v for k, v in (body or {}).items()}
+    for key in given:
+        if key not in known:
+            raise OutOfRangeError(
+                key, given[key], f"one of the arguments of {action}: {sorted(known) or 'none'}"
+            )
+    return given
+
+
 def action_args(action: str, ref: EscrowRef, body: Mapping[str, Any] | None) -> list[Any]:
     """The contract arguments after (escrowId, params), checked; 404 for an unknown action,
     milestone or breach, 422 for a missing, unknown or invalid argument."""
     spec = ACTION_ARGS.get(action)
     if spec is None:
         raise NotFoundError("action", f"{action!r} (known: {', '.join(ACTION_ARGS)})")
-    if body is not None and not isinstance(body, Mapping):
-        raise MalformedInputError("body", "expected a JSON object of the action's arguments")
-    given = {to_camel(k): v for k, v in (body or {}).items()}
-    known = {a.name for a in spec}
-    for key in given:
-        if key not in known:
-            raise OutOfRangeError(
-                key, given[key], f"one of the arguments of {action}: {sorted(known) or 'none'}"
-            )
+    given = given_args(action, body, {a.name for a in spec})
     values: list[Any] = []
     for arg in spec:
         raw = given.get(arg.name)
@@ -187,3 +198,19 @@ def action_tx(
     args = action_args(action, ref, body)
     escrow.remember(escrow_id, ref.params)
     return escrow.tx_for(ACTIONS[action], escrow_id, *args)
+
+
+def withdraw_tx(escrow: EscrowClient, body: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`{to, data, value}` of `withdraw(token)` for the caller's own wallet: it pays the sender
+    its whole credit in `token` (the zero address for ETH). 422 for a missing token
+    (`missing_argument`), one that is no address, or another argument."""
+    given = given_args("withdraw", body, {"token"})
+    raw = given.get("token")
+    if raw is None:
+        raise MissingArgumentError("token", "a token address (the zero address for ETH)")
+    try:
+        token = parse_address("token", raw)
+    except MalformedValueError as exc:
+        raise out_of_range("token", raw, exc.expected) from None
+    data = escrow.contract.encode_abi("withdraw", args=[token])
+    return {"to": escrow.address, "data": data, "value": hex(0)}

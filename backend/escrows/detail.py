@@ -1,6 +1,7 @@
 """The detail of one escrow (`GET /api/escrows/{id}`): its events folded by
 `backend.index.ledger` into
-parameters, milestones, breaches and balances, with the stored reviews and terms document.
+parameters, milestones, breaches and balances, with the stored reviews, delivery documents and
+terms document.
 
 It is the API's hot path, so it reads with prebuilt Core statements on one connection (three
 indexed reads; an ORM session costs several times more here) and keeps serialized bodies in a
@@ -8,7 +9,10 @@ indexed reads; an ORM session costs several times more here) and keeps serialize
 comes from events up to that block, and a block hash fixes the whole history before it: while the
 cursor reads the same, the body is the same, and a reorg or a chain reset moves the cursor to a
 block with another hash. A body that still misses a document the database may receive later (the
-terms document, a review) is not kept.
+terms document, a review) is not kept. A delivery document does not hold a body back: a delivery
+hash is the provider's own reference (often no document of ours), and the document of
+`POST .../delivery` is stored before its transaction is sent; storing one drops the escrow's
+body (`DetailCache.forget`) for the rare document stored after its delivery was indexed.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from backend.chain.tokens import TokenMetadata
 from backend.chain.types import ZERO_HASH, BreachKind
-from backend.db.models import ChainCursor, EventLog, Review, TermsDocument
+from backend.db.models import ChainCursor, DeliveryDocument, EventLog, Review, TermsDocument
 from backend.errors import NotFoundError
 from backend.escrows.listing import enum_name
 from backend.index.ledger import BreachLedger, ChainEvent, EscrowLedger, MilestoneLedger, fold
@@ -55,6 +59,9 @@ _TERMS = select(TermsDocument.canonical).where(TermsDocument.terms_hash == bindp
 _REVIEWS = select(Review.comment_hash, Review.canonical).where(
     Review.comment_hash.in_(bindparam("hashes", expanding=True))
 )
+_DELIVERIES = select(DeliveryDocument.delivery_hash, DeliveryDocument.canonical).where(
+    DeliveryDocument.delivery_hash.in_(bindparam("hashes", expanding=True))
+)
 
 
 def index_version(db: Db, chain_id: int, contract: str) -> Version | None:
@@ -80,18 +87,31 @@ def load_reviews(db: Db, comment_hashes: Iterable[str]) -> dict[str, Any]:
     return {h: json.loads(text) for h, text in db.execute(_REVIEWS, {"hashes": wanted})}
 
 
+def load_deliveries(db: Db, delivery_hashes: Iterable[str]) -> dict[str, Any]:
+    """The stored delivery documents among `delivery_hashes`, by hash."""
+    wanted = sorted({h for h in delivery_hashes if h != _ZERO_HASH_HEX})
+    if not wanted:
+        return {}
+    return {h: json.loads(text) for h, text in db.execute(_DELIVERIES, {"hashes": wanted})}
+
+
 def load_terms(db: Db, terms_hash: str) -> dict[str, Any] | None:
     text = db.execute(_TERMS, {"hash": terms_hash}).scalar()
     return None if text is None else dict(json.loads(text))
 
 
-def milestone_json(m: MilestoneLedger, reviews: dict[str, Any]) -> dict[str, Any]:
+def milestone_json(
+    m: MilestoneLedger, reviews: dict[str, Any], deliveries: dict[str, Any]
+) -> dict[str, Any]:
+    """One milestone with the stored review behind its `comment_hash` and the stored delivery
+    document behind its `delivery_hash` (each null when none is stored)."""
     return {
         "index": m.index,
         "amount": str(m.amount),
         "state": enum_name(m.state),
         "delivered_at": m.delivered_at,
         "delivery_hash": m.delivery_hash,
+        "delivery": deliveries.get(m.delivery_hash) if m.delivery_hash else None,
         "disputed_at": m.disputed_at,
         "dispute_reason_hash": m.dispute_reason_hash,
         "settled_at": m.settled_at,
@@ -132,6 +152,9 @@ def escrow_detail(
     led = load_ledger(db, chain_id, escrow_id)
     p = led.params
     reviews = load_reviews(db, (m.comment_hash for m in led.milestones if m.comment_hash))
+    deliveries = load_deliveries(
+        db, (m.delivery_hash for m in led.milestones if m.delivery_hash)
+    )
     return {
         "id": led.escrow_id,
         "chain_id": chain_id,
@@ -148,7 +171,7 @@ def escrow_detail(
             "credited_provider": str(led.credited_provider),
             "credited_client": str(led.credited_client),
         },
-        "milestones": [milestone_json(m, reviews) for m in led.milestones],
+        "milestones": [milestone_json(m, reviews, deliveries) for m in led.milestones],
         "breaches": [breach_json(b) for b in led.breaches],
         "terms_document": load_terms(db, "0x" + p.terms_hash.hex()),
         "created_block": led.created_block,
@@ -186,6 +209,11 @@ class DetailCache:
             self._items.move_to_end(escrow_id)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+
+    def forget(self, escrow_id: int) -> None:
+        """Drops the escrow's body (a document it shows was stored after it was built)."""
+        with self._lock:
+            self._items.pop(escrow_id, None)
 
     def __len__(self) -> int:
         return len(self._items)

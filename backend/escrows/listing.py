@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from backend.chain.tokens import TokenMetadata
 from backend.chain.types import Status
 from backend.db.models import EscrowRow
 from backend.errors import NotFoundError
+from backend.escrows.next_steps import ROLES
 from backend.index.indexer import escrow_ledger
 from backend.index.ledger import EscrowLedger
 from backend.inputs import parse_escrow_id
@@ -27,9 +28,20 @@ STATUSES = tuple(s.name.lower() for s in Status if s != Status.NONE)
 
 @dataclass(frozen=True)
 class EscrowFilter:
+    """What `GET /api/escrows` narrows to: each given role held by that address (EIP-55),
+    `party` holding any of the four roles, and the status; all given conditions hold."""
+
     client: str | None = None
     provider: str | None = None
     status: str | None = None
+    arbiter: str | None = None
+    oracle: str | None = None
+    party: str | None = None
+
+
+def row_roles(row: EscrowRow, account: str) -> list[str]:
+    """The roles `account` (EIP-55) holds in the escrow row, in `ROLES` order."""
+    return [role for role in ROLES if getattr(row, role) == account]
 
 
 def enum_name(value: Any) -> str | None:
@@ -69,12 +81,15 @@ def list_escrows(
     limit: int,
     offset: int,
 ) -> dict[str, Any]:
-    """Indexed escrows, newest first, with the filter's total for paging."""
+    """Indexed escrows, newest first, with the filter's total for paging; each item's `roles`
+    are those of `where.party` (null without it)."""
     conditions = [EscrowRow.chain_id == chain_id]
-    if where.client is not None:
-        conditions.append(EscrowRow.client == where.client)
-    if where.provider is not None:
-        conditions.append(EscrowRow.provider == where.provider)
+    for role in ROLES:
+        account = getattr(where, role)
+        if account is not None:
+            conditions.append(getattr(EscrowRow, role) == account)
+    if where.party is not None:
+        conditions.append(or_(*(getattr(EscrowRow, role) == where.party for role in ROLES)))
     if where.status is not None:
         conditions.append(EscrowRow.status == where.status)
     total = session.scalar(select(func.count()).select_from(EscrowRow).where(*conditions)) or 0
@@ -85,7 +100,11 @@ def list_escrows(
         .limit(limit)
         .offset(offset)
     )
-    items = [escrow_summary(r, tokens) for r in rows]
+    party = where.party
+    items = [
+        {**escrow_summary(r, tokens), "roles": None if party is None else row_roles(r, party)}
+        for r in rows
+    ]
     next_offset = offset + len(items) if offset + len(items) < total else None
     return {
         "escrows": items,

@@ -60,9 +60,12 @@ class Api:
 
 
 @contextmanager
-def api_on(env: EscrowEnv, database_url: str, tmp_path: Path) -> Iterator[Api]:
+def api_on(
+    env: EscrowEnv, database_url: str, tmp_path: Path, **settings: Any
+) -> Iterator[Api]:
+    """The app on `env`'s chain and the database, with more `Settings` fields if given."""
     services = build_services(
-        Settings(database_url=database_url, data_dir=tmp_path),
+        Settings(database_url=database_url, data_dir=tmp_path, **settings),
         w3=env.w3,
         contract_address=env.escrow.address,
         deployment_block=env.deployment_block,

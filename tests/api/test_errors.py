@@ -20,7 +20,7 @@ PATH_VALUES = {"escrow_id": "1", "milestone": "0", "action": "deliver", "subscri
 
 
 def test_unknown_paths_answer_not_found_in_the_api_shape(api: Api) -> None:
-    for path in ("/", "/api/nope", "/api/escrows/1/nope", "/favicon.ico"):
+    for path in ("/nope", "/api/nope", "/api/escrows/1/nope", "/favicon.ico"):
         body = api.error("GET", path, 404)
         assert body == {"error": "not_found", "detail": f"no such path: GET {path}"}
 

@@ -97,6 +97,7 @@ def test_escrow_detail_serves_params_milestones_breaches_and_balances_exactly(ap
         "state": "settled",
         "delivered_at": first["delivered_at"],
         "delivery_hash": "0x" + "22" * 32,
+        "delivery": None,  # a hash sent without a stored document
         "disputed_at": None,
         "dispute_reason_hash": None,
         "settled_at": int(settled_block["timestamp"]),
@@ -214,7 +215,46 @@ def test_escrow_list_filters_by_client_provider_and_status_newest_first(api: Api
         "created_at": item["created_at"],
         "accepted_at": None,
         "updated_block": item["created_block"],
+        "roles": None,  # only with the `party` filter
     }
+
+
+def test_escrow_list_filters_by_arbiter_oracle_and_party_naming_the_partys_roles(
+    api: Api,
+) -> None:
+    env = api.env
+    stranger = env.parties.stranger.address
+    first = env.create_active()
+    judged = env.create(env.params(arbiter=stranger))
+    measured = env.create(env.params(oracle=stranger))
+    theirs = env.create(env.params(client=stranger, provider=env.provider, arbiter=ZERO_ADDRESS))
+    self_measured = env.create(env.params(oracle=env.client))
+    api.index()
+
+    def listed(query: str) -> list[tuple[int, Any]]:
+        return [(e["id"], e["roles"]) for e in api.ok("GET", f"/api/escrows{query}")["escrows"]]
+
+    assert listed(f"?arbiter={stranger.lower()}") == [(judged, None)]
+    assert listed(f"?arbiter={env.arbiter}") == [
+        (self_measured, None), (measured, None), (first, None)
+    ]
+    assert listed(f"?oracle={stranger}") == [(measured, None)]
+    assert listed(f"?oracle={env.oracle}") == [(theirs, None), (judged, None), (first, None)]
+    # any role, each item naming the roles the party holds there
+    assert listed(f"?party={stranger}") == [
+        (theirs, ["client"]), (measured, ["oracle"]), (judged, ["arbiter"])
+    ]
+    assert listed(f"?party={env.client.lower()}") == [
+        (self_measured, ["client", "oracle"]), (measured, ["client"]), (judged, ["client"]),
+        (first, ["client"]),
+    ]
+    assert listed(f"?party={env.provider}&status=active") == [(first, ["provider"])]
+    assert listed(f"?party={stranger}&arbiter={env.arbiter}") == [(measured, ["oracle"])]
+    assert listed(f"?party={env.parties.deployer.address}") == []
+    page = api.ok("GET", f"/api/escrows?party={stranger}&limit=2")
+    assert (page["total"], page["next_offset"]) == (3, 2)
+    for bad in ("arbiter", "oracle", "party"):
+        assert api.error("GET", f"/api/escrows?{bad}=0x1234", 400)["error"] == "malformed"
 
 
 def test_escrow_list_refuses_bad_filters_with_json_errors(api: Api) -> None:

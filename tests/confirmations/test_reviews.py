@@ -14,12 +14,16 @@ from sqlalchemy.orm import Session
 
 from backend.confirmations.reviews import (
     MAX_ATTACHMENT_BYTES,
+    MAX_CRITERION_NOTE_CHARS,
     NO_REVIEW_HASH,
+    CriterionAnswer,
     UnsupportedMediaType,
     build_review,
+    check_criteria_count,
     clean_name,
     load_review,
     normalize_media_type,
+    parse_criteria,
     review_document,
     sniff_media_type,
     store_attachment,
@@ -120,6 +124,93 @@ def test_a_comment_alone_and_the_empty_review_hash_as_the_design_says() -> None:
     empty = review_document("", [])
     assert (empty.document, empty.canonical, empty.comment_hash) == (None, None, NO_REVIEW_HASH)
     assert empty.comment_hash_hex == "0x" + "00" * 32
+
+
+def test_a_review_without_criteria_hashes_exactly_as_before_criteria_existed() -> None:
+    # the commentHash of this review as the service computed it before reviews had criteria
+    attachment = {"sha256": "ab" * 32, "name": "act.pdf", "media_type": "application/pdf",
+                  "size": 1234}
+    review = review_document("Delivered as agreed", [attachment])
+    assert review.comment_hash_hex == (
+        "0xd353e92df849531a0715c6d25a57726aa4ab4e99b009c5acfeba26a6c9a74921"
+    )
+    assert review.document is not None and "criteria" not in review.document
+    assert review_document("fine", [], None).comment_hash_hex == (
+        "0x1277ef0aa300d261d9db59c61914b2ae85050bb82433377fb011c0a0fde211cf"
+    )
+
+
+def test_criteria_join_the_review_document_in_order_with_a_note_only_when_given() -> None:
+    answers = (CriterionAnswer(0, True), CriterionAnswer(1, False, "port 443 closed"))
+    review = review_document("", [], answers)
+    assert review.canonical == (
+        b'{"attachments":[],"comment":"","criteria":[{"index":0,"met":true},'
+        b'{"index":1,"met":false,"note":"port 443 closed"}]}'
+    )
+    assert review.comment_hash == keccak(review.canonical)
+    # criteria alone make a review: its hash is not the zero hash
+    assert review.comment_hash != NO_REVIEW_HASH
+    assert review_document("", [], (CriterionAnswer(0, True),)).comment_hash != (
+        review_document("", [], (CriterionAnswer(0, False),)).comment_hash
+    )
+
+
+def test_parse_criteria_reads_index_met_and_an_optional_note() -> None:
+    assert parse_criteria(None) is None
+    assert parse_criteria([]) == ()
+    assert parse_criteria([{"index": 0, "met": True}, {"index": 1, "met": False, "note": "no",
+                                                       }]) == (
+        CriterionAnswer(0, True), CriterionAnswer(1, False, "no")
+    )
+    assert parse_criteria([{"index": 0, "met": True, "note": None}]) == (
+        CriterionAnswer(0, True),
+    )
+    assert parse_criteria([{"index": 0, "met": False, "note": "é" * MAX_CRITERION_NOTE_CHARS}])
+
+
+@pytest.mark.parametrize(
+    ("raw", "error", "field"),
+    [
+        ({"index": 0, "met": True}, OutOfRangeError, "criteria="),
+        (["met"], OutOfRangeError, "criteria[0]="),
+        ([{"index": 0, "met": "yes"}], OutOfRangeError, "criteria[0].met="),
+        ([{"index": 0, "met": 1}], OutOfRangeError, "criteria[0].met="),
+        ([{"index": 0}], OutOfRangeError, "criteria[0].met="),
+        ([{"index": 0, "met": True}, {"index": 2, "met": True}], OutOfRangeError,
+         "criteria[1].index="),
+        ([{"index": "0", "met": True}], OutOfRangeError, "criteria[0].index="),
+        ([{"index": False, "met": True}], OutOfRangeError, "criteria[0].index="),
+        ([{"met": True}], OutOfRangeError, "criteria[0].index="),
+        ([{"index": 0, "met": True, "note": 5}], OutOfRangeError, "criteria[0].note="),
+        ([{"index": 0, "met": True, "weight": 2}], OutOfRangeError, "criteria[0].weight="),
+        ([{"index": 0, "met": True, "note": "x" * 501}], TooLargeError,
+         "criteria[0].note (characters) is 501"),
+        ([{"index": 0, "met": True, "note": "\ud800"}], MalformedInputError,
+         "malformed criteria[0].note"),
+    ],
+    ids=["not-a-list", "entry-not-object", "met-string", "met-number", "met-missing",
+         "index-skips", "index-string", "index-bool", "index-missing", "note-number",
+         "unknown-key", "note-501", "note-surrogate"],
+)
+def test_parse_criteria_refuses_naming_the_field(
+    raw: object, error: type[Exception], field: str
+) -> None:
+    with pytest.raises(error) as refused:
+        parse_criteria(raw)
+    assert str(refused.value).startswith(field), str(refused.value)
+
+
+def test_criteria_must_answer_each_acceptance_criterion_of_the_terms_once() -> None:
+    two = ["reachable", "backed up"]
+    check_criteria_count(None, two)  # criteria stay optional
+    check_criteria_count(None, [])
+    check_criteria_count((CriterionAnswer(0, True), CriterionAnswer(1, True)), two)
+    with pytest.raises(OutOfRangeError, match="2 entries, one per acceptance criterion"):
+        check_criteria_count((CriterionAnswer(0, True),), two)
+    with pytest.raises(OutOfRangeError, match="list no acceptance_criteria"):
+        check_criteria_count((CriterionAnswer(0, True),), [])
+    with pytest.raises(OutOfRangeError, match="list no acceptance_criteria"):
+        check_criteria_count((), [])
 
 
 # ------------------------------------------------------------------ storage (both databases)

@@ -19,6 +19,7 @@ from backend.confirmations.verify import (
     check_signer,
     signed_fields,
 )
+from backend.escrows.payouts import MilestonePayout
 
 CLIENT = Account.from_key("0x" + "21" * 32)
 STRANGER = Account.from_key("0x" + "22" * 32)
@@ -52,6 +53,7 @@ def _prepared(rating: int = 5, comment: str = "") -> Prepared:
         review=review,
         typed_data=confirmation.typed_data(CHAIN_ID, CONTRACT),
         digest=confirmation.digest(CHAIN_ID, CONTRACT),
+        payout=MilestonePayout(0, 0),  # not read by the signature check
     )
 
 

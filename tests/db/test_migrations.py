@@ -6,7 +6,13 @@ from eth_account import Account
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session
 
-from backend.db.models import Base, BreachSubmission, ConfirmationRequest, OutboxTransaction
+from backend.db.models import (
+    Base,
+    BreachSubmission,
+    ConfirmationRequest,
+    DeliveryDocument,
+    OutboxTransaction,
+)
 from backend.db.session import migrate
 
 
@@ -153,3 +159,26 @@ def test_the_fee_migration_reads_the_fees_of_stored_transactions_and_maps_new_st
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM outbox_transaction"))
         _upgrade(engine, "head")
+
+
+def test_the_delivery_migration_adds_its_table_and_the_role_indexes_and_takes_them_back(
+    engine: Engine,
+) -> None:
+    def escrow_indexes() -> set[str]:
+        return {str(i["name"]) for i in inspect(engine).get_indexes("escrow")}
+
+    assert {"ix_escrow_arbiter", "ix_escrow_oracle"} <= escrow_indexes()
+    assert "delivery_document" in inspect(engine).get_table_names()
+    _upgrade(engine, "0007", down=True)
+    try:
+        assert "delivery_document" not in inspect(engine).get_table_names()
+        assert not {"ix_escrow_arbiter", "ix_escrow_oracle"} & escrow_indexes()
+        assert {"ix_escrow_client", "ix_escrow_provider"} <= escrow_indexes()
+    finally:
+        _upgrade(engine, "head")
+    with Session(engine) as session, session.begin():
+        session.add(DeliveryDocument(delivery_hash="0x" + "ab" * 32, canonical="{}",
+                                     created_at=1))
+    with Session(engine) as session:
+        row = session.get(DeliveryDocument, "0x" + "ab" * 32)
+        assert row is not None and row.canonical == "{}"

@@ -13,10 +13,12 @@ from backend.api.routes.acts import router as acts_router
 from backend.api.routes.analytics import router as analytics_router
 from backend.api.routes.attachments import router as attachments_router
 from backend.api.routes.audit import router as audit_router
+from backend.api.routes.config import router as config_router
 from backend.api.routes.confirmations import router as confirmations_router
 from backend.api.routes.evidence import router as evidence_router
 from backend.api.routes.measurements import router as measurements_router
 from backend.api.routes.terms_schema import router as terms_schema_router
+from backend.api.routes.transactions import router as transactions_router
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -33,4 +35,6 @@ ROUTERS: list[APIRouter] = [
     analytics_router,
     audit_router,
     acts_router,
+    config_router,
+    transactions_router,
 ]

@@ -1,6 +1,7 @@
 """Confirmations by signature: the typed data to sign, and the signed confirmation to relay.
 
-`POST /api/escrows/{id}/milestones/{m}/typed-data` -> `{typed_data, review, comment_hash, digest}`
+`POST /api/escrows/{id}/milestones/{m}/typed-data` -> `{typed_data, review, comment_hash, digest,
+payout}`
 `POST /api/escrows/{id}/milestones/{m}/confirmations` -> 202 `{id, status, tx_hash}`
 `GET /api/confirmations/{request_id}` -> the outbox row's progress
 """
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel, BeforeValidator, Field, StrictInt, StrictStr, WithJsonSchema
 
+from backend.api.app_state import TokensDep
 from backend.api.deps import ServicesDep, SessionDep
 from backend.api.schemas import (
     ConfirmationProgress,
@@ -21,6 +23,7 @@ from backend.api.schemas import (
 )
 from backend.confirmations.chain_reader import Web3ChainReader
 from backend.confirmations.outbox import get_request, request_json
+from backend.confirmations.reviews import MAX_CRITERION_NOTE_CHARS
 from backend.confirmations.submit import submit_confirmation
 from backend.confirmations.verify import ConfirmationInput, prepare
 from backend.inputs import ROW_IDS, EscrowId, MilestoneIndex, Uint256, parse_row_id
@@ -35,6 +38,35 @@ RequestId = Annotated[
 ]
 
 
+#: the review's answers to the terms' acceptance criteria, read by
+#: `backend.confirmations.reviews.parse_criteria` (422 naming `criteria[i].met`, ...), so the
+#: body model takes any JSON here and only documents the shape
+CriteriaAnswers = Annotated[
+    Any,
+    WithJsonSchema({
+        "anyOf": [
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "index": {"type": "integer", "minimum": 0,
+                                  "description": "the entry's own position: 0, 1, ..."},
+                        "met": {"type": "boolean"},
+                        "note": {"type": "string", "maxLength": MAX_CRITERION_NOTE_CHARS},
+                    },
+                    "required": ["index", "met"],
+                    "additionalProperties": False,
+                },
+            },
+            {"type": "null"},
+        ],
+        "description": "Only when the escrow's terms list acceptance_criteria: one entry per "
+        "criterion, in the terms' order",
+    }),
+]
+
+
 class TypedDataRequest(BaseModel):
     rating: StrictInt = Field(description="1..5")
     comment: StrictStr = Field("", description="at most 2,000 characters")
@@ -46,6 +78,7 @@ class TypedDataRequest(BaseModel):
         description="unix seconds (uint256, a decimal string or an integer); default one hour "
         "ahead",
     )
+    criteria: CriteriaAnswers = None
 
     def to_input(self, escrow_id: int, milestone: int) -> ConfirmationInput:
         return ConfirmationInput(
@@ -55,6 +88,7 @@ class TypedDataRequest(BaseModel):
             comment=self.comment,
             attachments=tuple(self.attachments),
             deadline=self.deadline,
+            criteria=self.criteria,
         )
 
 
@@ -68,6 +102,9 @@ class ConfirmationRequestBody(TypedDataRequest):
 @router.post(
     "/escrows/{escrow_id}/milestones/{milestone}/typed-data",
     response_model=PreparedConfirmation,
+    # a review without criteria (a criterion without note) keeps the key out: it is the
+    # document the hash covers, as it is hashed
+    response_model_exclude_unset=True,
     responses=refusals(400, 404, 409, 410, 413, 422, 503),
 )
 def typed_data(
@@ -76,10 +113,13 @@ def typed_data(
     body: TypedDataRequest,
     services: ServicesDep,
     session: SessionDep,
+    tokens: TokensDep,
 ) -> dict[str, Any]:
-    """The EIP-712 `Confirmation` for the client to sign with `eth_signTypedData_v4`."""
+    """The EIP-712 `Confirmation` for the client to sign with `eth_signTypedData_v4`, and
+    what the rating credits each side if it settles the milestone now (`payout`)."""
     chain = Web3ChainReader(services, session)
-    return prepare(session, chain, body.to_input(escrow_id, milestone)).response()
+    prepared = prepare(session, chain, body.to_input(escrow_id, milestone))
+    return prepared.response(tokens.get(prepared.params.token).to_json())
 
 
 @router.post(

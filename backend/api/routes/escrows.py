@@ -1,11 +1,13 @@
 """Escrows: the indexed list and detail, the accounting statement, and ready transactions for
-wallets (`prepare` for the creation, `tx/{action}` for every later call)."""
+wallets (`prepare` for the creation, `tx/{action}` for every later call, `delivery` for a
+delivery with its document)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
+from pydantic import BaseModel, Field, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from backend.api.app_state import AppServicesDep, DetailCacheDep, TokensDep
@@ -13,6 +15,7 @@ from backend.api.deps import ServicesDep, SessionDep
 from backend.api.schemas import (
     EscrowDetail,
     EscrowPage,
+    PreparedDelivery,
     PreparedEscrow,
     WalletTx,
     raw_body,
@@ -22,11 +25,12 @@ from backend.chain.clock import chain_time
 from backend.chain.erc1271 import has_code
 from backend.errors import OutOfRangeError
 from backend.escrows.actions import action_tx
+from backend.escrows.deliveries import prepare_delivery
 from backend.escrows.detail import escrow_detail_body
 from backend.escrows.listing import STATUSES, EscrowFilter, list_escrows, require_ledger
 from backend.escrows.prepare import PrepareRequest, prepare_escrow
 from backend.escrows.statements import statement_csv, statement_filename
-from backend.inputs import Address, EscrowId
+from backend.inputs import Address, EscrowId, MilestoneIndex
 
 router = APIRouter(prefix="/api/escrows", tags=["escrows"])
 
@@ -41,13 +45,21 @@ def get_escrows(
     status: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    arbiter: Address | None = None,
+    oracle: Address | None = None,
+    party: Annotated[
+        Address | None, Query(description="An address in any role: client, provider, arbiter "
+                                          "or oracle; each item then lists its `roles`")
+    ] = None,
 ) -> dict[str, Any]:
-    """Indexed escrows, newest first; filter by `client`, `provider` and `status`
-    (proposed, active, closed); page with `limit` and `offset` (`next_offset` is null at the
-    end)."""
+    """Indexed escrows, newest first; filter by `client`, `provider`, `arbiter`, `oracle`,
+    `party` (any of the four roles; the items then carry that address's `roles`) and `status`
+    (proposed, active, closed), all given filters together; page with `limit` and `offset`
+    (`next_offset` is null at the end)."""
     if status is not None and status not in STATUSES:
         raise OutOfRangeError("status", status, f"one of {', '.join(STATUSES)}")
-    where = EscrowFilter(client=client, provider=provider, status=status)
+    where = EscrowFilter(client=client, provider=provider, status=status, arbiter=arbiter,
+                         oracle=oracle, party=party)
     return list_escrows(session, services.chain_id, tokens, where, limit=limit, offset=offset)
 
 
@@ -135,3 +147,39 @@ def post_action_tx(
     stale-dispute: milestone; resolve-breach: breachId, upheld; stale-breach: breachId."""
     return action_tx(session, services.escrow, services.chain_id, escrow_id, action, body)
 
+
+
+class DeliveryRequest(BaseModel):
+    note: StrictStr = Field(
+        description="What was delivered, at most 2,000 characters (may be empty with an "
+        "attachment)"
+    )
+    attachments: list[StrictStr] = Field(
+        default_factory=list, description="sha256 digests of uploaded attachments, at most 10"
+    )
+
+
+@router.post(
+    "/{escrow_id}/milestones/{milestone}/delivery",
+    response_model=PreparedDelivery,
+    responses=refusals(400, 404, 413, 422, 503),
+)
+def post_delivery(
+    escrow_id: EscrowId,
+    milestone: MilestoneIndex,
+    body: DeliveryRequest,
+    services: ServicesDep,
+    session: SessionDep,
+    cache: DetailCacheDep,
+) -> dict[str, Any]:
+    """Stores the delivery document `{"note", "attachments": [{name, media_type, size,
+    sha256}]}` (RFC 8785 canonical, keccak256 = `delivery_hash`) and answers the provider's
+    ready `deliver` transaction carrying that `deliveryHash`; the escrow detail shows the
+    document as the milestone's `delivery`. 404 escrow, milestone or attachment; 413 note or
+    attachment count; 422 an empty delivery or a malformed digest."""
+    answer = prepare_delivery(
+        session, services.escrow, services.chain_id, escrow_id, milestone, body.note,
+        body.attachments,
+    )
+    cache.forget(escrow_id)
+    return answer
