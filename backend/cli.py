@@ -315,54 +315,27 @@ def ledger_cmd(
     date_to: Annotated[str | None, typer.Option("--to", help="Last day (UTC), YYYY-MM-DD.")] = None,
 ) -> None:
     """Every money movement of ACCOUNT over all its escrows, as CSV for bookkeeping (exit 2 for
-    an account no indexed escrow names)."""
-    import datetime
-
-    from backend.escrows.ledger_export import export_ledger, write_csv
+    an account no indexed escrow names, a malformed day or --from after --to). The same CSV as
+    GET /api/accounts/{address}/ledger.csv."""
+    from backend.chain.tokens import TokenMetadata
+    from backend.escrows.ledger_export import account_ledger, ledger_csv, parse_days
     from backend.inputs import parse_address
     from backend.services import build_services
 
     address = parse_address("account", account)
-
-    def day(value: str | None, flag: str) -> datetime.date | None:
-        if value is None:
-            return None
-        try:
-            return datetime.date.fromisoformat(value)
-        except ValueError:
-            raise typer.BadParameter(f"{flag} wants YYYY-MM-DD, got {value!r}") from None
-
-    start, end = day(date_from, "--from"), day(date_to, "--to")
+    start, end = parse_days(date_from, date_to, ("--from", "--to"))
     services = build_services(get_settings())
     try:
-        rows = export_ledger(services.settings, address, start, end, services=services)
-        if not rows and not _account_indexed(services, address):
-            raise NotFoundError(
-                "account",
-                f"{address}: no indexed escrow on chain {services.chain_id} names it as client or "
-                "provider (if the index is behind, run `escrow index --once`)",
-            )
+        with services.sessions() as session:
+            rows = account_ledger(session, services.chain_id, TokenMetadata(services.w3),
+                                  address, start, end)
+    except NotFoundError as exc:
+        raise NotFoundError(
+            exc.kind, f"{exc.key} (if the index is behind, run `escrow index --once`)"
+        ) from None
     finally:
         services.engine.dispose()
-    write_csv(rows, sys.stdout)
-
-
-def _account_indexed(services: Services, address: str) -> bool:
-    """Whether an indexed escrow of this chain names `address` as client or provider."""
-    from sqlalchemy import or_, select
-
-    from backend.db.models import EscrowRow
-
-    with services.sessions() as session:
-        found = session.scalar(
-            select(EscrowRow.escrow_id)
-            .where(
-                EscrowRow.chain_id == services.chain_id,
-                or_(EscrowRow.client == address, EscrowRow.provider == address),
-            )
-            .limit(1)
-        )
-    return found is not None
+    sys.stdout.write(ledger_csv(rows))
 
 
 @app.command("serve")

@@ -329,12 +329,28 @@ class DeliveryDocument(Answer):
 
 
 class PreparedDelivery(Answer):
-    """`POST /api/escrows/{id}/milestones/{m}/delivery` (`backend.escrows.deliveries`)."""
+    """`POST /api/escrows/{id}/milestones/{m}/delivery` (`backend.escrows.milestone_documents`)."""
 
     delivery_hash: Hash32 = Field(description="keccak256 of the document's canonical form")
     document: DeliveryDocument
     tx: WalletTx = Field(description="`submitDelivery` with that `deliveryHash`, sent by the "
                          "provider")
+
+
+class DisputeReasonDocument(Answer):
+    """The client's dispute reason bound on-chain as `reasonHash` (docs/interface.md section
+    4.3, `POST .../dispute`)."""
+
+    reason: str
+    attachments: list[Attachment]
+
+
+class PreparedDispute(Answer):
+    """`POST /api/escrows/{id}/milestones/{m}/dispute` (`backend.escrows.milestone_documents`)."""
+
+    reason_hash: Hash32 = Field(description="keccak256 of the document's canonical form")
+    document: DisputeReasonDocument
+    tx: WalletTx = Field(description="`openDispute` with that `reasonHash`, sent by the client")
 
 
 class Balances(Answer):
@@ -363,6 +379,10 @@ class MilestoneDetail(Answer):
     )
     disputed_at: UnixTime | None
     dispute_reason_hash: Hash32 | None
+    dispute_reason: DisputeReasonDocument | None = Field(
+        description="The stored dispute reason behind `dispute_reason_hash`; null when none is "
+        "stored (a hash sent without `POST .../dispute`, or none)"
+    )
     settled_at: UnixTime | None
     settled_tx: Hash32 | None
     how: SettledHowName | None
@@ -435,7 +455,10 @@ class ServiceLimits(Answer):
     max_comment_chars: int = Field(description="A review's comment, characters")
     max_criterion_note_chars: int = Field(description="One criterion's note, characters")
     max_delivery_note_chars: int = Field(description="A delivery document's note, characters")
-    max_attachments: int = Field(description="Attachments of one review or delivery")
+    max_dispute_reason_chars: int = Field(description="A dispute reason's text, characters")
+    max_attachments: int = Field(
+        description="Attachments of one review, delivery or dispute reason"
+    )
     max_attachment_bytes: int = Field(description="One uploaded file, bytes")
     attachment_media_types: list[str] = Field(description="As detected from the bytes")
     max_milestones: int

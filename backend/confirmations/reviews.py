@@ -10,9 +10,9 @@ the escrow's terms list `acceptance_criteria`, a review may add `"criteria": [{"
 "note"?}]` (one entry per criterion, in the terms' order); a review without it keeps the key out,
 so it hashes as before.
 
-The pieces every document with attachments shares (the provider's delivery document of
-`backend.escrows.deliveries` too): `check_text`, `check_attachment_list`, `attachments_json`,
-`insert_once`.
+The pieces every document with attachments shares (the delivery documents and dispute reasons of
+`backend.escrows.milestone_documents` too): `check_text`, `check_attachment_list`,
+`attachments_json`, `insert_once`.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def clean_name(name: str | None) -> str:
 
 def insert_once(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING for a content-addressed row (concurrent uploads of the
-    same bytes, the same review or delivery document twice); True when this call inserted it."""
+    same bytes, the same review or milestone document twice); True when this call inserted it."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     [key] = inspect(model).primary_key

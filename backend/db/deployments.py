@@ -20,7 +20,7 @@ reads a chain-scoped row:
   `DeploymentConflictError` (the two would share escrow ids); `archive_active` sets the old one
   aside when the operator asks (`escrow deployments archive`).
 
-Content-addressed documents (terms, reviews, delivery documents, attachments), webhook
+Content-addressed documents (terms, reviews, milestone documents, attachments), webhook
 subscriptions and SIWE nonces are not chain-scoped: they are identified by their content or
 belong to a person, and stay shared.
 """

@@ -158,14 +158,19 @@ class Review(Base):
     created_at: Mapped[int]
 
 
-class DeliveryDocument(Base):
-    """A provider's delivery document (note + attachment digests) bound on-chain as
-    `deliveryHash` (`backend/escrows/deliveries.py`); content-addressed like a review."""
+class MilestoneDocument(Base):
+    """A party's document of a milestone bound on-chain by its hash, content-addressed like a
+    review (`backend/escrows/milestone_documents.py`): the provider's delivery document (note +
+    attachments, the `deliveryHash` of `submitDelivery`) or the client's dispute reason (reason +
+    attachments, the `reasonHash` of `openDispute`)."""
 
-    __tablename__ = "delivery_document"
+    __tablename__ = "milestone_document"
 
-    delivery_hash: Mapped[str] = mapped_column(HASH, primary_key=True)
-    #: the RFC 8785 canonical JSON text whose keccak256 is `delivery_hash`
+    document_hash: Mapped[str] = mapped_column(HASH, primary_key=True)
+    #: `delivery` or `dispute` (`milestone_documents.KINDS`); the escrow detail shows a document
+    #: only behind a hash of its own kind
+    kind: Mapped[str] = mapped_column(String(16))
+    #: the RFC 8785 canonical JSON text whose keccak256 is `document_hash`
     canonical: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int]
 

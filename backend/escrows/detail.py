@@ -1,18 +1,19 @@
 """The detail of one escrow (`GET /api/escrows/{id}`): its events folded by
 `backend.index.ledger` into
-parameters, milestones, breaches and balances, with the stored reviews, delivery documents and
-terms document.
+parameters, milestones, breaches and balances, with the stored reviews, milestone documents
+(delivery documents, dispute reasons) and terms document.
 
-It is the API's hot path, so it reads with prebuilt Core statements on one connection (three
+It is the API's hot path, so it reads with prebuilt Core statements on one connection (a few
 indexed reads; an ORM session costs several times more here) and keeps serialized bodies in a
 `DetailCache` under the indexer's cursor (block number and hash). Everything folded into a body
 comes from events up to that block, and a block hash fixes the whole history before it: while the
 cursor reads the same, the body is the same, and a reorg or a chain reset moves the cursor to a
 block with another hash. A body that still misses a document the database may receive later (the
-terms document, a review) is not kept. A delivery document does not hold a body back: a delivery
-hash is the provider's own reference (often no document of ours), and the document of
-`POST .../delivery` is stored before its transaction is sent; storing one drops the escrow's
-body (`DetailCache.forget`) for the rare document stored after its delivery was indexed.
+terms document, a review) is not kept. A milestone document does not hold a body back: a
+delivery or dispute reason hash is the party's own reference (often no document of ours), and the
+document of `POST .../delivery` or `POST .../dispute` is stored before its transaction is sent;
+storing one drops the escrow's body (`DetailCache.forget`) for the rare document stored after its
+transaction was indexed.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from sqlalchemy.orm import Session
 
 from backend.chain.tokens import TokenMetadata
 from backend.chain.types import ZERO_HASH, BreachKind
-from backend.db.models import ChainCursor, DeliveryDocument, EventLog, Review, TermsDocument
+from backend.db.models import ChainCursor, EventLog, Review, TermsDocument
 from backend.errors import NotFoundError
 from backend.escrows.listing import enum_name
+from backend.escrows.milestone_documents import DELIVERY, DISPUTE, load_documents
 from backend.index.ledger import BreachLedger, ChainEvent, EscrowLedger, MilestoneLedger, fold
 from backend.inputs import parse_escrow_id
 
@@ -59,9 +61,6 @@ _TERMS = select(TermsDocument.canonical).where(TermsDocument.terms_hash == bindp
 _REVIEWS = select(Review.comment_hash, Review.canonical).where(
     Review.comment_hash.in_(bindparam("hashes", expanding=True))
 )
-_DELIVERIES = select(DeliveryDocument.delivery_hash, DeliveryDocument.canonical).where(
-    DeliveryDocument.delivery_hash.in_(bindparam("hashes", expanding=True))
-)
 
 
 def index_version(db: Db, chain_id: int, contract: str) -> Version | None:
@@ -87,24 +86,20 @@ def load_reviews(db: Db, comment_hashes: Iterable[str]) -> dict[str, Any]:
     return {h: json.loads(text) for h, text in db.execute(_REVIEWS, {"hashes": wanted})}
 
 
-def load_deliveries(db: Db, delivery_hashes: Iterable[str]) -> dict[str, Any]:
-    """The stored delivery documents among `delivery_hashes`, by hash."""
-    wanted = sorted({h for h in delivery_hashes if h != _ZERO_HASH_HEX})
-    if not wanted:
-        return {}
-    return {h: json.loads(text) for h, text in db.execute(_DELIVERIES, {"hashes": wanted})}
-
-
 def load_terms(db: Db, terms_hash: str) -> dict[str, Any] | None:
     text = db.execute(_TERMS, {"hash": terms_hash}).scalar()
     return None if text is None else dict(json.loads(text))
 
 
 def milestone_json(
-    m: MilestoneLedger, reviews: dict[str, Any], deliveries: dict[str, Any]
+    m: MilestoneLedger,
+    reviews: dict[str, Any],
+    deliveries: dict[str, Any],
+    disputes: dict[str, Any],
 ) -> dict[str, Any]:
-    """One milestone with the stored review behind its `comment_hash` and the stored delivery
-    document behind its `delivery_hash` (each null when none is stored)."""
+    """One milestone with the stored review behind its `comment_hash`, the stored delivery
+    document behind its `delivery_hash` and the stored dispute reason behind its
+    `dispute_reason_hash` (each null when none is stored)."""
     return {
         "index": m.index,
         "amount": str(m.amount),
@@ -114,6 +109,9 @@ def milestone_json(
         "delivery": deliveries.get(m.delivery_hash) if m.delivery_hash else None,
         "disputed_at": m.disputed_at,
         "dispute_reason_hash": m.dispute_reason_hash,
+        "dispute_reason": (
+            disputes.get(m.dispute_reason_hash) if m.dispute_reason_hash else None
+        ),
         "settled_at": m.settled_at,
         "settled_tx": m.settled_tx,
         "how": enum_name(m.how),
@@ -152,9 +150,8 @@ def escrow_detail(
     led = load_ledger(db, chain_id, escrow_id)
     p = led.params
     reviews = load_reviews(db, (m.comment_hash for m in led.milestones if m.comment_hash))
-    deliveries = load_deliveries(
-        db, (m.delivery_hash for m in led.milestones if m.delivery_hash)
-    )
+    deliveries = load_documents(db, DELIVERY, (m.delivery_hash for m in led.milestones))
+    disputes = load_documents(db, DISPUTE, (m.dispute_reason_hash for m in led.milestones))
     return {
         "id": led.escrow_id,
         "chain_id": chain_id,
@@ -171,7 +168,9 @@ def escrow_detail(
             "credited_provider": str(led.credited_provider),
             "credited_client": str(led.credited_client),
         },
-        "milestones": [milestone_json(m, reviews, deliveries) for m in led.milestones],
+        "milestones": [
+            milestone_json(m, reviews, deliveries, disputes) for m in led.milestones
+        ],
         "breaches": [breach_json(b) for b in led.breaches],
         "terms_document": load_terms(db, "0x" + p.terms_hash.hex()),
         "created_block": led.created_block,

@@ -1,4 +1,6 @@
-"""The account-wide accounting export (`escrow ledger ACCOUNT --from DATE --to DATE`).
+"""The account-wide accounting export: `escrow ledger ACCOUNT --from DATE --to DATE` and
+`GET /api/accounts/{address}/ledger.csv?from=DATE&to=DATE`, one rule for both front ends
+(`parse_days`, `account_ledger`, `ledger_csv`).
 
 One row per money movement touching the account: every movement of `backend.index.ledger` of each
 escrow where the account is client or provider and that credits the account or names it as the
@@ -6,11 +8,15 @@ counterparty, plus the account's own `Withdrawn` events (movement `withdrawal`, 
 withdrawal takes out the credit of all escrows in that token at once). Rows have the columns of
 the per-escrow statement (`backend.escrows.statements`), dates are inclusive days in UTC, and rows
 come in
-chain order (block, log index).
+chain order (block, log index). An account no indexed escrow names as client or provider is
+unknown (a mistyped address: CLI exit 2, HTTP 404); one whose movements all lie outside the days
+gets the header only.
 """
 
 from __future__ import annotations
 
+import io
+import re
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TextIO
@@ -20,18 +26,43 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from backend.chain.tokens import TokenMetadata
-from backend.config import Settings
 from backend.db.models import EscrowRow, EventLog
+from backend.errors import NotFoundError, OutOfRangeError
 from backend.escrows.statements import MovementRow, movement_row
 from backend.escrows.statements import write_csv as _write_csv
 from backend.index.indexer import row_to_event
 from backend.index.ledger import ChainEvent, Movement, fold
-from backend.services import Services, build_services
 
 Row = MovementRow
 WITHDRAWAL = "withdrawal"
 #: what the contract itself is called in the account / counterparty columns
 CONTRACT = "escrow"
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_EXPECTED_DAY = "a day YYYY-MM-DD (UTC)"
+
+
+def parse_day(field: str, value: str | None) -> date | None:
+    """`YYYY-MM-DD` as a date (None stays None); 422 for anything else (`20250301`, a time, a
+    31 February)."""
+    if value is None:
+        return None
+    if not _DAY.match(value):
+        raise OutOfRangeError(field, value, _EXPECTED_DAY)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise OutOfRangeError(field, value, _EXPECTED_DAY) from None
+
+
+def parse_days(
+    date_from: str | None, date_to: str | None, fields: tuple[str, str] = ("from", "to")
+) -> tuple[date | None, date | None]:
+    """The inclusive UTC days of a ledger, each optional; 422 for a malformed one, or a first
+    day after the last. `fields` name them in messages (`--from`, `--to` on the CLI)."""
+    start, end = parse_day(fields[0], date_from), parse_day(fields[1], date_to)
+    if start is not None and end is not None and start > end:
+        raise OutOfRangeError(fields[0], date_from, f"a day no later than {fields[1]}={date_to}")
+    return start, end
 
 
 def day_bounds(date_from: date | None, date_to: date | None) -> tuple[int | None, int | None]:
@@ -126,26 +157,50 @@ def ledger_rows(
     return [row for _, row in keyed]
 
 
-def export_ledger(
-    settings: Settings,
+def account_indexed(session: Session, chain_id: int, account: str) -> bool:
+    """Whether an indexed escrow of this chain names `account` as client or provider."""
+    return bool(_account_escrows(session, chain_id, to_checksum_address(account)))
+
+
+def account_ledger(
+    session: Session,
+    chain_id: int,
+    tokens: TokenMetadata,
     account: str,
-    date_from: date | None,
-    date_to: date | None,
-    *,
-    services: Services | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
 ) -> list[Row]:
-    """CLI glue: the rows of `ledger_rows` from the indexed database of `settings`."""
-    own = services is None
-    svc = services or build_services(settings)
-    try:
-        tokens = TokenMetadata(svc.w3)
-        with svc.sessions() as session:
-            return ledger_rows(session, svc.chain_id, tokens, account, date_from, date_to)
-    finally:
-        if own:
-            svc.engine.dispose()
+    """`ledger_rows`, refused for an account no indexed escrow names (404 `unknown account`):
+    an empty ledger of a known account is the header only, of a mistyped one an error."""
+    rows = ledger_rows(session, chain_id, tokens, account, date_from, date_to)
+    if not rows and not account_indexed(session, chain_id, account):
+        raise NotFoundError(
+            "account",
+            f"{to_checksum_address(account)}: no indexed escrow on chain {chain_id} names it as "
+            "client or provider",
+        )
+    return rows
 
 
 def write_csv(rows: list[Row], stream: TextIO) -> None:
     """The rows as CSV with the statement's header."""
     _write_csv(rows, stream)
+
+
+def ledger_csv(rows: list[Row]) -> str:
+    """The CSV `escrow ledger` prints and `GET .../ledger.csv` answers."""
+    out = io.StringIO()
+    write_csv(rows, out)
+    return out.getvalue()
+
+
+def ledger_filename(
+    chain_id: int, account: str, date_from: date | None, date_to: date | None
+) -> str:
+    """`escrow-31337-ledger-0xAbC...[-from-2025-03-01][-to-2025-03-31].csv`."""
+    name = f"escrow-{chain_id}-ledger-{to_checksum_address(account)}"
+    if date_from is not None:
+        name += f"-from-{date_from.isoformat()}"
+    if date_to is not None:
+        name += f"-to-{date_to.isoformat()}"
+    return name + ".csv"

@@ -22,7 +22,7 @@ from backend.confirmations.reviews import (
 )
 from backend.confirmations.verify import DEFAULT_DEADLINE_SECONDS
 from backend.errors import ConfigurationError
-from backend.escrows.deliveries import MAX_DELIVERY_NOTE_CHARS
+from backend.escrows.milestone_documents import MAX_DELIVERY_NOTE_CHARS, MAX_DISPUTE_REASON_CHARS
 from backend.oracle.terms_store import MAX_TERMS_BYTES
 from backend.services import Services
 
@@ -57,6 +57,7 @@ def limits() -> dict[str, Any]:
         "max_comment_chars": MAX_COMMENT_CHARS,
         "max_criterion_note_chars": MAX_CRITERION_NOTE_CHARS,
         "max_delivery_note_chars": MAX_DELIVERY_NOTE_CHARS,
+        "max_dispute_reason_chars": MAX_DISPUTE_REASON_CHARS,
         "max_attachments": MAX_ATTACHMENTS,
         "max_attachment_bytes": MAX_ATTACHMENT_BYTES,
         "attachment_media_types": list(ALLOWED_MEDIA_TYPES),

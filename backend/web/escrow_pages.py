@@ -1,14 +1,17 @@
 """The escrow page, the arbiter's desk and the auditor (`docs/interface.md` section 7).
 
-- `GET /escrows/{id}`: parties, balances, milestones on a timeline (delivery document, review,
-  settlement), the terms in words, breach reports, KPI charts per period against each threshold
-  (`backend.web.charts`, from the series of `GET /api/escrows/{id}/kpis`), links to the
-  statement, the acts and the auditor, and the actions open at chain time now
+- `GET /escrows/{id}`: parties, balances, milestones on a timeline (delivery document, dispute
+  reason, review, settlement), the terms in words, breach reports, KPI charts per period against
+  each threshold (`backend.web.charts`, from the series of `GET /api/escrows/{id}/kpis`), links
+  to the statement, the acts and the auditor, and the actions open at chain time now
   (`backend.escrows.next_steps`): the page script shows the connected party its own.
 - `GET /arbiter?account=0x..`: open disputes and challenged breach reports of the escrows this
-  account arbitrates, with both parties' documents and the arbitration deadline.
+  account arbitrates, with both parties' documents (the client's dispute reason, the provider's
+  delivery, a review) and the arbitration deadline.
 - `GET /audit[?escrow=ID|all]`: the auditor's checks (`backend.audit.verify`, as
-  `GET /api/escrows/{id}/audit`), the money timeline chart and the downloads.
+  `GET /api/escrows/{id}/audit`), the money timeline chart and the downloads: the escrow's
+  statement and the client's and the provider's ledgers over all their escrows
+  (`GET /api/accounts/{address}/ledger.csv`).
 
 Routes gather from the same domain functions the API routes call and render; every refusal is
 the error page with the API's status (`pages.refused`)."""
@@ -309,7 +312,7 @@ def audit_page(
     """The auditor: pick an escrow (or `all`), run the checks of `escrow audit` on the chain and
     this service's database, and show the verdict, every check and the money timeline."""
     context: dict[str, Any] = {"escrow_id": None, "single": None, "report": None,
-                               "choice": escrow or ""}
+                               "parties": None, "choice": escrow or ""}
     if escrow:
         try:
             if escrow.strip().lower() == "all":
@@ -318,12 +321,20 @@ def audit_page(
                 escrow_id = parse_escrow_id(escrow.strip(), "escrow")
                 context["escrow_id"] = escrow_id
                 context["single"] = run_audit(services, session, escrow_id)
+                context["parties"] = indexed_parties(session, services.chain_id, escrow_id)
         except QualityEscrowError as exc:
             return refused(request, services, exc)
     single = context["single"]
     if single is not None:  # the audit module's chart escapes what it draws
         context["chart"] = Markup(timeline_svg(single)) if single.timeline else None
     return page(request, services, "audit.html", context)
+
+
+def indexed_parties(session: Session, chain_id: int, escrow_id: int) -> dict[str, str] | None:
+    """`{client, provider}` of the escrow as indexed (whose ledgers the auditor links); None
+    when this service has not indexed it (the audit reads the chain, the ledgers the index)."""
+    row = session.get(EscrowRow, (chain_id, escrow_id))
+    return None if row is None else {"client": row.client, "provider": row.provider}
 
 
 def run_audit(services: Services, session: Session, escrow_id: int) -> EscrowAudit:

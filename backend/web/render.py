@@ -19,7 +19,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from backend.chain.types import ZERO_ADDRESS
-from backend.i18n import LANGUAGE_NAMES, LOCALES, format_amount, format_duration, translations
+from backend.i18n import (
+    LANGUAGE_NAMES,
+    LOCALES,
+    format_amount,
+    format_duration,
+    negotiate,
+    translations,
+)
 from backend.services import Services
 
 WEB_DIR = Path(__file__).resolve().parent
@@ -82,8 +89,6 @@ def time_tag(ts: int | None, *, countdown: bool = False) -> Markup:
 
 def language(request: Request) -> str:
     """The page's language: `?lang=`, then the `lang` cookie, then `Accept-Language`."""
-    from backend.i18n import negotiate
-
     requested = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
     return negotiate(request.headers.get("accept-language"), requested)
 
@@ -112,7 +117,7 @@ def page(
         "config": {
             "chain_id": services.chain_id,
             "contract": services.escrow.address,
-            "rpc_url": services.settings.rpc_url,
+            "rpc_url": services.settings.wallet_rpc_url,  # what a wallet adds
         },
     }
     html = environment(lang).get_template(template).render({**shared, **context})

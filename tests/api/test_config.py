@@ -68,6 +68,7 @@ def test_config_tells_a_wallet_the_chain_the_contract_the_service_accounts_and_t
             "max_comment_chars": MAX_COMMENT_CHARS,
             "max_criterion_note_chars": 500,
             "max_delivery_note_chars": 2_000,
+            "max_dispute_reason_chars": 2_000,
             "max_attachments": MAX_ATTACHMENTS,
             "max_attachment_bytes": MAX_ATTACHMENT_BYTES,
             "attachment_media_types": list(ALLOWED_MEDIA_TYPES),

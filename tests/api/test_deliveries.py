@@ -12,7 +12,7 @@ from eth_utils import keccak
 from sqlalchemy import func, select
 
 from backend.api.schemas import EscrowDetail, PreparedDelivery
-from backend.db.models import DeliveryDocument
+from backend.db.models import MilestoneDocument
 from tests.api.support import Api
 
 TERMS_DOC = {"version": 1, "title": "Site build", "period_seconds": 86400,
@@ -28,7 +28,9 @@ def _upload(api: Api, data: bytes = REPORT, name: str = "report.txt") -> dict[st
 
 def _stored(api: Api) -> int:
     with api.services.sessions() as session:
-        return int(session.scalar(select(func.count()).select_from(DeliveryDocument)) or 0)
+        return int(session.scalar(
+            select(func.count()).where(MilestoneDocument.kind == "delivery")
+        ) or 0)
 
 
 def _escrow(api: Api) -> int:

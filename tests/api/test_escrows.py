@@ -100,6 +100,7 @@ def test_escrow_detail_serves_params_milestones_breaches_and_balances_exactly(ap
         "delivery": None,  # a hash sent without a stored document
         "disputed_at": None,
         "dispute_reason_hash": None,
+        "dispute_reason": None,
         "settled_at": int(settled_block["timestamp"]),
         "settled_tx": _hex(settled.tx_hash),
         "how": "confirmed",

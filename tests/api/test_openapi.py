@@ -25,6 +25,7 @@ from backend.api.schemas import (
     EscrowStatus,
     MilestoneStateName,
     PartyRole,
+    PreparedDispute,
     SettledHowName,
     SubmissionStatus,
     TxStatus,
@@ -50,6 +51,7 @@ REFUSAL = "#/components/schemas/RefusalBody"
 NOT_JSON: dict[tuple[str, str], set[str]] = {
     ("get", "/metrics"): {"text/plain"},
     ("get", "/api/escrows/{escrow_id}/statement.csv"): {"text/csv"},
+    ("get", "/api/accounts/{address}/ledger.csv"): {"text/csv"},
     ("get", "/api/escrows/{escrow_id}/milestones/{milestone}/act.pdf"): {"application/pdf"},
     ("get", "/api/attachments/{sha256}"): set(ALLOWED_MEDIA_TYPES),
     ("delete", "/api/webhooks/{subscription_id}"): set(),  # 204, no body
@@ -91,7 +93,7 @@ def test_every_json_route_declares_the_schema_of_its_answer(api: Api) -> None:
             # a named model with its fields (or, for the terms schema, a named open object)
             name = schema["$ref"].removeprefix("#/components/schemas/")
             assert schemas[name].get("properties") or schemas[name]["type"] == "object", name
-    assert json_routes == len(operations(spec)) - len(NOT_JSON) == 26
+    assert json_routes == len(operations(spec)) - len(NOT_JSON) == 27
 
 
 def test_every_error_answer_is_a_refusal_body(api: Api) -> None:
@@ -180,7 +182,8 @@ def test_the_escrow_list_and_detail_fit_their_declared_models(api: Api) -> None:
         assert schema["schema"] == {"$ref": f"#/components/schemas/{name}"}
 
     # an ERC-20 escrow with its terms stored, a delivery, a rated milestone with a stored review
-    # (an uploaded attachment) and a reported breach; and an ETH escrow still proposed
+    # (an uploaded attachment), a reported breach and a milestone disputed with a stored reason;
+    # and an ETH escrow still proposed
     terms_doc = {"version": 1, "title": "SLA", "period_seconds": DAY,
                  "kpis": [{"id": "uptime", "aggregate": "mean", "op": ">=", "threshold": 99.5}]}
     terms_hash = api.ok("POST", "/api/terms", 201, json=terms_doc)["terms_hash"]
@@ -197,6 +200,12 @@ def test_the_escrow_list_and_detail_fit_their_declared_models(api: Api) -> None:
     env.deliver(escrow_id, 0)
     env.escrow.confirm(escrow_id, 0, 4, comment_hash, env.client)
     env.escrow.report_breach(escrow_id, 1, 0, b"\x44" * 32, env.oracle)
+    env.deliver(escrow_id, 1)
+    api.index()
+    dispute = api.ok("POST", f"/api/escrows/{escrow_id}/milestones/1/dispute",
+                     json={"reason": "Half done", "attachments": [upload["sha256"]]})
+    assert_fits(PreparedDispute, dispute)
+    api.send(env.client, dispute["tx"])
     proposed = env.create(env.params((ETH,)))
     api.index()
 
@@ -208,6 +217,7 @@ def test_the_escrow_list_and_detail_fit_their_declared_models(api: Api) -> None:
 
     detail = api.ok("GET", f"/api/escrows/{escrow_id}")
     assert detail["milestones"][0]["review"] == review
+    assert detail["milestones"][1]["dispute_reason"] == dispute["document"]
     assert detail["terms_document"] == terms_doc
     assert [b["kind_name"] for b in detail["breaches"]] == ["kpi_below_standard"]
     assert_fits(EscrowDetail, detail)

@@ -10,7 +10,7 @@ from backend.db.models import (
     Base,
     BreachSubmission,
     ConfirmationRequest,
-    DeliveryDocument,
+    MilestoneDocument,
     OutboxTransaction,
 )
 from backend.db.session import migrate
@@ -168,17 +168,49 @@ def test_the_delivery_migration_adds_its_table_and_the_role_indexes_and_takes_th
         return {str(i["name"]) for i in inspect(engine).get_indexes("escrow")}
 
     assert {"ix_escrow_arbiter", "ix_escrow_oracle"} <= escrow_indexes()
-    assert "delivery_document" in inspect(engine).get_table_names()
-    _upgrade(engine, "0007", down=True)
+    _upgrade(engine, "0008", down=True)
     try:
+        assert "delivery_document" in inspect(engine).get_table_names()
+        _upgrade(engine, "0007", down=True)
         assert "delivery_document" not in inspect(engine).get_table_names()
         assert not {"ix_escrow_arbiter", "ix_escrow_oracle"} & escrow_indexes()
         assert {"ix_escrow_client", "ix_escrow_provider"} <= escrow_indexes()
     finally:
         _upgrade(engine, "head")
-    with Session(engine) as session, session.begin():
-        session.add(DeliveryDocument(delivery_hash="0x" + "ab" * 32, canonical="{}",
-                                     created_at=1))
-    with Session(engine) as session:
-        row = session.get(DeliveryDocument, "0x" + "ab" * 32)
-        assert row is not None and row.canonical == "{}"
+    assert {"ix_escrow_arbiter", "ix_escrow_oracle"} <= escrow_indexes()
+
+
+def test_the_milestone_document_migration_carries_delivery_documents_over_and_back(
+    engine: Engine,
+) -> None:
+    delivery, dispute = "0x" + "ab" * 32, "0x" + "cd" * 32
+    _upgrade(engine, "0008", down=True)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO delivery_document (delivery_hash, canonical, created_at) "
+                "VALUES (:h, :c, 7)"
+            ), {"h": delivery, "c": '{"attachments":[],"note":"done"}'})
+        _upgrade(engine, "head")
+        tables = inspect(engine).get_table_names()
+        assert "milestone_document" in tables and "delivery_document" not in tables
+        with Session(engine) as session, session.begin():
+            row = session.get(MilestoneDocument, delivery)
+            assert row is not None
+            assert (row.kind, row.canonical, row.created_at) == (
+                "delivery", '{"attachments":[],"note":"done"}', 7)
+            session.add(MilestoneDocument(document_hash=dispute, kind="dispute",
+                                          canonical='{"attachments":[],"reason":"late"}',
+                                          created_at=8))
+
+        _upgrade(engine, "0008", down=True)  # dispute reasons had no table: they are dropped
+        with engine.connect() as conn:
+            back = conn.execute(text(
+                "SELECT delivery_hash, canonical, created_at FROM delivery_document"
+            )).all()
+        assert "milestone_document" not in inspect(engine).get_table_names()
+        assert [tuple(r) for r in back] == [(delivery, '{"attachments":[],"note":"done"}', 7)]
+    finally:
+        _upgrade(engine, "head")
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM milestone_document"))

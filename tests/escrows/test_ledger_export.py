@@ -8,11 +8,18 @@ import io
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from eth_typing import HexStr
 
 from backend.chain.tokens import TokenMetadata
-from backend.config import Settings
-from backend.escrows.ledger_export import export_ledger, ledger_rows, write_csv
+from backend.errors import NotFoundError, OutOfRangeError
+from backend.escrows.ledger_export import (
+    account_ledger,
+    ledger_csv,
+    ledger_rows,
+    parse_days,
+    write_csv,
+)
 from backend.escrows.statements import COLUMNS
 from tests.api.support import Api
 from tests.support import DAY, ETH
@@ -135,12 +142,24 @@ def test_the_ledger_keeps_only_the_inclusive_utc_days_asked_for(api: Api) -> Non
     assert kinds(date_from=h.day1, date_to=h.day3) == early + late
 
 
-def test_export_ledger_writes_the_statement_csv_header_and_rows(api: Api) -> None:
+def test_the_account_ledger_is_the_statement_csv_and_refuses_an_unknown_account(
+    api: Api,
+) -> None:
     env = api.env
     h = _history(api)
-    rows = export_ledger(Settings(), env.provider, h.day3, h.day3, services=api.services)
+    tokens = TokenMetadata(env.w3)
+    chain_id = api.services.chain_id
+    with api.services.sessions() as session:
+        rows = account_ledger(session, chain_id, tokens, env.provider, h.day3, h.day3)
+        # the arbiter is named by the escrows, but neither as client nor as provider
+        with pytest.raises(NotFoundError, match=f"unknown account {env.arbiter}: no indexed"):
+            account_ledger(session, chain_id, tokens, env.arbiter)
+        # a known account with nothing on those days: the header only
+        after = h.day3 + timedelta(days=1)
+        assert account_ledger(session, chain_id, tokens, env.provider, after, after) == []
     out = io.StringIO()
     write_csv(rows, out)
+    assert ledger_csv(rows) == out.getvalue()
 
     lines = out.getvalue().split("\r\n")
     assert lines[0] == ",".join(COLUMNS)
@@ -148,4 +167,25 @@ def test_export_ledger_writes_the_statement_csv_header_and_rows(api: Api) -> Non
     assert lines[1].endswith(f",release,{env.provider},{env.client},TUSD,{env.token},1.500000,"
                              f"{TUSD}")
     assert ",withdrawal," in lines[2]
-    assert export_ledger(Settings(), env.arbiter, None, None, services=api.services) == []
+    assert ledger_csv([]) == ",".join(COLUMNS) + "\r\n"
+
+
+@pytest.mark.parametrize(
+    ("date_from", "date_to", "field", "expected"),
+    [
+        ("2025-3-01", None, "from", "a day YYYY-MM-DD (UTC)"),
+        ("20250301", None, "from", "a day YYYY-MM-DD (UTC)"),
+        (None, "2025-02-30", "to", "a day YYYY-MM-DD (UTC)"),
+        (None, "2025-03-01T00:00", "to", "a day YYYY-MM-DD (UTC)"),
+        ("2025-03-02", "2025-03-01", "from", "a day no later than to=2025-03-01"),
+    ],
+    ids=["short-month", "no-dashes", "february-30", "a-time", "from-after-to"],
+)
+def test_ledger_days_are_utc_dates_in_order(
+    date_from: str | None, date_to: str | None, field: str, expected: str
+) -> None:
+    with pytest.raises(OutOfRangeError) as refused:
+        parse_days(date_from, date_to)
+    assert refused.value.field == field and refused.value.expected == expected
+    assert parse_days("2025-03-01", "2025-03-01") == (date(2025, 3, 1), date(2025, 3, 1))
+    assert parse_days(None, None) == (None, None)

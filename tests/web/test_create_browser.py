@@ -3,7 +3,9 @@ two acceptance criteria built on /escrows/new, funded from the test wallet and o
 provider accepted and delivered (on the chain directly), the review page with a rating, a photo
 from the "camera" and the criteria answered, signed, relayed and settled, with the provider's
 credit shown. A refused signature is explained and the page stays usable; the review page in
-Russian on a phone. Screenshots of every step; axe on both pages."""
+Russian on a phone, where the second milestone is disputed with a reason and a photo that the
+service stores and the escrow page and the arbiter's desk show. Screenshots of every step; axe on
+the pages."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import struct
 import zlib
 from typing import Any
 
+from eth_utils import keccak
 from playwright.sync_api import Page, expect
 
+from backend.canonical import canonical_json
 from tests.support import ETH
 from tests.web.support import LiveService, Shots, assert_accessible, wait_until
 
@@ -246,17 +250,43 @@ def test_a_refused_signature_is_explained_and_the_russian_phone_page_stays_usabl
     assert no_horizontal_scroll(page)
     assert milestone(live_service, escrow_id, 0)["rating"] == 3
 
-    # the second milestone is disputed instead (the reason's hash is zero: no document yet)
+    # the second milestone is disputed instead, with a reason and a photo stored for the arbiter
     page.goto(f"/escrows/{escrow_id}/milestones/1/review?lang=ru")
     expect(page.locator("[data-page=review][data-ready]")).to_be_attached()
-    page.locator("#dispute-reason").fill("Half of the pages are missing")
+    page.locator("#dispute").click()  # neither a reason nor a file: said, nothing sent
+    expect(page.locator("#dispute-error")).to_have_text(message(page, "reason_needed"))
+    assert client.wallet.transactions == []
+    page.locator("#dispute-reason").fill("Половина страниц пуста")
+    page.locator("#photos").set_input_files(
+        files=[{"name": "blank.png", "mimeType": "image/png", "buffer": png(rgb=(250, 250, 250))}])
+    expect(page.locator("#previews li")).to_contain_text(message(page, "uploaded"))
     page.locator("#dispute").click()
     expect(page.locator("#qe-status")).to_have_text(message(page, "disputed"))
     expect(page.locator("#sign")).to_be_disabled()
+    expect(page.locator("#dispute-error")).to_be_empty()
     disputed = wait_until(page, lambda: (m := milestone(live_service, escrow_id, 1)).get(
         "state") == "disputed" and m, message="the indexer has the dispute")
-    assert disputed["dispute_reason_hash"] == "0x" + "00" * 32
+    reason = disputed["dispute_reason"]
+    assert reason["reason"] == "Половина страниц пуста"
+    assert [a["name"] for a in reason["attachments"]] == ["blank.png"]
+    assert disputed["dispute_reason_hash"] == "0x" + keccak(canonical_json(reason)).hex()
     shot(page, "disputed ru phone")
+
+    # the escrow page and the arbiter's desk show the reason and its photo
+    page.goto(f"/escrows/{escrow_id}?lang=ru")
+    shown = page.locator("#milestone-1 .document.dispute")
+    expect(shown).to_contain_text("Половина страниц пуста")
+    expect(shown.locator("img")).to_have_attribute("alt", "blank.png")
+    assert no_horizontal_scroll(page)
+    shot(page, "escrow page with the reason ru phone")
+    arbiter = wallet_browser("arbiter", connected=True, locale="ru-RU", viewport=phone)
+    arbiter.page.goto(f"/arbiter?account={env.arbiter}")
+    desk = arbiter.page.locator(f"#dispute-{escrow_id}-1").locator("xpath=..")
+    expect(desk.locator(".document.dispute")).to_contain_text("Половина страниц пуста")
+    expect(desk.locator(".document.dispute img")).to_have_attribute("alt", "blank.png")
+    expect(desk.locator("form[data-form=resolve-dispute]")).to_be_visible()
+    assert_accessible(arbiter.page)
+    shot(arbiter.page, "arbiter sees the reason ru phone")
 
 
 def test_an_erc20_escrow_is_approved_then_created_and_refusals_keep_the_form(

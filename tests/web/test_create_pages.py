@@ -160,7 +160,14 @@ def test_the_review_page_shows_the_delivery_deadline_criteria_and_upload_inputs(
     assert '<input id="pdfs" type="file" accept="application/pdf" multiple' in html
     assert "Sign and submit" in text
     assert "Open a dispute" in text  # the escrow has an arbiter
-    assert "empty reason hash" in text
+    # the dispute's reason (and the files attached above) are stored for the arbiter
+    assert "empty reason hash" not in text
+    assert ("Your reason and the photos and files attached above are stored by the service and "
+            "shown to the arbiter") in text
+    assert re.search(r'<textarea id="dispute-reason" maxlength="2000"', html)
+    assert '<p class="form-error" id="dispute-error" role="alert"></p>' in html
+    assert _json_block(html, "qe-page-messages")["reason_needed"] == (
+        "Give a reason or attach a file for the arbiter.")
     data = _json_block(html, "qe-page-data")
     assert data["escrow_id"] == escrow_id and data["milestone"] == 0
     assert data["client"] == env.client and data["provider"] == env.provider

@@ -13,7 +13,7 @@ from eth_utils import keccak
 from markupsafe import Markup
 
 from backend.canonical import canonical_json, terms_hash
-from backend.db.models import DeliveryDocument, KpiSample, Review
+from backend.db.models import KpiSample, MilestoneDocument, Review
 from backend.oracle.terms_store import store_terms
 from backend.web.charts import (
     MAX_POINTS,
@@ -77,8 +77,8 @@ def _delivery(api: Api, escrow_id: int, milestone: int, document: dict[str, Any]
     provider's wallet do."""
     delivery_hash = keccak(canonical_json(document))
     with api.services.sessions() as session, session.begin():
-        session.add(DeliveryDocument(delivery_hash="0x" + delivery_hash.hex(),
-                                     canonical=canonical_json(document).decode(), created_at=1))
+        session.add(MilestoneDocument(document_hash="0x" + delivery_hash.hex(), kind="delivery",
+                                      canonical=canonical_json(document).decode(), created_at=1))
     api.env.escrow.submit_delivery(escrow_id, milestone, delivery_hash, api.env.provider)
 
 
@@ -198,6 +198,11 @@ def test_actions_are_offered_to_the_party_the_contract_would_accept_them_from(ap
     # milestone 0 delivered: the client reviews or disputes; milestone 1: the provider delivers
     assert f'href="/escrows/{active}/milestones/0/review"' in html
     assert 'data-form="dispute" data-milestone="0" data-roles="client"' in html
+    dispute = html[html.index('data-form="dispute"'):]
+    dispute = dispute[:dispute.index("</form>")]
+    assert '<input id="dispute-files-0" name="files" type="file" multiple' in dispute
+    assert "Your reason and files are stored by the service and shown to the arbiter" in dispute
+    assert "not stored" not in dispute
     assert 'data-form="deliver" data-milestone="1" data-roles="provider"' in html
     assert 'data-form="deliver" data-milestone="0"' not in html
     assert 'data-tx="timeout"' not in html  # inside the review window
@@ -233,7 +238,56 @@ def test_a_stored_delivery_document_shows_its_note_photos_and_files(api: Api) ->
     api.index()
     desk = api.http.get(f"/arbiter?account={env.arbiter}").text
     assert "Deployed &lt;v2&gt;" in desk and 'alt="home.png"' in desk
-    assert "none given" in _text(desk)  # a zero reason hash
+    assert "The client gave no reason." in _text(desk)  # a zero reason hash
+
+
+def _dispute(api: Api, escrow_id: int, milestone: int, document: dict[str, Any]) -> str:
+    """Stores a dispute reason and opens the dispute with its hash, as `POST .../dispute` and
+    the client's wallet do; the hash."""
+    reason_hash = keccak(canonical_json(document))
+    with api.services.sessions() as session, session.begin():
+        session.add(MilestoneDocument(document_hash="0x" + reason_hash.hex(), kind="dispute",
+                                      canonical=canonical_json(document).decode(), created_at=1))
+    api.env.escrow.open_dispute(escrow_id, milestone, reason_hash, api.env.client)
+    return "0x" + reason_hash.hex()
+
+
+def test_a_stored_dispute_reason_shows_its_text_and_files_to_everyone_and_the_arbiter(
+    api: Api,
+) -> None:
+    env = api.env
+    escrow_id = env.create_active(env.params((ETH, ETH)))
+    env.deliver(escrow_id, 0)
+    env.deliver(escrow_id, 1)
+    reason_hash = _dispute(api, escrow_id, 0, {"reason": "Half the pages <missing>\nSee photo.",
+                                               "attachments": [
+        {"name": "blank.png", "media_type": "image/png", "size": 10, "sha256": PHOTO},
+        {"name": "list.pdf", "media_type": "application/pdf", "size": 20, "sha256": PDF},
+    ]})
+    env.escrow.open_dispute(escrow_id, 1, b"\x77" * 32, env.client)  # a hash of no document
+    api.index()
+
+    html = api.http.get(f"/escrows/{escrow_id}").text
+    first = html[html.index('id="milestone-0"'):html.index('id="milestone-1"')]
+    dispute = first[first.index('class="document dispute"'):]
+    dispute = dispute[:dispute.index("</div>")]
+    assert "Dispute reason" in _text(dispute)
+    assert "Half the pages &lt;missing&gt;\nSee photo." in dispute  # escaped, lines kept
+    assert f'<img src="/api/attachments/{PHOTO}" alt="blank.png"' in dispute
+    assert f'<a href="/api/attachments/{PDF}">list.pdf</a>' in dispute
+    assert reason_hash not in first  # the document, not its hash
+    second = html[html.index('id="milestone-1"'):]
+    assert "Dispute reason hash" in _text(second) and f"0x{'77' * 32}" in second
+    assert 'class="document dispute"' not in second
+
+    desk = api.http.get(f"/arbiter?account={env.arbiter}").text
+    at, end = desk.index(f'id="dispute-{escrow_id}-0"'), desk.index(f'id="dispute-{escrow_id}-1"')
+    first = desk[at:end]
+    assert "The client's reason" in _text(first)
+    assert "Half the pages &lt;missing&gt;" in first
+    assert 'alt="blank.png"' in first and f'href="/api/attachments/{PDF}">list.pdf</a>' in first
+    second = desk[desk.index(f'id="dispute-{escrow_id}-1"'):]
+    assert "No document stored; reference" in _text(second) and f"0x{'77' * 32}" in second
 
 
 def test_an_escrow_without_an_arbiter_offers_no_dispute_or_challenge_and_says_so(api: Api) -> None:
@@ -373,7 +427,14 @@ def test_the_auditor_shows_a_form_then_the_verdict_checks_chart_and_downloads(ap
         assert f'data-check="{name}"' in html
     assert "<svg" in html  # the audit module's timeline chart
     assert f'href="/api/escrows/{escrow_id}/statement.csv"' in html
-    assert "No ledger download" in text
+    # each party's ledger over all its escrows, where the command line's note used to be
+    assert "No ledger download" not in text and "escrow ledger ADDRESS" not in text
+    for role, account in (("client", env.client), ("provider", env.provider)):
+        link = f'<a href="/api/accounts/{account}/ledger.csv" data-ledger="{role}">'
+        assert link in html
+        short = f"{account[:6]}…{account[-4:]}"
+        assert f"Ledger of the {role} {short} over all its escrows (CSV)" in text
+        assert api.http.get(f"/api/accounts/{account}/ledger.csv").status_code == 200
 
     everything = api.http.get("/audit?escrow=all").text
     assert "solvency" in everything and f'href="/audit?escrow={escrow_id}"' in everything

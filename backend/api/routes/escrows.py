@@ -1,6 +1,6 @@
 """Escrows: the indexed list and detail, the accounting statement, and ready transactions for
-wallets (`prepare` for the creation, `tx/{action}` for every later call, `delivery` for a
-delivery with its document)."""
+wallets (`prepare` for the creation, `tx/{action}` for every later call, `delivery` and `dispute`
+for a delivery or a dispute with its document)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from backend.api.schemas import (
     EscrowDetail,
     EscrowPage,
     PreparedDelivery,
+    PreparedDispute,
     PreparedEscrow,
     WalletTx,
     raw_body,
@@ -25,9 +26,15 @@ from backend.chain.clock import chain_time
 from backend.chain.erc1271 import has_code
 from backend.errors import OutOfRangeError
 from backend.escrows.actions import action_tx
-from backend.escrows.deliveries import prepare_delivery
 from backend.escrows.detail import escrow_detail_body
 from backend.escrows.listing import STATUSES, EscrowFilter, list_escrows, require_ledger
+from backend.escrows.milestone_documents import (
+    DELIVERY,
+    DISPUTE,
+    MAX_TEXT_CHARS,
+    DocumentKind,
+    prepare_document,
+)
 from backend.escrows.prepare import PrepareRequest, prepare_escrow
 from backend.escrows.statements import statement_csv, statement_filename
 from backend.inputs import Address, EscrowId, MilestoneIndex
@@ -148,15 +155,44 @@ def post_action_tx(
     return action_tx(session, services.escrow, services.chain_id, escrow_id, action, body)
 
 
+Attachments = Annotated[
+    list[StrictStr],
+    Field(default_factory=list, description="sha256 digests of uploaded attachments, at most 10"),
+]
+
 
 class DeliveryRequest(BaseModel):
     note: StrictStr = Field(
-        description="What was delivered, at most 2,000 characters (may be empty with an "
-        "attachment)"
+        description=f"What was delivered, at most {MAX_TEXT_CHARS:,} characters (may be empty "
+        "with an attachment)"
     )
-    attachments: list[StrictStr] = Field(
-        default_factory=list, description="sha256 digests of uploaded attachments, at most 10"
+    attachments: Attachments
+
+
+class DisputeRequest(BaseModel):
+    reason: StrictStr = Field(
+        description=f"Why the client disputes, at most {MAX_TEXT_CHARS:,} characters (may be "
+        "empty with an attachment)"
     )
+    attachments: Attachments
+
+
+def _post_document(
+    kind: DocumentKind,
+    escrow_id: int,
+    milestone: int,
+    text: str,
+    attachments: list[str],
+    services: ServicesDep,
+    session: SessionDep,
+    cache: DetailCacheDep,
+) -> dict[str, Any]:
+    """Both document routes: stored, the party's transaction, and the escrow's cached detail
+    dropped (the document may belong to a transaction indexed already)."""
+    answer = prepare_document(session, services.escrow, services.chain_id, escrow_id,
+                              milestone, kind, text, attachments)
+    cache.forget(escrow_id)
+    return answer
 
 
 @router.post(
@@ -177,9 +213,28 @@ def post_delivery(
     ready `deliver` transaction carrying that `deliveryHash`; the escrow detail shows the
     document as the milestone's `delivery`. 404 escrow, milestone or attachment; 413 note or
     attachment count; 422 an empty delivery or a malformed digest."""
-    answer = prepare_delivery(
-        session, services.escrow, services.chain_id, escrow_id, milestone, body.note,
-        body.attachments,
-    )
-    cache.forget(escrow_id)
-    return answer
+    return _post_document(DELIVERY, escrow_id, milestone, body.note, body.attachments,
+                          services, session, cache)
+
+
+@router.post(
+    "/{escrow_id}/milestones/{milestone}/dispute",
+    response_model=PreparedDispute,
+    responses=refusals(400, 404, 413, 422, 503),
+)
+def post_dispute(
+    escrow_id: EscrowId,
+    milestone: MilestoneIndex,
+    body: DisputeRequest,
+    services: ServicesDep,
+    session: SessionDep,
+    cache: DetailCacheDep,
+) -> dict[str, Any]:
+    """Stores the client's dispute reason `{"reason", "attachments": [{name, media_type, size,
+    sha256}]}` (RFC 8785 canonical, keccak256 = `reason_hash`) and answers the client's ready
+    `dispute` transaction carrying that `reasonHash` (as `tx/dispute`); the escrow detail shows
+    the document as the milestone's `dispute_reason`. 404 escrow, milestone or attachment; 413
+    reason or attachment count; 422 an empty reason without attachments or a malformed
+    digest."""
+    return _post_document(DISPUTE, escrow_id, milestone, body.reason, body.attachments,
+                          services, session, cache)

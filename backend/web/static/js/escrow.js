@@ -1,7 +1,9 @@
 // The escrow page: marks the connected account among the parties, shows that party the actions
 // the server found open (elements with data-roles, hidden until then), and runs each through the
-// wallet: POST /api/escrows/{id}/tx/{action} gives the ready transaction, `runTx` sends it, and
-// the page reloads once the service has indexed the block.
+// wallet: POST /api/escrows/{id}/tx/{action} gives the ready transaction (a delivery or a dispute
+// goes through POST .../milestones/{m}/delivery | dispute, which store the note or the reason
+// with its files and answer the transaction carrying its hash), `runTx` sends it, and the page
+// reloads once the service has indexed the block.
 import { api, connect, runTx, status } from "/static/js/app.js";
 
 const root = document.querySelector("[data-page='escrow']");
@@ -114,6 +116,18 @@ async function deliveryTx(form) {
   }
 }
 
+/** Stores the client's reason and files; the answer's `tx` is `openDispute` with its hash. */
+async function disputeTx(form) {
+  const milestone = Number(form.dataset.milestone);
+  const reason = form.elements.reason.value;
+  const attachments = [];
+  for (const file of form.elements.files.files) attachments.push(await upload(file));
+  status(t("preparing"));
+  const answer = await api(`/api/escrows/${escrowId}/milestones/${milestone}/dispute`,
+    { reason, attachments });
+  return answer.tx;
+}
+
 for (const button of root.querySelectorAll("button[data-tx]")) {
   button.addEventListener("click", async () => {
     button.disabled = true;
@@ -137,10 +151,13 @@ for (const form of root.querySelectorAll("form[data-form]")) {
       if (form.dataset.form === "deliver") {
         await act(() => deliveryTx(form), box);
       } else if (form.dataset.form === "dispute") {
-        // the reason is not stored by the service yet: the dispute goes on-chain with a zero hash
-        await act(() => txFor("dispute", {
-          milestone: Number(form.dataset.milestone), reasonHash: ZERO_HASH,
-        }), box);
+        if (!form.elements.reason.value.trim() && form.elements.files.files.length === 0) {
+          box.textContent = t("reason_needed"); // the API refuses an empty dispute too (422)
+          box.hidden = false;
+          form.elements.reason.focus();
+          return;
+        }
+        await act(() => disputeTx(form), box);
       }
     } finally {
       submit.disabled = false;

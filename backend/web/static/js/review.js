@@ -1,11 +1,12 @@
 // The client's review of a delivered milestone (/escrows/{id}/milestones/{m}/review): a rating,
 // the acceptance criteria, a comment and uploaded photos or PDFs; what each side receives at the
 // chosen rating (the typed-data answer's `payout`); then the EIP-712 signature, the confirmation
-// posted to the relayer and its progress until the provider's credit shows. Or a dispute.
+// posted to the relayer and its progress until the provider's credit shows. Or a dispute: the
+// reason and the files attached are stored (POST .../dispute) and the answer's `openDispute`
+// carrying their hash goes through the wallet.
 import { api, checkChain, connect, explain, runTx, status } from "/static/js/app.js";
 import { formatUnits } from "/static/js/new_escrow.js";
 
-const ZERO_HASH = "0x" + "0".repeat(64);
 const root = document.querySelector('[data-page="review"]');
 const data = JSON.parse(document.getElementById("qe-page-data").textContent);
 const messages = JSON.parse(document.getElementById("qe-page-messages").textContent);
@@ -372,21 +373,46 @@ function startReview() {
   });
 
   // ---------------------------------------------------------------- dispute instead
+  /** The reason and the uploaded files; null (after saying why) when there is neither, or an
+   *  upload is still running or failed. */
+  function disputeBody() {
+    const reason = $("dispute-reason").value;
+    if (attachments.some((a) => a.state !== "done")) {
+      $("dispute-error").textContent = t("wait_uploads");
+      return null;
+    }
+    if (!reason.trim() && attachments.length === 0) {
+      $("dispute-error").textContent = t("reason_needed");
+      $("dispute-reason").focus();
+      return null;
+    }
+    return { reason, attachments: attachments.map((a) => a.sha256) };
+  }
+
   if (disputeButton) {
     disputeButton.addEventListener("click", async () => {
       $("review-error").textContent = "";
+      $("dispute-error").textContent = "";
+      const body = disputeBody();
+      if (!body) return;
       const session = await connect();
       if (session) onAccount(session.account);
       if (!session || !allowed()) return;
       busy = true;
       syncButtons();
-      // no endpoint stores a dispute document yet: the reason's hash is zero
-      const receipt = await runTx(() => api(`/api/escrows/${data.escrow_id}/tx/dispute`, {
-        milestone: data.milestone, reasonHash: ZERO_HASH,
-      }));
+      // the reason is stored first; its answer is the dispute carrying the reason's hash
+      const receipt = await runTx(async () => {
+        try {
+          return (await api(`${base}/dispute`, body)).tx;
+        } catch (error) {
+          $("dispute-error").textContent = describe(error);
+          throw error;
+        }
+      });
       busy = false;
       if (receipt) {
         finished = true;
+        $("dispute-reason").disabled = true;
         status(t("disputed"), "ok");
       }
       syncButtons();
