@@ -95,10 +95,11 @@ def test_a_reset_chain_with_the_same_address_inherits_nothing_and_the_old_data_i
         [archived] = new.archived
         assert archived.archived_reason is not None
         assert archived.archived_reason.startswith("chain reset: block 1, where ")
-        assert archived.archived_rows == {
+        rows = dict(archived.archived_rows)
+        assert rows.pop("indexed_block") >= 3  # the blocks of the 3 events, and the cursor's
+        assert rows == {
             "confirmation_request": 1, "measurement_token": 1, "kpi_sample": 1,
-            "event_log": 3, "indexed_block": archived.archived_rows["indexed_block"],
-            "escrow": 1, "chain_cursor": 1,
+            "event_log": 3, "escrow": 1, "chain_cursor": 1,
         }
         assert _count(new, KpiSample) == _count(new, MeasurementToken) == 0
         with new.sessions() as session:

@@ -30,6 +30,24 @@ class Step:
     opens_at: int | None = None
 
 
+def window_ends(led: EscrowLedger) -> dict[str, dict[int, int]]:
+    """The last second of each open window (chain time, inclusive: `docs/interface.md` 1.3):
+    `review` per delivered milestone, `dispute` (arbitration) per disputed milestone,
+    `challenge` per reported breach, `arbitration` per challenged breach."""
+    t = led.params.terms
+    return {
+        "review": {m.index: m.delivered_at + t.review_period for m in led.milestones
+                   if m.state == MilestoneState.DELIVERED and m.delivered_at is not None},
+        "dispute": {m.index: m.disputed_at + t.arbitration_period for m in led.milestones
+                    if m.state == MilestoneState.DISPUTED and m.disputed_at is not None},
+        "challenge": {b.breach_id: b.reported_at + t.challenge_period for b in led.breaches
+                      if b.state == BreachState.REPORTED},
+        "arbitration": {b.breach_id: b.challenged_at + t.arbitration_period
+                        for b in led.breaches
+                        if b.state == BreachState.CHALLENGED and b.challenged_at is not None},
+    }
+
+
 def next_steps(led: EscrowLedger, now: int) -> list[Step]:
     """Every step open to some party of the escrow at chain time `now`, in the order the
     parties would meet them (milestones first, then breach reports)."""
@@ -42,6 +60,7 @@ def next_steps(led: EscrowLedger, now: int) -> list[Step]:
     steps: list[Step] = []
     has_arbiter = led.params.arbiter != ZERO_ADDRESS
     delivery_over = now > terms.delivery_deadline
+    ends = window_ends(led)
     for m in led.milestones:
         if m.state == MilestoneState.NONE:
             if delivery_over:
@@ -49,35 +68,30 @@ def next_steps(led: EscrowLedger, now: int) -> list[Step]:
             else:
                 steps.append(Step("provider", "deliver", milestone=m.index,
                                   deadline=terms.delivery_deadline))
-        elif m.state == MilestoneState.DELIVERED and m.delivered_at is not None:
-            ends = m.delivered_at + terms.review_period
-            if now <= ends:
-                steps.append(Step("client", "review", milestone=m.index, deadline=ends))
+        elif (end := ends["review"].get(m.index)) is not None:
+            if now <= end:
+                steps.append(Step("client", "review", milestone=m.index, deadline=end))
             else:
                 steps.append(Step("provider", "timeout", milestone=m.index))
-        elif m.state == MilestoneState.DISPUTED and m.disputed_at is not None:
-            ends = m.disputed_at + terms.arbitration_period
-            if now <= ends:
-                steps.append(Step("arbiter", "resolve-dispute", milestone=m.index, deadline=ends))
+        elif (end := ends["dispute"].get(m.index)) is not None:
+            if now <= end:
+                steps.append(Step("arbiter", "resolve-dispute", milestone=m.index, deadline=end))
             else:
                 steps.append(Step("client", "stale-dispute", milestone=m.index))
     for b in led.breaches:
-        if b.state == BreachState.REPORTED:
-            ends = b.reported_at + terms.challenge_period
-            if now <= ends:
+        if (end := ends["challenge"].get(b.breach_id)) is not None:
+            if now <= end:
                 if has_arbiter:  # without one the contract refuses (`EscrowNoArbiter`)
                     steps.append(
-                        Step("provider", "challenge", breach_id=b.breach_id, deadline=ends)
+                        Step("provider", "challenge", breach_id=b.breach_id, deadline=end)
                     )
-                steps.append(Step("oracle", "finalize", breach_id=b.breach_id, opens_at=ends + 1))
+                steps.append(Step("oracle", "finalize", breach_id=b.breach_id, opens_at=end + 1))
             else:
                 steps.append(Step("oracle", "finalize", breach_id=b.breach_id))
-        elif b.state == BreachState.CHALLENGED and b.challenged_at is not None:
-            ends = b.challenged_at + terms.arbitration_period
-            if now <= ends:
+        elif (end := ends["arbitration"].get(b.breach_id)) is not None:
+            if now <= end:
                 steps.append(Step("arbiter", "resolve-breach", breach_id=b.breach_id,
-                                  deadline=ends))
+                                  deadline=end))
             else:
                 steps.append(Step("provider", "stale-breach", breach_id=b.breach_id))
     return steps
-

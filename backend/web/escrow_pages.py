@@ -41,8 +41,7 @@ from backend.chain.types import ZERO_ADDRESS, BreachState, MilestoneState, Statu
 from backend.db.models import EscrowRow
 from backend.errors import QualityEscrowError
 from backend.escrows.detail import escrow_detail, load_ledger
-from backend.escrows.next_steps import Step, next_steps
-from backend.index.ledger import EscrowLedger
+from backend.escrows.next_steps import Step, next_steps, window_ends
 from backend.inputs import parse_address, parse_escrow_id
 from backend.oracle.scorecard import escrow_kpis
 from backend.oracle.terms import TermsModel, parse_terms
@@ -197,26 +196,9 @@ def escrow_page_data(
         "series": series,
         "kpi_body": kpi_body,
         "kpi_error": kpi_error,
-        "deadlines": deadlines(led),
+        "deadlines": window_ends(led),
         "kpi_label": kpi_label,
     }
-
-
-def deadlines(led: EscrowLedger) -> dict[str, dict[int, int]]:
-    """The end of each open window (chain time, inclusive, as `docs/interface.md` 1.3 counts):
-    review per delivered milestone, arbitration per disputed milestone and challenged breach,
-    challenge per reported breach."""
-    t = led.params.terms
-    review = {m.index: m.delivered_at + t.review_period for m in led.milestones
-              if m.state == MilestoneState.DELIVERED and m.delivered_at is not None}
-    dispute = {m.index: m.disputed_at + t.arbitration_period for m in led.milestones
-               if m.state == MilestoneState.DISPUTED and m.disputed_at is not None}
-    challenge = {b.breach_id: b.reported_at + t.challenge_period for b in led.breaches
-                 if b.state == BreachState.REPORTED}
-    arbitration = {b.breach_id: b.challenged_at + t.arbitration_period for b in led.breaches
-                   if b.state == BreachState.CHALLENGED and b.challenged_at is not None}
-    return {"review": review, "dispute": dispute, "challenge": challenge,
-            "arbitration": arbitration}
 
 
 def _kpi_rules(model: TermsModel | None, document: Mapping[str, Any] | None) -> list[Any]:
@@ -280,7 +262,7 @@ def arbiter_cases(
         detail = escrow_detail(session, services.chain_id, services.escrow.address,
                                row.escrow_id, tokens)
         steps = _steps_by(next_steps(led, now))
-        ends = deadlines(led)
+        ends = window_ends(led)
         cases.append({
             "escrow": detail,
             "token": detail["token"],
