@@ -12,6 +12,7 @@ from eth_utils import to_checksum_address
 from typer.testing import CliRunner
 
 from backend import cli
+from backend.cli import stack
 from backend.config import Settings
 from backend.index.indexer import index_once
 from backend.services import build_services
@@ -37,7 +38,7 @@ def settings(env: EscrowEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         data_dir=tmp_path, contract_address=env.escrow.address,
         database_url=f"sqlite:///{tmp_path / 'escrow.db'}",
     )
-    monkeypatch.setattr(cli, "get_settings", lambda: configured)
+    monkeypatch.setattr("backend.config.get_settings", lambda: configured)
     monkeypatch.setattr("backend.audit.cli.connect", lambda _url: env.w3)
     return configured
 
@@ -94,7 +95,7 @@ def test_an_unexpected_error_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cli, "get_settings", broken)
+    monkeypatch.setattr("backend.config.get_settings", broken)
     result = runner.invoke(cli.app, ["ledger", "0x" + "11" * 20])
     assert isinstance(result.exception, RuntimeError)
     assert result.exit_code == 1
@@ -108,7 +109,7 @@ def fresh_chain_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Set
         rpc_url="tester://", data_dir=tmp_path, contract_address="0x" + "11" * 20,
         database_url=f"sqlite:///{tmp_path / 'escrow.db'}",
     )
-    monkeypatch.setattr(cli, "get_settings", lambda: configured)
+    monkeypatch.setattr("backend.config.get_settings", lambda: configured)
     return configured
 
 
@@ -139,7 +140,7 @@ def test_ledger_of_an_indexed_account_is_its_csv(
     env: EscrowEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     configured = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'escrow.db'}")
-    monkeypatch.setattr(cli, "get_settings", lambda: configured)
+    monkeypatch.setattr("backend.config.get_settings", lambda: configured)
     monkeypatch.setattr(
         "backend.services.build_services",
         lambda settings: build_services(
@@ -197,7 +198,7 @@ def test_deployments_lists_the_served_and_archived_ones_and_archive_needs_yes(
                                deployment_block=env.deployment_block)
     try:
         with cli.console.capture() as captured:
-            cli._print_archived(restarted)
+            stack.print_archived(restarted)
     finally:
         restarted.engine.dispose()
     first, second = captured.get().splitlines()

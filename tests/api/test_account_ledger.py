@@ -50,7 +50,7 @@ def _history(api: Api) -> History:
 def _cli(api: Api, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
     """`escrow ledger ...` on the API's own services: exit code, stdout (its bytes: Click's
     `stdout` turns CRLF into LF), stderr."""
-    monkeypatch.setattr(cli, "get_settings", lambda: api.services.settings)
+    monkeypatch.setattr("backend.config.get_settings", lambda: api.services.settings)
     monkeypatch.setattr("backend.services.build_services", lambda _settings: api.services)
     result = CliRunner().invoke(cli.app, ["ledger", *args])
     return result.exit_code, result.stdout_bytes.decode(), result.stderr

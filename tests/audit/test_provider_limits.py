@@ -31,7 +31,7 @@ def audit_json(
 ) -> dict[str, object]:
     configured = Settings(rpc_url=rpc_url, data_dir=tmp_path,
                           contract_address=env.escrow.address)
-    monkeypatch.setattr(cli, "get_settings", lambda: configured)
+    monkeypatch.setattr("backend.config.get_settings", lambda: configured)
     result = runner.invoke(cli.app, ["audit", "--all", "--no-database", "--json"])
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     body: dict[str, object] = json.loads(result.stdout)
@@ -73,7 +73,7 @@ def test_a_node_that_keeps_rate_limiting_the_audit_is_unavailable_after_bounded_
     with running_proxy(endpoint(env), limits) as proxy:
         configured = Settings(rpc_url=proxy.url, data_dir=tmp_path,
                               contract_address=env.escrow.address)
-        monkeypatch.setattr(cli, "get_settings", lambda: configured)
+        monkeypatch.setattr("backend.config.get_settings", lambda: configured)
         result = runner.invoke(cli.app, ["audit", "--all", "--no-database"])
     assert result.exit_code == cli.EXIT_REFUSED, (result.stdout, result.stderr, result.exception)
     lines = result.stderr.splitlines()
