@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.inputs import parse_address
@@ -39,6 +40,13 @@ class Settings(BaseSettings):
     index_poll_interval: float = Field(default=2.0, gt=0)
     #: /api/health is degraded when the index lags the confirmed head by more blocks than this
     index_max_lag: int = Field(default=50, ge=0)
+    # worker leases (backend/outbox/owner.py): one active instance of each worker
+    #: a worker whose lease another process holds waits as standby (True) or refuses to start
+    #: (False, `sender_busy` / `worker_busy`); `escrow index|relay|oracle|webhooks` wait unless
+    #: `--no-standby`, `escrow serve|up` refuse unless `--standby` or this is set
+    worker_standby: bool = False
+    #: seconds between two attempts of a standby worker to take its lease
+    lease_poll_interval: float = Field(default=1.0, gt=0)
     solc: Path | None = None
     # provider limits (every chain read; backend/chain/connect.py, bulk_rpc.py, logs.py)
     #: most calls per JSON-RPC batch; halved (and remembered) while the node refuses a batch
@@ -70,6 +78,26 @@ class Settings(BaseSettings):
     api_detail_cache_size: int = Field(default=4_096, ge=0)
     #: the arbiter the pages offer for a new escrow (`GET /api/config`), EIP-55; unset: none
     default_arbiter: str | None = None
+    # logs (backend/logs.py)
+    #: `text`: one line `time level logger message` per record on stderr; `json`: one JSON
+    #: object per line (`ts`, `level`, `logger`, `message` and the record's structured fields)
+    log_format: Literal["text", "json"] = "text"
+    #: the least severe level logged, in any case; one-shot commands (everything but the service
+    #: and its workers) log WARNING and above unless this is set
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # the role commands of the command line (backend/cli/roles.py, keys.py)
+    #: the running service the role commands talk to (`--api`)
+    api_url: str = "http://127.0.0.1:8000"
+    #: the password of the keystore a command unlocks (`--from`), for scripts; unset: asked
+    keystore_password: str | None = None
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        """`json`, `JSON`, `info`, `Info` ... are all accepted."""
+        if not isinstance(value, str):
+            return value
+        return value.lower() if info.field_name == "log_format" else value.upper()
 
     @field_validator("default_arbiter")
     @classmethod

@@ -267,6 +267,55 @@ def _iso_seconds(text: str) -> int | None:
     return int(moment.timestamp())
 
 
+# ------------------------------------------------------------------ what people type
+
+
+_TOKEN_AMOUNT = re.compile(r"^([0-9][0-9_]*)?(?:\.([0-9]*))?$")
+_DURATION = re.compile(r"^(?:[0-9]+[wdhms])+$")
+_DURATION_PART = re.compile(r"([0-9]+)([wdhms])")
+#: seconds per unit of a typed duration
+DURATION_UNITS = {"w": 7 * 86_400, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+EXPECTED_TOKEN_AMOUNT = "an amount in the token's units such as 1.5 or 2_000"
+EXPECTED_DURATION = "a duration such as 3d, 12h, 90m, 1d12h or seconds (3600)"
+
+
+def parse_token_amount(field: str, value: object, decimals: int) -> int:
+    """An amount a person typed in the token's units (`"1.5"` ETH, `"2_000"` USDC) as base
+    units (`1.5`, 18 decimals -> 1500000000000000000): digits, `_` between them, one `.`; exact,
+    never rounded. Raises `MalformedValueError` for anything else (a sign, an exponent, a
+    comma) and `OutOfRangeError` for more decimals than the token has or a value of 2^256 or
+    more."""
+    text = value.strip() if isinstance(value, str) else None
+    match = _TOKEN_AMOUNT.match(text) if text else None
+    if text is None or match is None or text in (".", "") or "__" in text or text.endswith("_"):
+        raise MalformedValueError(field, value, EXPECTED_TOKEN_AMOUNT)
+    whole = (match.group(1) or "0").replace("_", "")
+    fraction = match.group(2) or ""
+    if len(fraction.rstrip("0")) > decimals:
+        raise out_of_range(field, value, f"at most {decimals} decimals (the token's)")
+    fraction = fraction[:decimals] if decimals else ""
+    amount = int(whole + fraction.ljust(decimals, "0")) if decimals else int(whole)
+    if amount > UINT256_MAX:
+        raise out_of_range(field, value, "less than 2^256 base units")
+    return amount
+
+
+def parse_duration(field: str, value: object) -> int:
+    """A duration a person typed, in seconds: `3d`, `12h`, `90m`, `45s`, `2w`, combined
+    (`1d12h`), or plain seconds (`3600`, or a JSON integer). Raises `MalformedValueError` for
+    anything else and `OutOfRangeError` for a negative integer."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise out_of_range(field, value, "a duration of 0 seconds or more")
+        return value
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if _DECIMAL.match(text):
+        return parse_uint(field, text, bits=64)
+    if not _DURATION.match(text):
+        raise MalformedValueError(field, value, EXPECTED_DURATION)
+    return sum(int(n) * DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
 # ------------------------------------------------------------------ pydantic types
 
 

@@ -1,23 +1,29 @@
-"""The background workers `escrow serve` and `escrow up` run beside the API: the indexer (with
-the webhook listener), the confirmation relayer, the KPI oracle and the webhook dispatcher, each
-in a thread that stops when the shared event is set. The two senders (relayer, oracle) run
-through the one sender loop, `Sender.run_forever` (`backend/outbox/sender.py`)."""
+"""The background workers: the indexer (with the webhook listener), the confirmation relayer, the
+KPI oracle and the webhook dispatcher. `escrow serve` and `escrow up` run them in threads beside
+the API (`start_workers`); `escrow index|relay|oracle|webhooks` run one each as its own process
+(`run_worker`). Each runs under its lease (`backend/outbox/owner.py`): one active instance per
+worker, the others on standby or refused. The two senders (relayer, oracle) run through the one
+sender loop, `Sender.run_forever` (`backend/outbox/sender.py`), which takes the lease itself."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from backend.chain.keys import oracle_account, relayer_account
 from backend.confirmations.relayer import Relayer
+from backend.errors import QualityEscrowError
 from backend.index.indexer import run_indexer
 from backend.notify.dispatch import run_dispatcher
 from backend.notify.events import webhook_listener
 from backend.oracle.findings import evaluator
 from backend.oracle.worker import Oracle
+from backend.outbox.owner import ownership, worker_lease
 from backend.outbox.sender import Sender
 from backend.services import Services
 
@@ -37,28 +43,6 @@ class Workers:
             thread.join(timeout)
 
 
-def start_workers(services: Services, names: tuple[str, ...] = WORKER_NAMES) -> Workers:
-    workers = Workers()
-    targets: dict[str, Callable[[], None]] = {
-        "indexer": lambda: run_indexer(
-            services,
-            poll_interval=services.settings.index_poll_interval,
-            stop=workers.stop,
-            listeners=[webhook_listener],
-        ),
-        **{
-            name: _run_sender(build, services, workers.stop)
-            for name, build in SENDERS.items()
-        },
-        "webhooks": lambda: run_dispatcher(services, workers.stop),
-    }
-    for name in names:
-        thread = threading.Thread(target=_guarded(name, targets[name]), name=name, daemon=True)
-        thread.start()
-        workers.threads.append(thread)
-    return workers
-
-
 def relayer(services: Services) -> Relayer:
     """The confirmation relayer, sending from the relayer key."""
     return Relayer(services, relayer_account(services.w3, services.settings))
@@ -74,11 +58,75 @@ def oracle(services: Services) -> Oracle:
 SENDERS: dict[str, Callable[[Services], Sender[Any]]] = {"relayer": relayer, "oracle": oracle}
 
 
-def _run_sender(
-    build: Callable[[Services], Sender[Any]], services: Services, stop: threading.Event
-) -> Callable[[], None]:
-    """The thread body of a sender: the one sender loop, `Sender.run_forever`."""
-    return lambda: build(services).run_forever(stop)
+def run_index_worker(services: Services, stop: threading.Event) -> None:
+    """The indexer (feeding the webhook listener) under the "indexer" lease, until `stop`."""
+    with worker_lease(services, "indexer", stop) as lease:
+        run_indexer(
+            services,
+            poll_interval=services.settings.index_poll_interval,
+            stop=lease,
+            listeners=[webhook_listener],
+        )
+
+
+def run_webhooks_worker(services: Services, stop: threading.Event) -> None:
+    """The webhook dispatcher under the "webhooks" lease, until `stop`."""
+    with worker_lease(services, "webhooks", stop) as lease:
+        run_dispatcher(services, lease)
+
+
+def check_leases(
+    services: Services, names: tuple[str, ...], senders: dict[str, Sender[Any]]
+) -> None:
+    """Takes and lets go of each worker's lease at once: raises `SenderBusyError` or
+    `WorkerBusyError` (`backend/outbox/owner.py`) naming the first one another process holds,
+    before anything starts."""
+    for name in names:
+        if name in senders:
+            lease = ownership(services, name, senders[name].address, standby=False)
+        elif name in SENDERS:
+            continue  # not built (no key): nothing it could send
+        else:
+            lease = worker_lease(services, name, standby=False)
+        with lease:
+            pass
+
+
+def run_worker(
+    name: str, services: Services, stop: threading.Event, *, sender: Sender[Any] | None = None
+) -> None:
+    """Runs worker `name` (one of `WORKER_NAMES`) under its lease until `stop` is set; a sender
+    may be handed in already built."""
+    if name == "indexer":
+        run_index_worker(services, stop)
+    elif name == "webhooks":
+        run_webhooks_worker(services, stop)
+    else:
+        (sender or SENDERS[name](services)).run_forever(stop)
+
+
+def start_workers(services: Services, names: tuple[str, ...] = WORKER_NAMES) -> Workers:
+    """Starts each named worker in a thread of its own (stopped by `Workers.shutdown`).
+
+    Unless the settings say to stand by (`worker_standby`), first checks that no other process
+    holds any of their leases: raises `SenderBusyError` / `WorkerBusyError` then, and starts
+    nothing. Standing by, a worker whose lease is held waits for it in its thread."""
+    senders: dict[str, Sender[Any]] = {}
+    for name in names:
+        # without its key a sender is not checked: its thread says so in the log, as it always did
+        with suppress(QualityEscrowError):
+            if name in SENDERS:
+                senders[name] = SENDERS[name](services)
+    if not services.settings.worker_standby:
+        check_leases(services, names, senders)
+    workers = Workers()
+    for name in names:
+        target = _guarded(name, partial(run_worker, name, services, workers.stop,
+                                        sender=senders.get(name)))
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        workers.threads.append(thread)
+    return workers
 
 
 def _guarded(name: str, target: Callable[[], None]) -> Callable[[], None]:

@@ -208,3 +208,28 @@ def test_deployments_lists_the_served_and_archived_ones_and_archive_needs_yes(
         f"{env.deployment_block}), 0 rows kept aside; archived on the operator's request"
     )
     assert second == "list them with `escrow deployments`"
+
+
+def test_tokens_issue_json_prints_the_token_once_and_it_authenticates(
+    env: EscrowEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.oracle.measurements import authenticate
+
+    configured = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'escrow.db'}")
+    monkeypatch.setattr("backend.config.get_settings", lambda: configured)
+    services = build_services(configured, w3=env.w3, contract_address=env.escrow.address,
+                              deployment_block=env.deployment_block)
+    monkeypatch.setattr("backend.oracle.cli.build_services", lambda _settings: services)
+    escrow_id = env.create_active()
+    try:
+        index_once(services)
+        result = runner.invoke(
+            cli.app, ["tokens", "issue", str(escrow_id), "--label", "probe", "--json"])
+        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+        issued = json.loads(result.stdout)
+        assert (issued["escrow_id"], issued["label"]) == (escrow_id, "probe")
+        with services.sessions() as session:
+            row = authenticate(session, services.chain_id, escrow_id, issued["token"])
+        assert row.label == "probe"
+    finally:
+        services.engine.dispose()

@@ -12,12 +12,12 @@ from backend.paths import REPO_ROOT
 BACKEND = REPO_ROOT / "backend"
 
 PACKAGES = {
-    "api", "audit", "chain", "cli", "confirmations", "db", "escrows", "index", "notify", "oracle",
-    "outbox", "web",
+    "api", "audit", "chain", "cli", "client", "confirmations", "db", "escrows", "index", "notify",
+    "oracle", "outbox", "web",
 }
 SHARED_MODULES = {
     "__init__.py", "canonical.py", "config.py", "errors.py", "i18n.py", "inputs.py",
-    "paths.py", "services.py", "workers.py",
+    "logs.py", "paths.py", "services.py", "workers.py",
     "locale",  # the translation catalogues of i18n.py (data, not code)
 }
 

@@ -29,3 +29,14 @@ def create_app(services: Services) -> FastAPI:
         app.include_router(router, dependencies=[] if always else [Depends(live_deployment)])
     install_web(app)
     return app
+
+
+def create_app_from_settings() -> FastAPI:
+    """The app on services of its own, built from the environment's settings
+    (`backend.config.get_settings`): the factory each API process of `escrow serve --workers N`
+    calls (uvicorn `factory=True`). Raises what `build_services` raises (no deployment, a
+    deployment conflict, a node or database that does not answer)."""
+    from backend import config
+    from backend.services import build_services
+
+    return create_app(build_services(config.get_settings()))

@@ -74,8 +74,14 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+#: the long-running commands (the service and its workers): they log INFO and above by default;
+#: every other command WARNING and above unless ESCROW_LOG_LEVEL is set (`backend/logs.py`)
+SERVICE_COMMANDS = frozenset({"serve", "up", "index", "relay", "oracle", "webhooks"})
+
+
 @app.callback()
 def main(
+    ctx: typer.Context,
     show_version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True,
@@ -83,6 +89,14 @@ def main(
     ] = False,
 ) -> None:
     """Quality Escrow: escrowed payments released by quality ratings and KPI evidence."""
+    from backend.logs import configure_logging
+
+    quiet = ctx.invoked_subcommand not in SERVICE_COMMANDS
+    try:
+        settings: config.Settings | None = get_settings()
+    except Exception:  # the command reads the settings again and says what is wrong there
+        settings = None
+    configure_logging(settings, quiet=quiet)  # idempotent: every invocation in one process
 
 
 def get_settings() -> config.Settings:

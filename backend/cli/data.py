@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from backend.cli.common import JsonFlag, app, console, get_settings
+from backend.cli.common import JsonFlag, app, console, echo_json, get_settings
 from backend.errors import MalformedInputError, NotFoundError
 
 tokens_app = typer.Typer(help="Bearer tokens that may post KPI samples for one escrow.")
@@ -23,11 +23,17 @@ app.add_typer(measurements_app, name="measurements")
 def tokens_issue_cmd(
     escrow_id: int,
     label: Annotated[str | None, typer.Option(help="A note to tell tokens apart.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Issue a token for ESCROW_ID; it is printed once, only its hash is stored."""
+    """Issue a token for ESCROW_ID; it is printed once, only its hash is stored (`--json`:
+    `{escrow_id, token, label}`)."""
     from backend.oracle.cli import issue_token_command
 
-    typer.echo(issue_token_command(get_settings(), escrow_id, label=label))
+    token = issue_token_command(get_settings(), escrow_id, label=label)
+    if as_json:
+        echo_json({"escrow_id": escrow_id, "token": token, "label": label})
+    else:
+        typer.echo(token)
 
 
 @tokens_app.command("revoke")
@@ -144,12 +150,18 @@ def ledger_cmd(
         str | None, typer.Option("--from", help="First day (UTC), YYYY-MM-DD.")
     ] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="Last day (UTC), YYYY-MM-DD.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Every money movement of ACCOUNT over all its escrows, as CSV for bookkeeping (exit 2 for
     an account no indexed escrow names, a malformed day or --from after --to). The same CSV as
     GET /api/accounts/{address}/ledger.csv."""
     from backend.chain.tokens import TokenMetadata
-    from backend.escrows.ledger_export import account_ledger, ledger_csv, parse_days
+    from backend.escrows.ledger_export import (
+        account_ledger,
+        ledger_csv,
+        ledger_json,
+        parse_days,
+    )
     from backend.inputs import parse_address
     from backend.services import build_services
 
@@ -166,4 +178,7 @@ def ledger_cmd(
         ) from None
     finally:
         services.engine.dispose()
+    if as_json:
+        echo_json(ledger_json(rows))
+        return
     sys.stdout.write(ledger_csv(rows))

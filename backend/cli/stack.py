@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -13,6 +13,9 @@ from backend.cli.common import JsonFlag, app, console, get_settings, local_time
 from backend.errors import NotFoundError, QualityEscrowError
 
 if TYPE_CHECKING:
+    from contextlib import ExitStack
+
+    from backend.config import Settings
     from backend.services import Services
 
 
@@ -20,36 +23,85 @@ if TYPE_CHECKING:
 def serve_cmd(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[
-        bool, typer.Option("--workers/--no-workers", help="Run indexer, relayer, webhooks too.")
-    ] = True,
+    no_workers: Annotated[
+        bool,
+        typer.Option(
+            "--no-workers",
+            help="Serve the API only; run the workers as their own processes "
+            "(escrow index, relay, oracle, webhooks).",
+        ),
+    ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=1,
+            help="API processes (uvicorn workers); more than 1 needs PostgreSQL.",
+        ),
+    ] = 1,
+    standby: Annotated[
+        bool | None,
+        typer.Option(
+            "--standby/--no-standby",
+            help="Background workers whose lease another process holds wait as standby "
+            "(default: refuse to start, unless ESCROW_WORKER_STANDBY).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API (OpenAPI at /docs) with the background workers."""
-    _serve(host, port, workers)
+    _serve(host, port, not no_workers, processes=processes, standby=standby)
 
 
-def _serve(host: str, port: int, with_workers: bool, *, w3: Any = None) -> None:
+def _serve(
+    host: str, port: int, with_workers: bool, *, w3: Any = None, processes: int = 1,
+    standby: bool | None = None,
+) -> None:
+    """Serves the API on `processes` uvicorn processes (more than one: PostgreSQL only, each
+    process builds its own services from the environment, `create_app_from_settings`), with the
+    background workers in this process's threads when `with_workers` (their leases refused at
+    once when held, or waited for with `standby`; default `ESCROW_WORKER_STANDBY`)."""
     import uvicorn
 
     from backend.api.app import create_app
+    from backend.errors import ConfigurationError
+    from backend.logs import uvicorn_log_config
     from backend.services import build_services
     from backend.workers import start_workers
 
-    services = build_services(get_settings(), w3=w3)
+    settings = get_settings()
+    if standby is not None:
+        settings = settings.model_copy(update={"worker_standby": standby})
+    if processes > 1 and settings.resolved_database_url.startswith("sqlite"):
+        raise ConfigurationError(
+            f"--workers {processes} needs PostgreSQL (ESCROW_DATABASE_URL): SQLite has one "
+            "writer at a time, so serve it from one process"
+        )
+    services = build_services(settings, w3=w3)  # migrates once, before any API process starts
     print_archived(services)
     running = start_workers(services) if with_workers else None
     console.print(
         f"API on http://{host}:{port} (docs at /docs), contract {services.escrow.address} "
         f"on chain {services.chain_id}" + (", with workers" if running else "")
+        + (f", {processes} processes" if processes > 1 else ""),
+        soft_wrap=True,
     )
     # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit lets the
-    # workers stop and a Hardhat node started by `escrow up` go down with us
+    # workers stop and a Hardhat node started by `escrow up` go down with us (with several
+    # processes uvicorn's supervisor handles SIGINT/SIGTERM, stops them and returns)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run(create_app(services), host=host, port=port, log_level="info")
+        if processes > 1:
+            uvicorn.run(
+                "backend.api.app:create_app_from_settings", factory=True, workers=processes,
+                host=host, port=port, log_config=uvicorn_log_config(settings),
+            )
+        else:
+            uvicorn.run(create_app(services), host=host, port=port,
+                        log_config=uvicorn_log_config(settings))
     finally:
         if running is not None:
             running.shutdown()
+        if processes > 1:
+            services.engine.dispose()
 
 
 def print_archived(services: Services) -> None:
@@ -77,35 +129,101 @@ def print_archived(services: Services) -> None:
 def up_cmd(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    seed: Annotated[
+        bool,
+        typer.Option("--seed/--no-seed",
+                     help="On a first start of chain 31337, make a few demo escrows."),
+    ] = True,
+    as_json: JsonFlag = False,
 ) -> None:
-    """The local stack: a Hardhat node if none answers, deploy if needed, API and workers."""
+    """The local stack: a Hardhat node if none answers, deploy if needed, API, pages and
+    workers. Prints the URLs, what to add to a wallet, the service's accounts and (chain 31337)
+    the dev accounts with their keys; on a first start seeds demo escrows."""
     import contextlib
 
-    from backend.chain.connect import connect
-    from backend.chain.deploy import deploy_escrow, is_deployed, read_deployment, write_deployment
-    from backend.chain.errors import DeploymentMissing
-    from backend.chain.keys import deployer_account
-    from backend.chain.node import start_hardhat_node
+    from backend.escrows.local_stack import json_stdout
+
+    try:
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(json_stdout()) if as_json else None
+            _up(stack, host, port, seed=seed, out=out)
+    except KeyboardInterrupt:  # Ctrl-C: everything above has stopped (the node too)
+        typer.echo("stopped", err=True)
+
+
+def _up(stack: ExitStack, host: str, port: int, *, seed: bool, out: TextIO | None) -> None:
+    """`escrow up` inside `stack` (it stops what was started, in reverse): node, deployment,
+    the summary, the seeding thread, then the service until it stops. `out`: where `--json`
+    writes its lines (None: people's output on the console)."""
+    import threading
+
+    from backend.escrows.local_stack import (
+        first_start,
+        local_arbiter,
+        local_chain,
+        local_summary,
+        page_host,
+        render_summary,
+    )
+    from backend.escrows.seed import Seeded, start_seeding
 
     settings = get_settings()
-    with contextlib.ExitStack() as stack:
-        w3 = connect(settings.rpc_url)
-        if not w3.is_connected():
-            local_port = int(settings.rpc_url.rsplit(":", 1)[1].split("/")[0])
-            console.print(f"starting a Hardhat node on port {local_port}")
-            node = stack.enter_context(start_hardhat_node(local_port))
-            w3 = connect(node.url)
-        chain_id = int(w3.eth.chain_id)
-        try:
-            deployment = read_deployment(settings.data_dir, chain_id)
-            if not is_deployed(w3, deployment):
-                raise DeploymentMissing(chain_id, "(code gone: the chain was reset)")
-        except DeploymentMissing:
-            deployment = deploy_escrow(w3, deployer_account(w3, settings))
-            write_deployment(settings.data_dir, deployment)
-            console.print(f"deployed QualityEscrow at {deployment.address}")
-        # a new deployment on a reset chain: `build_services` archives the old one's data
-        _serve(host, port, True, w3=w3)
+    chain = local_chain(settings, stack, console.print)
+    w3 = chain.w3
+    arbiter, dev_default = local_arbiter(settings, int(w3.eth.chain_id), w3)
+    if dev_default and arbiter is not None:
+        settings = _offer_arbiter(arbiter)
+    seeding = seed and first_start(w3, chain.deployment.address)
+    summary = local_summary(
+        settings, w3, chain.deployment, host=host, port=port, arbiter=arbiter,
+        node_started=chain.node_started, deployed=chain.deployed, seeding=seeding,
+    )
+    lock = threading.Lock()
+
+    def emit(value: dict[str, Any]) -> None:
+        assert out is not None
+        with lock:
+            out.write(json.dumps(value) + "\n")
+            out.flush()
+
+    if out is not None:
+        emit(summary)
+    else:
+        render_summary(summary, console)
+    if seeding:
+        def report(seeded: Seeded) -> None:
+            if out is not None:
+                emit({"seeded": seeded.to_json()})
+            else:
+                console.print(f"seeded demo escrow {seeded.escrow_id}: {seeded.state:<9} "
+                              f"{seeded.url}  {seeded.title}", soft_wrap=True)
+
+        def failed(message: str) -> None:
+            typer.echo(f"warning: {message}", err=True)
+            if out is not None:
+                emit({"seeding_failed": message})
+
+        running = start_seeding(settings, f"http://{page_host(host)}:{port}", chain.rpc_url,
+                                report=report, failed=failed)
+        stack.callback(running.shutdown)
+    # a new deployment on a reset chain: `build_services` archives the old one's data
+    _serve(host, port, True, w3=w3)
+
+
+def _offer_arbiter(address: str) -> Settings:
+    """Makes the dev arbiter the one `GET /api/config` offers for this run: the service reads
+    its settings afresh (`get_settings`, `build_services` -> `services.settings` ->
+    `backend/escrows/wallet_config.py`), so the variable is set and the cached settings
+    dropped. Returns the settings read again."""
+    import os
+
+    from backend import config
+
+    os.environ["ESCROW_DEFAULT_ARBITER"] = address
+    clear = getattr(config.get_settings, "cache_clear", None)
+    if clear is not None:
+        clear()
+    return get_settings()
 
 
 deployments_app = typer.Typer(

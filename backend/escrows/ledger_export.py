@@ -15,6 +15,7 @@ gets the header only.
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from collections import defaultdict
@@ -192,6 +193,15 @@ def ledger_csv(rows: list[Row]) -> str:
     out = io.StringIO()
     write_csv(rows, out)
     return out.getvalue()
+
+
+def ledger_json(rows: list[Row]) -> list[dict[str, str]]:
+    """The rows of `ledger_csv` as objects keyed by its header (`escrow ledger --json`): the
+    same cells, amounts in base units as decimal strings."""
+    out = io.StringIO()
+    write_csv(rows, out)
+    out.seek(0)
+    return list(csv.DictReader(out))
 
 
 def ledger_filename(

@@ -272,7 +272,8 @@ class Indexer:
                 moves += 1
                 if moves > MAX_CHAIN_MOVES:
                     raise
-                logger.warning("indexer: %s; reading the chunk again", exc)
+                logger.warning("indexer: %s; reading the chunk again", exc,
+                               extra={"event": "index_chain_moved", "chain_id": self.chain_id})
                 continue
             first = False
             if step is None:
@@ -339,7 +340,9 @@ class Indexer:
 
     def _flag_reset(self, cursor: ChainCursor, reason: str) -> None:
         if cursor.reset_detected != reason:
-            logger.error("indexer stopped (chain %d, %s): %s", self.chain_id, self.address, reason)
+            logger.error("indexer stopped (chain %d, %s): %s", self.chain_id, self.address, reason,
+                         extra={"event": "index_stopped", "chain_id": self.chain_id,
+                                "contract": self.address, "reason": reason})
         cursor.reset_detected = reason
         cursor.updated_at = service_time()
         self.reset_reason = reason
@@ -418,6 +421,11 @@ class Indexer:
             "(%d events removed, %d escrows refolded)",
             cursor.block_number, cursor.block_hash, number,
             getattr(removed, "rowcount", -1), len(affected),
+            extra={"event": "index_reorg", "chain_id": self.chain_id, "contract": self.address,
+                   "from_block": cursor.block_number, "to_block": number,
+                   "lost_hash": cursor.block_hash,
+                   "events_removed": getattr(removed, "rowcount", -1),
+                   "escrows": len(affected)},
         )
         cursor.block_number, cursor.block_hash = number, hash_
         cursor.updated_at = service_time()
@@ -468,8 +476,12 @@ class Indexer:
             stored = self._stored_rows(session, start, end, fresh)
             for listener in self.listeners:
                 listener(session, stored)
-        if fresh or end - start >= self.chunk - 1:
-            logger.info("indexed blocks %d-%d: %d events", start, end, len(fresh))
+        logger.info(
+            "indexed blocks %d-%d: %d events, %d escrows", start, end, len(fresh), len(recent),
+            extra={"event": "index_batch", "chain_id": self.chain_id, "contract": self.address,
+                   "from_block": start, "to_block": end, "events": len(fresh),
+                   "escrows": len(recent)},
+        )
         return len(fresh)
 
     def _rows(

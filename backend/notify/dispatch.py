@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from backend.config import Settings
 from backend.db.models import WebhookDelivery, WebhookSubscription
 from backend.db.session import transaction
+from backend.logs import safe_url, scrub_urls
 from backend.notify.events import scan_review_deadlines
 from backend.notify.webhooks import (
     ATTEMPT_HEADER,
@@ -30,11 +32,14 @@ from backend.notify.webhooks import (
     encode_body,
     sign_body,
 )
+from backend.outbox.backlog import Backlog, WaitingItem
 from backend.services import Services
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "QualityEscrow-Webhooks/1"
+#: states of a delivery: waiting to be sent (again), or done one way or the other
+DELIVERY_STATUSES = ("pending", "delivered", "failed", "cancelled")
 #: extra seconds a claimed delivery stays reserved beyond the request timeout
 LEASE_MARGIN = 60
 
@@ -119,21 +124,34 @@ def _record(services: Services, job: _Job, error: str | None, now: int) -> None:
         if delivery is None or delivery.status != "pending":
             return
         delivery.attempts = job.attempt
+        # a log line names the receiver by scheme://host[:port]/path only: its URL may carry
+        # credentials or a token in the query string
+        url = safe_url(job.url)
+        fields: dict[str, Any] = {
+            "delivery_id": job.delivery_id, "event_type": job.event_type, "url": url,
+            "attempt": job.attempt,
+        }
         if error is None:
             delivery.status, delivery.delivered_at, delivery.last_error = "delivered", now, None
             logger.info("webhook %s (%s) delivered to %s on attempt %d",
-                        job.delivery_id, job.event_type, job.url, job.attempt)
+                        job.delivery_id, job.event_type, url, job.attempt,
+                        extra={"event": "webhook_delivered", **fields})
             return
         delivery.last_error = error
+        said = scrub_urls(error)
         if job.attempt >= policy.max_attempts:
             delivery.status = "failed"
             logger.error("webhook %s (%s) to %s failed for good after %d attempts: %s",
-                         job.delivery_id, job.event_type, job.url, job.attempt, error)
+                         job.delivery_id, job.event_type, url, job.attempt, said,
+                         extra={"event": "webhook_failed", **fields, "error": said,
+                                "final": True})
             return
         delivery.next_attempt_at = now + policy.delay(job.attempt)
         logger.warning("webhook %s (%s) to %s failed (attempt %d: %s); next try at %d",
-                       job.delivery_id, job.event_type, job.url, job.attempt, error,
-                       delivery.next_attempt_at)
+                       job.delivery_id, job.event_type, url, job.attempt, said,
+                       delivery.next_attempt_at,
+                       extra={"event": "webhook_failed", **fields, "error": said,
+                              "final": False, "next_attempt_at": delivery.next_attempt_at})
 
 
 def dispatch_due(
@@ -189,3 +207,31 @@ def run_dispatcher(
     finally:
         if http_client is None:
             client.close()
+
+
+def delivery_backlog(session: Session, chain_id: int) -> Backlog:
+    """The webhook deliveries about `chain_id` (their event key is `<type>:<chain id>:...`) for
+    `escrow status`: by status (`DELIVERY_STATUSES`, 0 included), how many are `pending`, and
+    the oldest pending one by `created_at` (`about`: its event key, attempts so far)."""
+    about_chain = WebhookDelivery.event_key.like(WebhookDelivery.event_type + f":{chain_id}:%")
+    found = {
+        str(status): int(count)
+        for status, count in session.execute(
+            select(WebhookDelivery.status, func.count())
+            .where(about_chain)
+            .group_by(WebhookDelivery.status)
+        )
+    }
+    others = sorted(set(found) - set(DELIVERY_STATUSES))
+    counts = {s: found.get(s, 0) for s in (*DELIVERY_STATUSES, *others)}
+    oldest = session.scalars(
+        select(WebhookDelivery)
+        .where(about_chain, WebhookDelivery.status == "pending")
+        .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+        .limit(1)
+    ).first()
+    item = None if oldest is None else WaitingItem(
+        oldest.id, oldest.status, int(oldest.created_at),
+        f"{oldest.event_key}, {oldest.attempts} attempts",
+    )
+    return Backlog(counts, counts.get("pending", 0), item)

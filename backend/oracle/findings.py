@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
+from backend.chain.types import BreachKind
 from backend.db.models import BreachSubmission, EscrowRow, KpiSample
 from backend.errors import QualityEscrowError
 from backend.oracle.evaluation import Sample, evaluate
@@ -289,6 +290,8 @@ def find_breaches(
                                escrow_id, failure.attempts, error)
             continue
         _clear_failure(session, chain_id, escrow_id)
+        for finding in found:
+            _log_found(finding, chain_id=chain_id, oracle=oracle, now=now)
         out.extend(found)
         done[(chain_id, escrow_id)] = _Evaluated(
             signature, now, next_change(terms, row.accepted_at, now, samples)
@@ -296,6 +299,28 @@ def find_breaches(
     if state is not None:
         state.stage(session, done)
     return out
+
+
+def kind_name(kind: int) -> str:
+    """`KPI_BELOW_STANDARD` ... (`BreachKind`), or the number of a kind this code does not
+    know (for log lines)."""
+    try:
+        return BreachKind(kind).name
+    except ValueError:
+        return str(kind)
+
+
+def _log_found(finding: ReportFinding, *, chain_id: int, oracle: str, now: int) -> None:
+    """The `breach_found` line: a new breach, its evidence stored, handed to the outbox."""
+    name = kind_name(finding.kind)
+    logger.info(
+        "breach found: escrow %s, %s, period %s (evidence %s)", finding.escrow_id, name,
+        finding.period, finding.evidence_hash,
+        extra={"event": "breach_found", "chain_id": chain_id, "oracle": oracle,
+               "escrow_id": finding.escrow_id, "kind": finding.kind, "kind_name": name,
+               "period": finding.period, "evidence_hash": finding.evidence_hash,
+               "chain_time": now},
+    )
 
 
 def evaluator(

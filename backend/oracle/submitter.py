@@ -28,6 +28,7 @@ from backend.chain.revert_types import EscrowBreachAlreadyReported, EscrowWindow
 from backend.chain.types import BreachState, BreachView
 from backend.db.models import BreachSubmission
 from backend.oracle import outbox
+from backend.oracle.findings import kind_name
 from backend.oracle.outbox import (
     CHALLENGED,
     DONE,
@@ -146,6 +147,22 @@ class Submitter(Sender[BreachSubmission]):
     def _mined(self, row: BreachSubmission, breach_id: int | None, note: str | None) -> None:
         row.breach_id = breach_id
         self.move(row, REPORT, MINED, note)
+        self._log_breach("breach_reported", "reported", row, note)
+
+    def _log_breach(
+        self, event: str, what: str, row: BreachSubmission, note: str | None = None
+    ) -> None:
+        """`breach_reported` / `breach_finalized`: the chain holds the row's report (or its
+        finalization) now, with the breach id, the kind's name and the transaction."""
+        tx = row.finalize_tx if event == "breach_finalized" else row.report_tx
+        fields = self.log_fields(row, tx)
+        fields.update(kind_name=kind_name(row.kind), evidence_hash=row.evidence_hash)
+        logger.info(
+            "oracle %s breach %s of escrow %s (%s, period %s)%s%s", what, row.breach_id,
+            row.escrow_id, fields["kind_name"], row.period,
+            "" if tx is None or note else f" in {tx.tx_hash}", f": {note}" if note else "",
+            extra={"event": event, **fields},
+        )
 
     # ----------------------------------------------------------------- follow up
 
@@ -236,6 +253,7 @@ class Submitter(Sender[BreachSubmission]):
         whether it is done anyway (finalized by someone else), watched (challenged) or over."""
         if error is None:
             self.move(row, FINALIZE, DONE, None)
+            self._log_breach("breach_finalized", "finalized", row)
             report.followed += 1
             return
         assert row.breach_id is not None
@@ -251,3 +269,4 @@ class Submitter(Sender[BreachSubmission]):
             report.failed += 1
             return
         report.followed += 1
+

@@ -69,7 +69,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from web3.exceptions import TransactionNotFound
 from web3.types import Nonce, TxParams, TxReceipt
@@ -83,6 +83,8 @@ from backend.chain.errors import (
 from backend.chain.transactions import REVERT_EXCEPTIONS, as_chain_error
 from backend.chain.types import EscrowParams
 from backend.db.models import EscrowRow, OutboxRow, OutboxTransaction
+from backend.logs import gwei
+from backend.outbox.backlog import Backlog, WaitingItem
 from backend.outbox.fees import (
     TRANSFER_GAS,
     Fees,
@@ -119,6 +121,9 @@ _KNOWN = ("already known", "known transaction", "alreadyknown", "already importe
 _NONCE_USED = ("nonce too low", "nonce is too low", "oldnonce", "nonce has already been used")
 
 BroadcastOutcome = Literal["accepted", "known", "superseded", "refused"]
+
+#: columns of an outbox row that say what it is about in a log line (those the row has)
+ROW_LOG_COLUMNS = ("escrow_id", "milestone", "kind", "period", "breach_id")
 
 
 @dataclass
@@ -177,6 +182,24 @@ class Phase:
 def hex0x(value: bytes) -> str:
     """Bytes as lower-case 0x hex."""
     return "0x" + bytes(value).hex()
+
+
+def about(fields: dict[str, Any]) -> str:
+    """`escrow 5 milestone 0`, `escrow 5 kind 1 period 2`: what a row is about, for a log line,
+    from the `ROW_LOG_COLUMNS` in `fields`."""
+    words = [
+        f"{name.removesuffix('_id').replace('_', ' ')} {fields[name]}"
+        for name in ROW_LOG_COLUMNS if name in fields
+    ]
+    return " ".join(words)
+
+
+def row_about(row: OutboxRow) -> str:
+    """`about` of an outbox row's own `ROW_LOG_COLUMNS` (`escrow 5 milestone 0`)."""
+    return about({
+        name: value for name in ROW_LOG_COLUMNS
+        if (value := getattr(row, name, None)) is not None
+    })
 
 
 def fees_of(tx: OutboxTransaction) -> Fees:
@@ -296,7 +319,7 @@ class Sender(ABC, Generic[RowT]):
         for its whole life (`SenderBusyError` when another process has it); errors of one pass
         (node or database away) are logged and the pass retried after `interval` seconds."""
         wait = self.interval if interval is None else interval
-        with ownership(self.services, self.name, self.address):
+        with ownership(self.services, self.name, self.address, stop) as stop:
             logger.info("%s %s started on chain %s", self.name, self.address, self.chain_id)
             while not stop.is_set():
                 try:
@@ -333,8 +356,45 @@ class Sender(ABC, Generic[RowT]):
         row.updated_at = self.clock.service_time()
 
     def fail(self, row: RowT, phase: Phase, error: ChainError) -> None:
-        logger.warning("%s row %s failed: %s", self.name, row.id, error.message)
+        self.log_failed(row, phase, error.message)
         self.move(row, phase, phase.failed, error.message)
+
+    def log_fields(self, row: RowT, tx: OutboxTransaction | None = None) -> dict[str, Any]:
+        """The structured fields of a log line about `row` (`extra=`): `sender`, `chain_id`,
+        `account`, `row_id`, the row's `ROW_LOG_COLUMNS` it has (escrow id, milestone, breach
+        kind, period and id), and of its transaction `tx`: `tx_hash`, `nonce`, `purpose`,
+        `max_fee_gwei` and `tip_gwei` (fee caps in gwei; the tip None on a legacy
+        transaction)."""
+        out: dict[str, Any] = {
+            "sender": self.name, "chain_id": self.chain_id, "account": self.address,
+            "row_id": row.id,
+        }
+        for name in ROW_LOG_COLUMNS:
+            value = getattr(row, name, None)
+            if value is not None:
+                out[name] = value
+        if tx is not None:
+            fees = fees_of(tx)
+            out.update(tx_hash=tx.tx_hash, nonce=tx.nonce, purpose=tx.purpose,
+                       max_fee_gwei=gwei(fees.max_fee), tip_gwei=gwei(fees.tip))
+        return out
+
+    def log_failed(self, row: RowT, phase: Phase, reason: str) -> None:
+        """The `row_failed` line: the row's `phase` gives up with `reason`."""
+        fields = self.log_fields(row)
+        logger.warning("%s row %s (%s) failed to %s: %s", self.name, row.id, about(fields),
+                       phase.purpose, reason,
+                       extra={"event": "row_failed", **fields, "reason": reason})
+
+    def log_sent(self, tx: OutboxTransaction, row: RowT, *, again: bool = False) -> None:
+        """The `tx_sent` line: the node took `tx` (`again`: the same bytes, which it had
+        lost)."""
+        fields = self.log_fields(row, tx)
+        tip = "" if fields["tip_gwei"] is None else f", tip {fields['tip_gwei']:g} gwei"
+        logger.info("%s sent %s%s (%s, nonce %s) for row %s (%s): max fee %s gwei%s",
+                    self.name, tx.tx_hash, " again" if again else "", tx.purpose, tx.nonce,
+                    row.id, about(fields), f"{fields['max_fee_gwei']:g}", tip,
+                    extra={"event": "tx_sent", **fields, "again": again})
 
     def row_ids(self, session: Session, *conditions: Any) -> list[int]:
         """Ids of this chain's outbox rows meeting `conditions`, oldest first (100 at most)."""
@@ -541,6 +601,7 @@ class Sender(ABC, Generic[RowT]):
                 break  # later nonces cannot be mined before this one
             if both[0].status == SENT:
                 report.broadcast += 1
+                self.log_sent(both[0], both[1])
                 self.step(phase, "sent", both[1])
 
     def broadcast(self, tx: OutboxTransaction) -> tuple[BroadcastOutcome, str | None]:
@@ -567,7 +628,11 @@ class Sender(ABC, Generic[RowT]):
             return "superseded", message
         if any(k in lowered for k in _KNOWN):
             return "known", message
-        logger.warning("node refused transaction %s: %s", tx.tx_hash, message)
+        logger.warning("node refused %s transaction %s (nonce %s): %s", self.name, tx.tx_hash,
+                       tx.nonce, message,
+                       extra={"event": "tx_refused", "sender": self.name, "chain_id": self.chain_id,
+                              "account": self.address, "tx_hash": tx.tx_hash, "nonce": tx.nonce,
+                              "purpose": tx.purpose, "reason": message})
         return "refused", message
 
     def node_has(self, tx_hash: str) -> bool:
@@ -599,7 +664,12 @@ class Sender(ABC, Generic[RowT]):
             for other in versions:
                 if other.status in (SIGNED, SENT):
                     other.status, other.error, other.updated_at = SUPERSEDED, detail, now
+            logger.warning("%s transaction %s lost its nonce %s to another transaction: %s",
+                           self.name, tx.tx_hash, tx.nonce, detail,
+                           extra={"event": "tx_superseded", **self.log_fields(row, tx),
+                                  "reason": detail})
             if tx.purpose == FILL:
+                self.log_failed(row, phase, DEADLINE_PASSED)
                 self.move(row, phase, phase.failed, DEADLINE_PASSED)
                 report.failed += 1
             else:
@@ -639,7 +709,8 @@ class Sender(ABC, Generic[RowT]):
             return
         version, receipt = found
         number, block_hash = int(receipt["blockNumber"]), hex0x(receipt["blockHash"])
-        if int(self.w3.eth.block_number) - number < self.confirmations:
+        head = int(self.w3.eth.block_number)
+        if head - number < self.confirmations:
             if (version.block_number, version.block_hash) != (number, block_hash):
                 self._set_block(version.id, number, block_hash)
             return  # not deep enough yet: read again next pass
@@ -668,11 +739,37 @@ class Sender(ABC, Generic[RowT]):
                 phase.link(locked, mined)
             if phase.state(locked) == phase.sent:
                 if mined.purpose == FILL:
+                    self.log_failed(locked, phase, DEADLINE_PASSED)
                     self.move(locked, phase, phase.failed, DEADLINE_PASSED)
                     report.failed += 1
                 else:
                     self.settled(locked, phase, receipt, error, report)
+        self.log_mined(mined, locked, receipt, head, error)
         self.step(phase, "finished", locked)
+
+    def log_mined(
+        self, tx: OutboxTransaction, row: RowT, receipt: TxReceipt, head: int,
+        error: ChainError | None,
+    ) -> None:
+        """The `tx_mined` line (INFO), or `tx_reverted` (WARNING, with the decoded reason): the
+        block, how deep it is (`depth`: blocks on top of it, at least `ESCROW_CONFIRMATIONS`),
+        the gas used and the price paid per gas."""
+        fields = self.log_fields(row, tx)
+        number = int(receipt["blockNumber"])
+        price = receipt.get("effectiveGasPrice")
+        fields.update(block=number, depth=head - number, confirmations=self.confirmations,
+                      gas_used=int(receipt["gasUsed"]),
+                      gas_price_gwei=None if price is None else gwei(int(price)))
+        where = (f"in block {number}, {head - number} blocks deep (ESCROW_CONFIRMATIONS "
+                 f"{self.confirmations}), gas used {fields['gas_used']}")
+        what = f"{tx.purpose}, nonce {tx.nonce}"
+        if error is None:
+            logger.info("%s mined %s (%s) for row %s (%s) %s", self.name, tx.tx_hash, what,
+                        row.id, about(fields), where, extra={"event": "tx_mined", **fields})
+        else:
+            logger.warning("%s transaction %s (%s) for row %s (%s) reverted %s: %s", self.name,
+                           tx.tx_hash, what, row.id, about(fields), where, error.message,
+                           extra={"event": "tx_reverted", **fields, "reason": error.message})
 
     def _set_block(self, tx_id: int, number: int | None, block_hash: str | None) -> None:
         """Records (or, after a reorg, clears) the block of a transaction's receipt."""
@@ -696,7 +793,9 @@ class Sender(ABC, Generic[RowT]):
         for version in versions:
             if version.block_number is not None:
                 logger.warning("%s transaction %s left block %s (reorg); sending it again",
-                               self.name, version.tx_hash, version.block_number)
+                               self.name, version.tx_hash, version.block_number,
+                               extra={"event": "tx_reorged", **self.log_fields(row, version),
+                                      "block": version.block_number})
                 self._set_block(version.id, None, None)
         live = [v for v in versions if v.status in (SIGNED, SENT)]
         if not live or live[-1].status == SIGNED:
@@ -714,6 +813,7 @@ class Sender(ABC, Generic[RowT]):
         send the same bytes again."""
         outcome, detail = self.broadcast(tx)
         if outcome in ("accepted", "known"):
+            self.log_sent(tx, row, again=True)
             return
         with self.session() as session, session.begin():
             both = self._locked(session, tx, row, phase)
@@ -801,8 +901,12 @@ class Sender(ABC, Generic[RowT]):
                 phase.link(locked, tx)
             self.note(locked, note)
             report.replaced += 1
-            logger.info("%s replaces %s (nonce %s): %s", self.name, locked_tx.tx_hash,
-                        locked_tx.nonce, note)
+            fields = self.log_fields(locked, tx)
+            logger.info("%s replaces %s with %s (nonce %s, max fee %s gwei) for row %s (%s): %s",
+                        self.name, locked_tx.tx_hash, tx.tx_hash, locked_tx.nonce,
+                        f"{fields['max_fee_gwei']:g}", locked.id, about(fields), note,
+                        extra={"event": "tx_replaced", **fields,
+                               "replaced_tx_hash": locked_tx.tx_hash, "reason": reason})
             self.step(phase, "replacing", locked)
         self.step(phase, "replaced", locked)
 
@@ -841,6 +945,52 @@ class Sender(ABC, Generic[RowT]):
             )
         }
         return {s: found.get(s, 0) for s in sorted(set(cls.statuses) | set(found))}
+
+    @classmethod
+    def waiting(cls) -> Any:
+        """The SQL condition of a row still to be done: its first phase pending, signed or sent,
+        or a later phase signed or sent (a later phase's `pending` is its resting state, e.g. a
+        mined report not finalized yet)."""
+        first = cls.phases[0]
+        return or_(
+            getattr(cls.model, first.state_attr).in_((first.pending, first.signed, first.sent)),
+            *(
+                getattr(cls.model, phase.state_attr).in_((phase.signed, phase.sent))
+                for phase in cls.phases[1:]
+            ),
+        )
+
+    @classmethod
+    def backlog(cls, session: Session, chain_id: int) -> Backlog:
+        """This sender's outbox on `chain_id` for `escrow status`: rows by status
+        (`outbox_counts`), how many are still to be done (`waiting`) and the oldest of them
+        by `created_at`."""
+        model = cls.model
+        waiting = int(session.scalar(
+            select(func.count()).select_from(model)
+            .where(model.chain_id == chain_id, cls.waiting())
+        ) or 0)
+        oldest = None if not waiting else session.scalars(
+            select(model)
+            .where(model.chain_id == chain_id, cls.waiting())
+            .order_by(model.created_at, model.id)
+            .limit(1)
+        ).first()
+        item = None if oldest is None else WaitingItem(
+            str(oldest.id), cls.phase_of(oldest), int(oldest.created_at), row_about(oldest)
+        )
+        return Backlog(cls.outbox_counts(session, chain_id), waiting, item)
+
+    @classmethod
+    def phase_of(cls, row: OutboxRow) -> str:
+        """The row's state, with the later phase's when that one is under way
+        (`mined, finalize_sent`)."""
+        states = [cast(str, getattr(row, cls.phases[0].state_attr))]
+        for phase in cls.phases[1:]:
+            state = phase.state(row)
+            if state in (phase.signed, phase.sent):
+                states.append(state)
+        return ", ".join(states)
 
     @classmethod
     def oldest_in_flight(cls, session: Session, chain_id: int) -> int | None:

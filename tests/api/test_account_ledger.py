@@ -6,6 +6,9 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -94,6 +97,21 @@ def test_the_download_is_what_escrow_ledger_prints_as_an_attachment(
     later = (h.day3 + timedelta(days=1)).isoformat()
     empty = api.http.get(f"/api/accounts/{env.client}/ledger.csv", params={"from": later})
     assert (empty.status_code, empty.text) == (200, HEADER)
+
+
+def test_escrow_ledger_json_gives_the_csv_rows_as_objects_keyed_by_its_header(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = api.env
+    _history(api)
+    body = api.http.get(f"/api/accounts/{env.provider}/ledger.csv").content.decode()
+    header = body.split("\r\n")[0].split(",")
+    code, out, err = _cli(api, monkeypatch, env.provider, "--json")
+    assert (code, err) == (0, "")
+    rows = json.loads(out)
+    assert [list(row) for row in rows] == [header] * 4
+    assert [row["movement"] for row in rows] == ["release", "refund", "release", "withdrawal"]
+    assert rows == list(csv.DictReader(io.StringIO(body)))
 
 
 def test_an_account_no_indexed_escrow_names_is_unknown_as_on_the_command_line(

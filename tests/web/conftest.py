@@ -76,19 +76,16 @@ from playwright.sync_api import Browser, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 from backend.chain.node import HardhatNode
-from backend.confirmations.relayer import Relayer
-from backend.oracle.worker import Oracle
 from tests.support import EscrowEnv
 from tests.web.support import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    LIVE_POLL,
     PAGE_TIMEOUT_MS,
     BrowserSession,
     LiveService,
     Shots,
     artifact_dir,
-    live_service_on,
+    quick_live_service,
 )
 from tests.web.wallet import NodeRpc, TestWallet, add_decoy_wallet
 
@@ -133,11 +130,7 @@ def live_service(
     hardhat_env: EscrowEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[LiveService]:
     """The app and its workers on a free port, on the Hardhat chain and a fresh SQLite file."""
-    for sender in (Relayer, Oracle):  # their passes are 1 s and 5 s apart in production
-        monkeypatch.setattr(sender, "interval", LIVE_POLL)
-    with live_service_on(
-        hardhat_env, f"sqlite:///{tmp_path / 'web.db'}", tmp_path / "data"
-    ) as live:
+    with quick_live_service(hardhat_env, tmp_path, monkeypatch, "web") as live:
         yield live
 
 

@@ -129,6 +129,22 @@ def live_service_on(
         services.engine.dispose()
 
 
+@contextmanager
+def quick_live_service(
+    env: EscrowEnv, tmp_path: Path, monkeypatch: Any, name: str
+) -> Iterator[LiveService]:
+    """`live_service_on` with the senders passing every `LIVE_POLL` seconds (1 s and 5 s in
+    production), on a fresh SQLite file `<tmp_path>/<name>.db` and data folder: the
+    `live_service` fixture of tests/web, tests/cli and tests/client."""
+    from backend.confirmations.relayer import Relayer
+    from backend.oracle.worker import Oracle
+
+    for sender in (Relayer, Oracle):
+        monkeypatch.setattr(sender, "interval", LIVE_POLL)
+    with live_service_on(env, f"sqlite:///{tmp_path / f'{name}.db'}", tmp_path / "data") as live:
+        yield live
+
+
 # ---------------------------------------------------------------------- browser sessions
 
 
