@@ -46,8 +46,9 @@ LogFormat = Literal["text", "json"]
 
 #: uvicorn's loggers, routed to the root handler
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
-#: libraries whose INFO lines are never written (httpx logs every request with its full URL)
-QUIET_LOGGERS = ("httpx", "httpcore")
+#: libraries whose INFO lines are never written (httpx logs every request with its full URL;
+#: alembic names each of its plugins at every start, the migrations it runs still show)
+QUIET_LOGGERS = ("httpx", "httpcore", "alembic.runtime.plugins")
 
 #: the attributes every `LogRecord` has; anything else on a record came with `extra=`
 _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
