@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
 import pytest
 
 from backend.chain.connect import connect
@@ -164,8 +165,9 @@ def test_a_fresh_clone_runs_the_service_and_a_wallet_of_its_own_settles_an_escro
     after = connect(rpc).eth.get_balance(provider)
     # the provider's whole ETH credit (this escrow's 1.125 ETH and the seeded settled escrow's)
     assert after - before > 1_125 * ETH // 1_000 - ETH // 100, withdrawn
-    credits = _cli(clone, cli_env, "show", str(escrow_id))["balances"]
-    assert int(credits["credited_provider"]) == 1_125 * ETH // 1_000  # credited, now paid out
+    credits = httpx.get(f"{api}/api/accounts/{provider}/credits", timeout=10).json()["credits"]
+    eth = [c for c in credits if int(c["token"], 16) == 0]
+    assert [int(c["amount"]) for c in eth] == [0], credits  # the whole ETH credit paid out
     audit = subprocess.run(
         [str(clone / ".venv" / "bin" / "escrow"), "audit", str(escrow_id), "--json",
          "--api", api], cwd=clone, env=cli_env, capture_output=True, text=True, timeout=120,

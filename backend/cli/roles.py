@@ -827,6 +827,23 @@ def resolve_cmd(
 # ---------------------------------------------------------------------- documents
 
 
+def _milestone_document(
+    p: Party, escrow_id: int, index: int, kind: str, text: dict[str, str],
+    attach: list[Path] | None, what: str,
+) -> tuple[SentTx, dict[str, Any], list[dict[str, Any]]]:
+    """A milestone document (`kind`: `delivery` or `dispute`) with its uploaded files stored by
+    `POST /api/escrows/{id}/milestones/{m}/{kind}`, the answered transaction sent and waited for
+    in the index: (sent, the service's answer, the files as uploaded)."""
+    files = _upload(p.service, attach)
+    answer: dict[str, Any] = p.service.post_json(
+        f"/api/escrows/{escrow_id}/milestones/{index}/{kind}",
+        {**text, "attachments": [f["sha256"] for f in files]},
+    )
+    sent = _send(p, what, answer["tx"])
+    _indexed(p, escrow_id, _after(sent.block_number))
+    return sent, answer, files
+
+
 @app.command("deliver")
 def deliver_cmd(
     escrow_id: EscrowArg,
@@ -844,13 +861,8 @@ def deliver_cmd(
     number = parse_escrow_id(escrow_id, "ID")
     index = parse_milestone(milestone, "MILESTONE")
     with party("provider", from_, password_file, api, rpc) as p:
-        files = _upload(p.service, attach)
-        answer = p.service.post_json(
-            f"/api/escrows/{number}/milestones/{index}/delivery",
-            {"note": note, "attachments": [f["sha256"] for f in files]},
-        )
-        sent = _send(p, "submitDelivery", answer["tx"])
-        _indexed(p, number, _after(sent.block_number))
+        sent, answer, files = _milestone_document(
+            p, number, index, "delivery", {"note": note}, attach, "submitDelivery")
         _report(p, "deliver", sent, as_json, escrow_id=number, milestone=index,
                 delivery_hash=answer["delivery_hash"], attachments=files,
                 lines=(f"milestone {index} delivered (document {answer['delivery_hash']}, "
@@ -874,13 +886,8 @@ def dispute_cmd(
     number = parse_escrow_id(escrow_id, "ID")
     index = parse_milestone(milestone, "MILESTONE")
     with party("client", from_, password_file, api, rpc) as p:
-        files = _upload(p.service, attach)
-        answer = p.service.post_json(
-            f"/api/escrows/{number}/milestones/{index}/dispute",
-            {"reason": reason, "attachments": [f["sha256"] for f in files]},
-        )
-        sent = _send(p, "openDispute", answer["tx"])
-        _indexed(p, number, _after(sent.block_number))
+        sent, answer, files = _milestone_document(
+            p, number, index, "dispute", {"reason": reason}, attach, "openDispute")
         _report(p, "dispute", sent, as_json, escrow_id=number, milestone=index,
                 reason_hash=answer["reason_hash"], attachments=files,
                 lines=(f"milestone {index} disputed (reason {answer['reason_hash']})",))

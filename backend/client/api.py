@@ -137,57 +137,71 @@ class ServiceClient:
 
     # ------------------------------------------------------------------ waiting
 
+    def poll(
+        self,
+        path: str,
+        ready: Callable[[dict[str, Any]], bool],
+        what: str,
+        timeout: float = 60.0,
+        *,
+        absent_is_pending: bool = False,
+        pause: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        """`GET path` until `ready(answer)` holds; the answer. With `absent_is_pending` a 404
+        means "not yet" (the index or the node has not seen it); any other refusal is raised.
+        `pause` runs between tries (default: sleep `POLL_INTERVAL` seconds).
+        `ServiceTimeoutError` naming `what` after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                answer: dict[str, Any] = self.get_json(path)
+            except ServiceRefusedError as exc:
+                if not (absent_is_pending and exc.status == 404):
+                    raise
+            else:
+                if ready(answer):
+                    return answer
+            if time.monotonic() > deadline:
+                raise ServiceTimeoutError(what, timeout)
+            if pause is None:
+                time.sleep(POLL_INTERVAL)
+            else:
+                pause()
+
     def wait_for_escrow(
         self,
         escrow_id: int,
         until: Callable[[dict[str, Any]], bool] | None = None,
         timeout: float = 60.0,
+        *,
+        what: str | None = None,
+        pause: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         """`GET /api/escrows/{escrow_id}` polled until the index has the escrow (a 404 means
         not yet) and `until(detail)` holds; the detail. `ServiceTimeoutError` after `timeout`
         seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                detail: dict[str, Any] = self.get_json(f"/api/escrows/{escrow_id}")
-            except ServiceRefusedError as exc:
-                if exc.status != 404:
-                    raise
-            else:
-                if until is None or until(detail):
-                    return detail
-            if time.monotonic() > deadline:
-                raise ServiceTimeoutError(f"escrow {escrow_id} in the service's index", timeout)
-            time.sleep(POLL_INTERVAL)
+        return self.poll(
+            f"/api/escrows/{escrow_id}", until or (lambda _detail: True),
+            what or f"escrow {escrow_id} in the service's index", timeout,
+            absent_is_pending=True, pause=pause,
+        )
 
     def wait_for_tx(self, tx_hash: str, timeout: float = 60.0) -> dict[str, Any]:
         """`GET /api/tx/{tx_hash}` polled until the transaction is `mined` or `reverted`; the
         report `{tx_hash, status, block_number, from, to, escrow_ids, events, error}`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                report: dict[str, Any] = self.get_json(f"/api/tx/{tx_hash}")
-            except ServiceRefusedError as exc:
-                if exc.status != 404:
-                    raise
-            else:
-                if report.get("status") != "pending":
-                    return report
-            if time.monotonic() > deadline:
-                raise ServiceTimeoutError(f"transaction {tx_hash}", timeout)
-            time.sleep(POLL_INTERVAL)
+        return self.poll(
+            f"/api/tx/{tx_hash}", lambda report: report.get("status") != "pending",
+            f"transaction {tx_hash}", timeout, absent_is_pending=True,
+        )
 
     def wait_for_confirmation(self, request_id: int, timeout: float = 60.0) -> dict[str, Any]:
         """`GET /api/confirmations/{request_id}` polled until the relayed confirmation is
         `mined` or `failed`; its progress (`status`, `tx_hash`, `error`, ...)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            progress: dict[str, Any] = self.get_json(f"/api/confirmations/{request_id}")
-            if progress.get("status") in ("mined", "failed"):
-                return progress
-            if time.monotonic() > deadline:
-                raise ServiceTimeoutError(f"confirmation request {request_id}", timeout)
-            time.sleep(POLL_INTERVAL)
+        return self.poll(
+            f"/api/confirmations/{request_id}",
+            lambda progress: progress.get("status") in ("mined", "failed"),
+            f"confirmation request {request_id}", timeout,
+        )
 
     # ------------------------------------------------------------------ lifetime
 

@@ -137,20 +137,15 @@ class Stage:
     ) -> dict[str, Any]:
         """`GET /api/escrows/{id}` once the index has it and `until(detail)` holds;
         `ServiceTimeoutError` naming `what` after `timeout`."""
-        deadline = time.monotonic() + self.timeout
-        while True:
-            self.check()
-            try:
-                detail: dict[str, Any] = self.api.get_json(f"/api/escrows/{escrow_id}")
-            except ServiceRefusedError as exc:
-                if exc.status != 404:
-                    raise
-            else:
-                if until is None or until(detail):
-                    return detail
-            if time.monotonic() > deadline:
-                raise ServiceTimeoutError(what or f"escrow {escrow_id} in the index", self.timeout)
+        def pause() -> None:
             self.stop.wait(0.2)
+            self.check()
+
+        self.check()
+        return self.api.wait_for_escrow(
+            escrow_id, until, self.timeout,
+            what=what or f"escrow {escrow_id} in the index", pause=pause,
+        )
 
     # ------------------------------------------------------------------ acting
 
