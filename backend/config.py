@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from backend.inputs import parse_address
+from backend.inputs import parse_address, parse_host_list
 
 
 class Settings(BaseSettings):
@@ -34,6 +34,23 @@ class Settings(BaseSettings):
     #: the most a sender offers per gas (maxFeePerGas, or gasPrice on a chain without a base
     #: fee), in wei; replacements stop at it
     max_fee_per_gas: int = Field(default=500 * 10**9, ge=1)
+    # gas caps of the senders (backend/outbox/sender.py): the call is simulated with at most this
+    # much gas and signed with at most this gas limit (and never more than the block's); a call
+    # that needs more fails its row, nothing signed. Measured costs in docs/performance.md.
+    #: gas of a relayed `confirmWithSig` (measured 74,463 to 96,951 for a plain-key client and
+    #: 109,596 for a 2-of-2 contract wallet crediting both sides; also the API's limit when it
+    #: simulates a contract wallet's confirmation from the relayer's address)
+    relay_max_gas: int = Field(default=200_000, ge=21_000)
+    #: gas of the oracle's `reportBreach` (about 108,600 for an escrow's first report)
+    report_max_gas: int = Field(default=200_000, ge=21_000)
+    #: gas of the oracle's `finalizeBreach` (about 51,400)
+    finalize_max_gas: int = Field(default=100_000, ge=21_000)
+    # spend bounds of the relayer (backend/outbox/spend.py), in wei: mined transactions count
+    # gasUsed x effectiveGasPrice, unmined ones gas limit x max fee per gas; unset: no bound
+    #: the most the relayer spends for the confirmations of one escrow
+    relay_max_spend_per_escrow: int | None = Field(default=None, ge=0)
+    #: the most the relayer spends for the confirmations of one client (over all its escrows)
+    relay_max_spend_per_client: int | None = Field(default=None, ge=0)
     #: blocks per eth_getLogs call of the indexer (halved while the node refuses a range)
     index_chunk_blocks: int = Field(default=2_000, ge=1)
     #: seconds between two syncs of the indexer worker
@@ -47,6 +64,10 @@ class Settings(BaseSettings):
     worker_standby: bool = False
     #: seconds between two attempts of a standby worker to take its lease
     lease_poll_interval: float = Field(default=1.0, gt=0)
+    #: seconds before a worker thread that stopped with an error is started again; doubles per
+    #: failure in a row up to `worker_restart_max` (a worker that ran that long starts over)
+    worker_restart_base: float = Field(default=1.0, gt=0)
+    worker_restart_max: float = Field(default=60.0, gt=0)
     solc: Path | None = None
     # provider limits (every chain read; backend/chain/connect.py, bulk_rpc.py, logs.py)
     #: most calls per JSON-RPC batch; halved (and remembered) while the node refuses a batch
@@ -60,6 +81,12 @@ class Settings(BaseSettings):
     rpc_backoff_base: float = Field(default=0.25, gt=0)
     #: longest single wait in seconds, a node's Retry-After included
     rpc_backoff_max: float = Field(default=8.0, gt=0)
+    #: seconds one JSON-RPC HTTP request may take (connect and read) before it fails; a timed
+    #: out read is not sent again by the provider (the worker's next pass asks again)
+    rpc_timeout: float = Field(default=10.0, gt=0)
+    #: seconds /api/health and /metrics wait for the node before they answer without it
+    #: ("node not answering"); the node's reads go on in the background
+    health_node_timeout: float = Field(default=1.5, gt=0)
     # notifications (webhooks, Sign-In with Ethereum)
     #: the RFC 3986 authority sign-in messages must name; unset: the request's Host header
     siwe_domain: str | None = None
@@ -73,6 +100,16 @@ class Settings(BaseSettings):
     webhook_backoff_base: int = Field(default=30, ge=1)
     webhook_backoff_max: int = Field(default=3_600, ge=1)
     webhook_max_subscriptions: int = Field(default=20, ge=1)
+    #: webhook targets allowed on a loopback, private or other non-public address, for
+    #: development: comma-separated `host` or `host:port` (`127.0.0.1:9000,localhost,[::1]`),
+    #: matched against the URL's host as written (backend/notify/egress.py); empty: none, on
+    #: every chain (the development chain included)
+    webhook_allow_hosts: str = ""
+    # the KPI oracle (backend/oracle/)
+    #: seconds: the shortest `period_seconds` a terms document may have when it is stored or
+    #: prepared (422 `period_too_short`); terms already stored or committed with a shorter
+    #: period are not evaluated (no findings, no reports; the views say why)
+    min_period_seconds: int = Field(default=3_600, ge=1)
     # REST API
     #: escrows whose GET /api/escrows/{id} body is kept in memory between index updates (0: off)
     api_detail_cache_size: int = Field(default=4_096, ge=0)
@@ -105,6 +142,14 @@ class Settings(BaseSettings):
         """An address in any valid case, kept EIP-55 (`inputs.parse_address`); a value that is
         no address stops the settings from loading."""
         return None if value is None or value == "" else parse_address("default_arbiter", value)
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _allow_hosts_are_hosts(cls, value: str) -> str:
+        """Every entry a `host` or `host:port` (`inputs.parse_host_list`), else the settings
+        do not load."""
+        parse_host_list("webhook_allow_hosts", value)
+        return value
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,7 +1,9 @@
 """The one parser for each kind of value that comes in from outside (API bodies, paths, query
 strings, the command line, CSV files): uint256 values, amounts, escrow ids and milestone indexes,
-addresses, 32-byte hashes, KPI values and times. Every route, the CLI and the measurement import
-use these, directly or through the pydantic `Annotated` types at the end of this module.
+addresses, 32-byte hashes, KPI values, times and http(s) URLs (webhook receivers; the network
+policy that judges their hosts is `backend.notify.egress`). Every route, the CLI and the
+measurement import use these, directly or through the pydantic `Annotated` types at the end of
+this module.
 
 Each parser takes the name of the field it reads and raises, naming that field:
 
@@ -21,12 +23,17 @@ location in the request (`milestone_amounts[1]`), via `with_field`.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
+import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
+import httpx
 from eth_typing import ChecksumAddress
 from eth_utils import (
     is_checksum_address,
@@ -314,6 +321,138 @@ def parse_duration(field: str, value: object) -> int:
     if not _DURATION.match(text):
         raise MalformedValueError(field, value, EXPECTED_DURATION)
     return sum(int(n) * DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+# ------------------------------------------------------------------ URLs
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: the longest URL accepted (webhook receivers)
+MAX_URL_LENGTH = 2_048
+EXPECTED_HTTP_URL = (
+    "an absolute http:// or https:// URL with a host and a port in 1..65535, without spaces, "
+    "control characters or backslashes"
+)
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def safe_url(url: str) -> str:
+    """What a log line or an error may say of a URL: `scheme://host[:port]/path`, never its
+    credentials, query string or fragment (a webhook URL may carry a token in any of them);
+    `<malformed url>` when it cannot be split."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<malformed url>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def numeric_address(host: str) -> IPAddress | None:
+    """`host` as an IP address when the system resolver reads it as one without asking DNS
+    (`getaddrinfo` with `AI_NUMERICHOST`, what a client connecting to `host` does first): a
+    dotted quad and every shorter, decimal, octal or hex form of `inet_aton` (`127.1`,
+    `2130706433`, `0x7f.1`, `0177.0.0.1` are all 127.0.0.1), IPv6 with or without brackets
+    (`[::ffff:127.0.0.1]`). None for a name."""
+    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not name:
+        return None
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP,
+                                   flags=socket.AI_NUMERICHOST)
+        return ipaddress.ip_address(str(infos[0][4][0]))
+    except (OSError, UnicodeError, ValueError, IndexError):
+        return None
+
+
+def canonical_host(host: str) -> str:
+    """A host as the network policy compares it: an IP address in its canonical text
+    (`2130706433` -> `127.0.0.1`, `[::1]` -> `::1`), a name in lower case without a final dot."""
+    ip = numeric_address(host)
+    return str(ip) if ip is not None else host.lower().rstrip(".")
+
+
+@dataclass(frozen=True)
+class HttpUrl:
+    """An absolute http(s) URL, parsed as the HTTP client (httpx) requests it.
+
+    `text`: the URL as given (what is stored and requested); `host`: the name or address the
+    client connects to (IDNA ASCII, lower case; an IPv6 address without brackets); `ip`: `host`
+    as an address when it is one in any form a resolver accepts (`numeric_address`); `port`:
+    the explicit port or the scheme's default; `host_header`: the `Host` the client sends."""
+
+    text: str
+    scheme: str
+    host: str
+    port: int
+    ip: IPAddress | None
+    host_header: str
+
+    @property
+    def safe(self) -> str:
+        """`safe_url` of the URL: scheme, host, port and path only."""
+        return safe_url(self.text)
+
+    @property
+    def canonical_host(self) -> str:
+        """`host` as the network policy compares it (`canonical_host`)."""
+        return str(self.ip) if self.ip is not None else self.host.rstrip(".")
+
+
+def parse_http_url(field: str, value: object, *, max_length: int = MAX_URL_LENGTH) -> HttpUrl:
+    """An absolute http:// or https:// URL with a host, at most `max_length` characters, parsed
+    by the HTTP client's own parser so that what is checked is what is requested. Raises
+    `MalformedValueError` for a value that is no string, `OutOfRangeError` for anything else
+    refused; an error shows the URL without credentials, query or fragment (`safe_url`).
+
+    What the host may be (public addresses only) is the network policy's rule
+    (`backend.notify.egress`), not this parser's."""
+    if not isinstance(value, str):
+        raise MalformedValueError(field, value, "a URL string")
+    if len(value) > max_length:
+        raise OutOfRangeError(field, safe_url(value[:60]) + "...",
+                              f"at most {max_length} characters")
+    shown = safe_url(value)
+    if any(c.isspace() or not c.isprintable() or c == "\\" for c in value):
+        raise OutOfRangeError(field, shown, EXPECTED_HTTP_URL)
+    try:
+        url = httpx.URL(value)
+        host_header = httpx.Request("POST", url).headers.get("host", "")
+    except (httpx.InvalidURL, ValueError, UnicodeError):
+        raise OutOfRangeError(field, shown, EXPECTED_HTTP_URL) from None
+    port = url.port if url.port is not None else DEFAULT_PORTS.get(url.scheme, 0)
+    if url.scheme not in DEFAULT_PORTS or not url.host or not 1 <= port <= 65_535:
+        raise OutOfRangeError(field, shown, EXPECTED_HTTP_URL)
+    host = url.raw_host.decode("ascii").lower()
+    return HttpUrl(value, url.scheme, host, port, numeric_address(host), host_header)
+
+
+def parse_host_list(field: str, value: object) -> tuple[tuple[str, int | None], ...]:
+    """A comma-separated list of `host` or `host:port` (`127.0.0.1:9000,localhost,[::1]:8080`;
+    an IPv6 address in brackets) as `(canonical_host, port or None)` pairs (`canonical_host`:
+    an IP address in any form is its canonical text). An empty text is the empty list. Raises
+    `OutOfRangeError` for an entry with spaces, a scheme, a path or a port outside 1..65535."""
+    if not isinstance(value, str):
+        raise MalformedValueError(field, value, "a comma-separated list of host[:port]")
+    expected = "a comma-separated list of host or host:port ([v6 address]:port)"
+    out: list[tuple[str, int | None]] = []
+    for raw in value.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        try:
+            parts = urlsplit(f"//{entry}")
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            raise OutOfRangeError(field, entry, expected) from None
+        if (not host or any(c.isspace() for c in entry) or "@" in entry or parts.path
+                or parts.query or parts.fragment or port == 0):
+            raise OutOfRangeError(field, entry, expected)
+        out.append((canonical_host(host), port))
+    return tuple(out)
 
 
 # ------------------------------------------------------------------ pydantic types

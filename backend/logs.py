@@ -15,7 +15,8 @@ Two formats (`ESCROW_LOG_FORMAT`):
 `ESCROW_LOG_LEVEL` (default INFO) is the least severe level written. One-shot commands
 (`escrow audit`, `ledger`, `status` ...) write WARNING and above unless it is set, so their
 output stays what they print. httpx's own per-request INFO lines are never written (they would
-name every webhook URL in full); `safe_url` is what a log line may say of a URL.
+name every webhook URL in full); `safe_url` (from `backend.inputs`) is what a log line may
+say of a URL, `redact` what it may say of an error about a request to one.
 
 Uvicorn's loggers (`uvicorn`, `uvicorn.error`, `uvicorn.access`) keep no handler of their own
 and hand their records to the same root handler: `configure_logging` sets them so, and
@@ -31,15 +32,17 @@ import logging
 import re
 import sys
 from typing import Any, Literal, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import ValidationError
 
 from backend.config import Settings
+from backend.inputs import safe_url
 
 __all__ = [
     "UVICORN_LOGGERS", "EscrowLogHandler", "JsonFormatter", "TextFormatter", "configure_logging",
-    "current_handler", "gwei", "root_handler", "safe_url", "scrub_urls", "uvicorn_log_config",
+    "current_handler", "gwei", "redact", "root_handler", "safe_url", "scrub_urls",
+    "uvicorn_log_config",
 ]
 
 LogFormat = Literal["text", "json"]
@@ -188,21 +191,6 @@ def uvicorn_log_config(settings: Settings | None = None) -> dict[str, Any]:
     }
 
 
-def safe_url(url: str) -> str:
-    """What a log line may say of a URL: `scheme://host[:port]/path`, never its credentials,
-    query string or fragment (a webhook URL may carry a token in any of them)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<malformed url>"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    return f"{parts.scheme}://{netloc}{parts.path}"
-
-
 #: a URL inside a text (an error message): scheme, then anything up to a space or a quote
 _URL_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"<>]+""")
 
@@ -220,6 +208,31 @@ def scrub_urls(text: str) -> str:
         return safe_url(kept) + url[len(kept):]
 
     return _URL_IN_TEXT.sub(cut, text)
+
+
+#: pieces of a URL shorter than this are left in a text by `redact`: replacing every "a" or
+#: "42" would garble the message, and so short a piece guards nothing
+MIN_REDACTED = 3
+
+
+def redact(text: str, url: str) -> str:
+    """`text` (an error about a request to `url`: an exception's message, a note stored with a
+    delivery) safe to log or store: every URL in it cut to its `safe_url` (`scrub_urls`), and
+    every secret piece of `url` (user name, password, query string, each query value, fragment;
+    as written and percent-decoded) that still occurs in it without a scheme in front replaced
+    by `<redacted>` (pieces under `MIN_REDACTED` characters excepted)."""
+    out = scrub_urls(text)
+    try:
+        parts = urlsplit(url)
+        pieces = [parts.username, parts.password, parts.query, parts.fragment]
+        pieces += [v for _, v in parse_qsl(parts.query, keep_blank_values=True)]
+    except ValueError:
+        return out
+    found = {p for piece in pieces if piece for p in (piece, unquote(piece))}
+    for piece in sorted(found, key=len, reverse=True):
+        if len(piece) >= MIN_REDACTED:
+            out = out.replace(piece, "<redacted>")
+    return out
 
 
 def gwei(wei: int | str | None) -> float | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,8 +13,9 @@ from web3 import Web3
 from backend.chain.bulk_rpc import block_hash
 from backend.chain.client import EscrowClient
 from backend.chain.clock import Clock, WallClock, system_wall
-from backend.chain.connect import connect
+from backend.chain.connect import bound_recursion, connect
 from backend.chain.deploy import Deployment, DeploymentWatch, gone_reason, read_deployment
+from backend.chain.probe import NodeProbe
 from backend.config import Settings
 from backend.db.deployments import (
     DeploymentKey,
@@ -21,6 +24,55 @@ from backend.db.deployments import (
     summaries,
 )
 from backend.db.session import make_engine, migrate, session_factory
+
+#: what a background worker of this process is doing: `running` (active or standing by for
+#: its lease), `restarting` (it stopped with an error; started again at `next_attempt_at`),
+#: `off` (never started: no key configured for it), `stopped` (told to stop)
+WorkerState = Literal["running", "restarting", "off", "stopped"]
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """One worker's state as `/api/health` reports it (`backend/workers.py` keeps it)."""
+
+    name: str
+    state: WorkerState
+    #: why it is not running (`restarting`, `off`), or the last error it was restarted after
+    error: str | None = None
+    #: times it was started again after an error since this process started
+    restarts: int = 0
+    #: unix seconds of the next start while `restarting`, else None
+    next_attempt_at: float | None = None
+
+
+class WorkerBoard:
+    """The states of the workers this process runs, updated by their threads and read by the
+    health check; empty when the process runs none (`escrow serve --no-workers`). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[str, WorkerStatus] = {}
+
+    def put(self, status: WorkerStatus) -> None:
+        with self._lock:
+            self._states[status.name] = status
+
+    def update(self, name: str, **changes: object) -> WorkerStatus:
+        """The worker's status with `changes` (fields of `WorkerStatus`), stored and returned."""
+        with self._lock:
+            current = self._states.get(name) or WorkerStatus(name, "running")
+            status = replace(current, **changes)  # type: ignore[arg-type]
+            self._states[name] = status
+            return status
+
+    def get(self, name: str) -> WorkerStatus | None:
+        with self._lock:
+            return self._states.get(name)
+
+    def all(self) -> list[WorkerStatus]:
+        """Every worker's status, in the order they were first reported."""
+        with self._lock:
+            return list(self._states.values())
 
 
 @dataclass
@@ -39,6 +91,10 @@ class Services:
     archived: tuple[DeploymentSummary, ...] = ()
     #: the wall clock behind `clock`'s service time (tests put a fixed one here)
     wall: WallClock = field(default=system_wall)
+    #: the background workers this process runs and their states (`backend/workers.py`)
+    workers: WorkerBoard = field(default_factory=WorkerBoard)
+    #: node reads with a deadline, for health and metrics (`backend/chain/probe.py`)
+    probe: NodeProbe = field(default_factory=NodeProbe)
 
     @property
     def clock(self) -> Clock:
@@ -60,7 +116,8 @@ def build_services(
     Raises `DeploymentConflictError` when the database serves another contract of the same
     chain that the chain still has, `DeploymentMissing` when no contract is configured or
     recorded."""
-    w3 = w3 or connect(settings.rpc_url)
+    bound_recursion()  # the chain libraries' imports raised it (`backend/chain/connect.py`)
+    w3 = w3 or connect(settings.rpc_url)  # timeout: ESCROW_RPC_TIMEOUT
     chain_id = int(w3.eth.chain_id)
     address = contract_address or settings.contract_address
     block = deployment_block

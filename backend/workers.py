@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
-from backend.chain.keys import oracle_account, relayer_account
+from backend.chain.keys import KeyNotConfigured, oracle_account, relayer_account
+from backend.config import Settings
 from backend.confirmations.relayer import Relayer
-from backend.errors import QualityEscrowError
 from backend.index.indexer import run_indexer
 from backend.notify.dispatch import run_dispatcher
 from backend.notify.events import webhook_listener
@@ -25,7 +24,7 @@ from backend.oracle.findings import evaluator
 from backend.oracle.worker import Oracle
 from backend.outbox.owner import ownership, worker_lease
 from backend.outbox.sender import Sender
-from backend.services import Services
+from backend.services import Services, WorkerBoard, WorkerStatus
 
 logger = logging.getLogger(__name__)
 
@@ -106,34 +105,122 @@ def run_worker(
 
 
 def start_workers(services: Services, names: tuple[str, ...] = WORKER_NAMES) -> Workers:
-    """Starts each named worker in a thread of its own (stopped by `Workers.shutdown`).
+    """Starts each named worker in a thread of its own (stopped by `Workers.shutdown`), each
+    under `supervise`: a worker that stops with an error is started again after a backoff, and
+    `services.workers` says so meanwhile (`/api/health` is degraded).
 
-    Unless the settings say to stand by (`worker_standby`), first checks that no other process
+    The senders' keys are loaded first: a key that is configured but cannot be loaded (a wrong
+    password, a missing file) raises `KeystoreError` naming its setting, and nothing starts. A
+    sender with no key configured (off a dev chain) does not start: it is reported `off`.
+    Unless the settings say to stand by (`worker_standby`), then checks that no other process
     holds any of their leases: raises `SenderBusyError` / `WorkerBusyError` then, and starts
     nothing. Standing by, a worker whose lease is held waits for it in its thread."""
     senders: dict[str, Sender[Any]] = {}
+    off: dict[str, str] = {}
     for name in names:
-        # without its key a sender is not checked: its thread says so in the log, as it always did
-        with suppress(QualityEscrowError):
-            if name in SENDERS:
+        if name in SENDERS:
+            try:
                 senders[name] = SENDERS[name](services)
+            except KeyNotConfigured as exc:  # that worker is off; health says so
+                off[name] = exc.message
     if not services.settings.worker_standby:
         check_leases(services, names, senders)
     workers = Workers()
+    policy = RestartPolicy.from_settings(services.settings)
     for name in names:
-        target = _guarded(name, partial(run_worker, name, services, workers.stop,
-                                        sender=senders.get(name)))
+        if name in off:
+            services.workers.put(WorkerStatus(name, "off", error=off[name]))
+            logger.warning("worker %s is off: %s", name, off[name])
+            continue
+        target = supervise(
+            name, _first_then_fresh(name, services, workers.stop, senders.get(name)),
+            workers.stop, services.workers, policy,
+        )
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         workers.threads.append(thread)
     return workers
 
 
-def _guarded(name: str, target: Callable[[], None]) -> Callable[[], None]:
+def _first_then_fresh(
+    name: str, services: Services, stop: threading.Event, sender: Sender[Any] | None
+) -> Callable[[], None]:
+    """Runs worker `name` with the sender built at start the first time, a new one after."""
+    built = [sender]
+
     def run() -> None:
-        try:
-            target()
-        except Exception:
-            logger.exception("worker %s stopped with an error", name)
+        run_worker(name, services, stop, sender=built.pop() if built else None)
 
     return run
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How soon a worker that stopped with an error is started again: `base` seconds after the
+    first failure, doubling per failure in a row, at most `cap`; a worker that ran `cap`
+    seconds or longer before it failed starts over at `base` (`ESCROW_WORKER_RESTART_*`)."""
+
+    base: float = 1.0
+    cap: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RestartPolicy:
+        return cls(base=settings.worker_restart_base, cap=settings.worker_restart_max)
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after `failures` (from 1) failures in a row."""
+        return float(min(self.cap, self.base * 2 ** min(failures - 1, 62)))
+
+
+def supervise(
+    name: str,
+    run: Callable[[], None],
+    stop: threading.Event,
+    board: WorkerBoard,
+    policy: RestartPolicy,
+    *,
+    wall: Callable[[], float] = time.time,
+) -> Callable[[], None]:
+    """The body of worker `name`'s thread: `run()` until `stop` is set, started again after
+    `policy.delay` when it raises (or returns before `stop`), the state kept on `board`
+    (`running`, `restarting` with the error, the restarts so far and the next attempt's unix
+    time, then `stopped`)."""
+
+    def loop() -> None:
+        failures = 0
+        restarts = 0
+        board.put(WorkerStatus(name, "running"))
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                run()
+            except Exception as exc:
+                error = _short(exc)
+                logger.exception("worker %s stopped with an error", name)
+            else:
+                if stop.is_set():
+                    break
+                error = "it returned without being told to stop"
+                logger.error("worker %s stopped: %s", name, error)
+            if time.monotonic() - started >= policy.cap:
+                failures = 0  # it ran a good while: not a failure in a row
+            failures += 1
+            delay = policy.delay(failures)
+            board.update(name, state="restarting", error=error, restarts=restarts,
+                         next_attempt_at=wall() + delay)
+            logger.warning("worker %s: starting it again in %.1f s (failure %d in a row)",
+                           name, delay, failures)
+            if stop.wait(delay):
+                break
+            restarts += 1
+            board.update(name, state="running", restarts=restarts, next_attempt_at=None)
+            logger.info("worker %s started again (restart %d)", name, restarts)
+        board.update(name, state="stopped", next_attempt_at=None)
+
+    return loop
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    lines = str(exc).splitlines()
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."

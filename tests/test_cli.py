@@ -12,6 +12,7 @@ from eth_utils import to_checksum_address
 from typer.testing import CliRunner
 
 from backend import cli
+from backend.chain.connect import RECURSION_LIMIT
 from backend.cli import stack
 from backend.config import Settings
 from backend.index.indexer import index_once
@@ -161,6 +162,21 @@ def test_ledger_of_an_indexed_account_is_its_csv(
     assert len(result.stdout.strip().splitlines()) >= 2  # the header and a movement
     # an account of the chain without escrows is still unknown
     _refused(["ledger", env.parties.stranger.address])
+
+
+def test_build_services_puts_back_the_recursion_limit_the_chain_libraries_raised(
+    env: EscrowEnv, settings: Settings
+) -> None:
+    """Every worker process builds its services, not the app: it runs under the bound too."""
+    import sys
+
+    import py_ecc  # noqa: F401  (raises it to 100,000 on import)
+
+    sys.setrecursionlimit(100_000)
+    services = build_services(settings, w3=env.w3, contract_address=env.escrow.address,
+                              deployment_block=env.deployment_block)
+    services.engine.dispose()
+    assert sys.getrecursionlimit() == RECURSION_LIMIT
 
 
 def test_deployments_lists_the_served_and_archived_ones_and_archive_needs_yes(

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Depends, FastAPI
 
+from backend.api.body_bounds import BodyBounds
 from backend.api.deps import live_deployment
 from backend.api.errors import install_error_handlers
 from backend.api.routes import ROUTERS, health, metrics
 from backend.api.routes.metrics import install_metrics
+from backend.api.schemas import declare_body_refusals
+from backend.chain.connect import bound_recursion
 from backend.services import Services
 from backend.web import install_web
 
 
 def create_app(services: Services) -> FastAPI:
+    """The API and pages on `services`. Every request body is bounded (size and JSON nesting,
+    `backend.api.body_bounds.BodyBounds`) before any route reads it, and the recursion limit the
+    chain libraries raised on import is put back (`bound_recursion`)."""
+    bound_recursion()
     app = FastAPI(
         title="Quality Escrow",
         version="0.1.0",
@@ -22,12 +31,21 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
+    # added first, so it runs inside the metrics middleware: its refusals are counted
+    app.add_middleware(BodyBounds)
     install_metrics(app)
     for router in ROUTERS:
         # health and metrics report a lost deployment; every other route refuses to serve it
         always = router in (health.router, metrics.router)
         app.include_router(router, dependencies=[] if always else [Depends(live_deployment)])
     install_web(app)
+    document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document with the refusals of `BodyBounds` on every operation with a body."""
+        return declare_body_refusals(document())
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
     return app
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from backend.chain.errors import DeploymentGone
+from backend.chain.probe import NodeNotAnswering
 from backend.db.models import EscrowRow
 from backend.errors import TooLargeError
 from backend.escrows.wallet_config import ServiceAccounts, service_accounts
@@ -42,9 +43,24 @@ DEPLOYMENT_CHECK_SECONDS = 5.0
 def live_deployment(request: Request, services: ServicesDep) -> None:
     """Refuses every request with 503 (`DeploymentGone`) once the chain no longer has the
     deployment this process serves, so nothing of an old deployment is acted on (a POST reads
-    the chain first) or shown (a GET at most `DEPLOYMENT_CHECK_SECONDS` after the reset)."""
+    the chain first) or shown (a GET at most `DEPLOYMENT_CHECK_SECONDS` after the reset).
+
+    The node is read through `services.probe`, one read at a time for all requests: a GET waits
+    for it at most `ESCROW_HEALTH_NODE_TIMEOUT` seconds and then goes on with the last answer;
+    a POST waits up to `ESCROW_RPC_TIMEOUT` and is refused with 503 (`NodeNotAnswering`) past
+    it. A node that never answers holds no request longer than that."""
     reading = request.method in ("GET", "HEAD", "OPTIONS")
-    gone = services.deployment.recent(DEPLOYMENT_CHECK_SECONDS if reading else 0.0)
+    settings = services.settings
+    try:
+        gone = services.probe.read(
+            "deployment", lambda: services.deployment.recent(0.0),
+            settings.health_node_timeout if reading else settings.rpc_timeout,
+            what="deployment block", max_age=DEPLOYMENT_CHECK_SECONDS if reading else 0.0,
+        )
+    except NodeNotAnswering:
+        if not reading:
+            raise
+        gone = services.deployment.gone
     if gone is not None:
         raise DeploymentGone(gone)
 #: committed when the route function returns, so a 2xx never reaches the client before its row

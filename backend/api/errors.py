@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +11,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.chain.errors import ChainError, ContractRevert, InvalidSignature
+from backend.db.session import database_unavailable
 from backend.errors import (
     AlreadyDoneError,
     DeadlinePassedError,
@@ -201,3 +204,19 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return http_refusal(request, exc).response()
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        """A lost database (`backend.db.session.database_unavailable`): 503
+        `database_unavailable` with `Retry-After`, never a 500; any other database error is a
+        bug and stays one (re-raised: 500, logged with its traceback). The outage is logged as
+        a warning naming the path and the driver's first line (never the statement)."""
+        outage = database_unavailable(exc)
+        if outage is None:
+            raise exc
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        logging.getLogger(__name__).warning(
+            "%s: %s (%s)", request.url.path, outage.message, cause[0] if cause else "",
+            extra={"event": "database_unavailable"},
+        )
+        return refusal_of(outage).response()

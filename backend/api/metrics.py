@@ -3,9 +3,10 @@
 Request counts and latencies per route template are recorded by a small ASGI middleware
 (`RequestMetricsMiddleware`, installed by `install_metrics`); the state gauges (indexed and head
 block, escrows by status, every sender's outbox by status and the age of its oldest transaction
-in flight) are read from the database and the node at
-scrape time by `StateCollector`. Each app has its own registry, so several apps in one process
-(tests) never share counters.
+in flight) are read from the database and the node at scrape time by `StateCollector`; the node
+through `services.probe`, so a node that does not answer within `ESCROW_HEALTH_NODE_TIMEOUT`
+seconds leaves the head out instead of holding the scrape. Each app has its own registry, so
+several apps in one process (tests) never share counters.
 """
 
 from __future__ import annotations
@@ -45,10 +46,14 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         s = self.services
         head = GaugeMetricFamily("escrow_head_block", "Latest block number reported by the node")
+        w3 = s.w3
         try:
-            head.add_metric([], int(s.w3.eth.block_number))
+            head.add_metric([], s.probe.read(
+                "block_number", lambda: int(w3.eth.block_number),
+                s.settings.health_node_timeout, what="latest block",
+            ))
             yield head
-        except Exception:  # node unreachable: no head sample this scrape
+        except Exception:  # node unreachable or not answering in time: no head sample
             pass
         with s.sessions() as session:
             cursor = session.get(ChainCursor, (s.chain_id, s.escrow.address))
@@ -72,6 +77,26 @@ class StateCollector(Collector):
                 escrows.add_metric([status], by_status.get(status, 0))
             yield escrows
             yield from outbox_metrics(session, s.chain_id, s.clock.service_time())
+        yield from worker_metrics(s)
+
+
+def worker_metrics(services: Services) -> Iterator[Metric]:
+    """`escrow_worker_running{worker}`: 1 while a worker of this process runs, 0 while it is
+    restarting, off or stopped; `escrow_worker_restarts{worker}`: times it was started again
+    after an error (none of either when the process runs no worker)."""
+    running = GaugeMetricFamily(
+        "escrow_worker_running", "1 while the worker runs in this process, else 0",
+        labels=["worker"],
+    )
+    restarts = GaugeMetricFamily(
+        "escrow_worker_restarts", "Times the worker was started again after an error",
+        labels=["worker"],
+    )
+    for status in services.workers.all():
+        running.add_metric([status.name], 1 if status.state == "running" else 0)
+        restarts.add_metric([status.name], status.restarts)
+    yield running
+    yield restarts
 
 
 def outbox_metrics(session: Session, chain_id: int, now: int) -> Iterator[Metric]:

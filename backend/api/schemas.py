@@ -101,9 +101,11 @@ BreachKindName = Literal["kpi_below_standard", "consecutive_underperformance", "
 #: `outcome` of `BreachSettled` (`BreachOutcome`), lower-case
 BreachOutcomeName = Literal["finalized", "upheld", "rejected", "stale_split"]
 #: a confirmation request's progress (`backend.confirmations.outbox.STATUSES`)
-ConfirmationStatus = Literal["pending", "signed", "sent", "mined", "failed"]
+ConfirmationStatus = Literal["pending", "signed", "sent", "mined", "settled", "failed"]
 #: a breach submission's progress (`backend.oracle.outbox.STATUSES`)
-SubmissionStatus = Literal["pending", "signed", "sent", "mined", "failed", "not_sent"]
+SubmissionStatus = Literal[
+    "pending", "signed", "sent", "mined", "failed", "not_sent", "off_chain"
+]
 #: the events a webhook subscription may take (`backend.notify.webhooks.EVENT_TYPES`)
 WebhookEvent = Literal[
     "delivery_submitted",
@@ -126,14 +128,15 @@ class Answer(BaseModel):
 #: the meaning of each error status, as the routes' `responses` describe it
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "Malformed: a body, value or signature that cannot be parsed (`malformed`, "
-    "`invalid_signature`)",
+    "`invalid_signature`), a body nested deeper than 64 levels",
     401: "Refused credentials: a missing, unknown or revoked bearer token (`token_refused`), a "
     "sign-in message that does not prove the address",
     403: "Forbidden signer: a signature by someone other than the required party",
     404: "Not found: an unknown escrow, milestone, breach, action, document, attachment or request",
     409: "Conflict: already done, or not in the right state",
     410: "Gone: a signature deadline or a review window has passed",
-    413: "Too large: a body, comment, attachment or batch over its limit",
+    413: "Too large: a body, comment, attachment or batch over its limit (any request body: 2 "
+    "MiB, measurements 4 MiB, an upload 10 MiB plus 64 KiB)",
     422: "Out of range: a value that parses but is refused, naming the field",
     503: "Unavailable: the node (or database) does not answer; `Retry-After` in seconds",
 }
@@ -153,6 +156,23 @@ def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+def declare_body_refusals(spec: dict[str, Any]) -> dict[str, Any]:
+    """Adds to the OpenAPI document `spec` (in place; returned) the refusals
+    `backend.api.body_bounds.BodyBounds` may answer to any operation that takes a body, where
+    the route does not declare them itself: 400 (nested too deep) and 413 (too large), each a
+    `RefusalBody`. Running it again changes nothing."""
+    ref = {"$ref": "#/components/schemas/RefusalBody"}
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                for status in (400, 413):
+                    operation["responses"].setdefault(str(status), {
+                        "description": ERROR_DESCRIPTIONS[status],
+                        "content": {"application/json": {"schema": dict(ref)}},
+                    })
+    return spec
+
+
 def raw_body(
     media_types: str | tuple[str, ...], description: str, schema: dict[str, Any] | None = None
 ) -> dict[int | str, dict[str, Any]]:
@@ -166,6 +186,24 @@ def raw_body(
 # ------------------------------------------------------------------ health
 
 
+class WorkerHealth(Answer):
+    """One background worker of the serving process (`backend.services.WorkerStatus`)."""
+
+    name: Literal["indexer", "relayer", "oracle", "webhooks"]
+    state: Literal["running", "restarting", "off", "stopped"] = Field(
+        description="`running` (active, or standing by for its lease), `restarting` (stopped "
+        "with an error, started again at `next_attempt_at`), `off` (no key configured for it), "
+        "`stopped` (the process is shutting down)"
+    )
+    error: str | None = Field(
+        description="Why it is not running, or the last error it was restarted after"
+    )
+    restarts: int = Field(description="Times started again after an error since start-up")
+    next_attempt_at: float | None = Field(
+        description="Unix seconds of the next start while `restarting`, else null"
+    )
+
+
 class Health(Answer):
     """`GET /api/health` (`backend.api.health.Health`)."""
 
@@ -177,6 +215,11 @@ class Health(Answer):
     indexed_block: int | None = Field(description="The indexer's cursor; null before its first run")
     lag_blocks: int | None = Field(
         description="Confirmed head (head minus ESCROW_CONFIRMATIONS) minus the indexed block"
+    )
+    workers: list[WorkerHealth] = Field(
+        default_factory=list,
+        description="The serving process's background workers (empty when it runs none, "
+        "`escrow serve --no-workers`)",
     )
 
 
@@ -625,7 +668,7 @@ class TransactionVersion(Answer):
     nonce: int
     purpose: str = Field(description="What it does for the row: confirm, report, finalize, fill")
     status: str = Field(
-        description="signed, sent, mined, reverted, replaced, superseded or reorged"
+        description="signed, sent, mined, reverted, replaced, superseded, reorged or refused"
     )
     max_fee_per_gas: Uint256 | None = Field(description="Wei (the gas price of a legacy tx)")
     max_priority_fee_per_gas: Uint256 | None = Field(description="Wei; null for a legacy tx")
@@ -784,12 +827,29 @@ class EscrowKpis(Answer):
     consecutive_periods: int | None
     sample_count: int
     evaluation_error: str | None = Field(
-        description="Why the samples cannot be evaluated (then no periods and no findings); "
+        description="Why the samples cannot be evaluated, or why the terms are not (a "
+        "`period_seconds` below ESCROW_MIN_PERIOD_SECONDS): then no periods and no findings; "
         "null when they can"
     )
-    periods: list[KpiPeriod]
-    incident: IncidentState | None = Field(description="null: the terms have no incident rule")
-    findings: list[KpiFinding]
+    total_periods: int = Field(description="Periods started by `now` (0..total_periods-1)")
+    from_period: int = Field(description="The first period of this page")
+    limit: int = Field(description="The most periods a page holds (1 to 500, default 100)")
+    next_from_period: int | None = Field(
+        description="`from_period` of the next page; null: this page reaches the last period"
+    )
+    previous_from_period: int | None = Field(
+        description="`from_period` of the previous page; null: this page starts at period 0"
+    )
+    streak_from_period: int | None = Field(
+        description="The period this page counts streaks (kind 2) from: the start of the "
+        "failing run before the page, looked for at most 5,000 periods back; null without a "
+        "streak rule"
+    )
+    periods: list[KpiPeriod] = Field(description="The page's periods, ascending")
+    incident: IncidentState | None = Field(
+        description="null: the terms have no incident rule; its periods are the page's"
+    )
+    findings: list[KpiFinding] = Field(description="The findings of the page's periods")
 
 
 class BreachSubmissionState(Answer):
@@ -840,7 +900,15 @@ class EscrowBreaches(Answer):
     """`GET /api/escrows/{id}/breaches` (`backend.oracle.breaches.escrow_breaches`)."""
 
     escrow_id: int
-    breaches: list[BreachReport] = Field(description="Ordered by (period, kind)")
+    from_period: int = Field(description="The first period of this page")
+    limit: int = Field(description="The most periods a page covers (1 to 200, default 50)")
+    next_from_period: int | None = Field(
+        description="`from_period` of the next page (the next period with a breach); null: "
+        "none after this page"
+    )
+    breaches: list[BreachReport] = Field(
+        description="Of periods from_period to from_period + limit - 1, ordered by (period, kind)"
+    )
     evaluation_error: EvaluationFailure | None = Field(
         description="When the oracle's latest attempt to evaluate the escrow failed; else null"
     )
@@ -937,6 +1005,12 @@ class SeriesSkipped(Answer):
     unreadable_terms: int
     no_samples: int
     evaluation_failed: int = Field(description="Samples that cannot be evaluated")
+    period_too_short: int = Field(
+        description="Terms whose period is below ESCROW_MIN_PERIOD_SECONDS: not evaluated"
+    )
+    beyond_limit: int = Field(
+        description="Accepted escrows past the 50 with the highest ids, which have no series"
+    )
 
 
 class ProviderScorecard(Answer):
@@ -951,7 +1025,10 @@ class ProviderScorecard(Answer):
     deliveries: Deliveries
     breaches: BreachCounts
     refunds: list[TokenRefunds]
-    series: list[KpiSeriesPoint]
+    series: list[KpiSeriesPoint] = Field(
+        description="The latest 30 periods of each of the provider's 50 latest accepted "
+        "escrows; an escrow's whole series is `GET /api/escrows/{id}/kpis`, page by page"
+    )
     series_skipped: SeriesSkipped
 
 

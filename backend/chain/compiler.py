@@ -251,7 +251,7 @@ def find_imports(source: str) -> list[str]:
     return [m.group("path") for m in _IMPORT_RE.finditer(_strip_comments(source))]
 
 
-def _resolve_import_name(importer: str, path: str) -> str:
+def resolve_import_name(importer: str, path: str) -> str:
     """The source unit name an import refers to, as solc computes it."""
     if path.startswith(("./", "../")):
         name = posixpath.normpath(posixpath.join(posixpath.dirname(importer), path))
@@ -318,7 +318,7 @@ def collect_sources(
             raise SourceResolutionError(f"cannot read {name}{where}: {exc}") from exc
         sources[name] = content
         for imported in find_imports(content):
-            target = _resolve_import_name(name, imported)
+            target = resolve_import_name(name, imported)
             if target in sources:
                 continue
             located = _locate(target, source_root)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ from backend.errors import ConfigurationError
 #: the URL that selects the in-process chain (eth-tester + py-evm)
 IN_PROCESS = "tester://"
 HARDHAT_CHAIN_ID = 31337
+#: seconds an HTTP request to the node may take when the caller names no timeout (the default
+#: of `ESCROW_RPC_TIMEOUT`)
+DEFAULT_RPC_TIMEOUT = 10.0
 #: HTTP statuses of a gateway whose node is briefly away: tried again like a rate limit (for
 #: the methods web3.py deems safe to repeat)
 TRANSIENT_STATUS = frozenset({502, 503, 504})
@@ -92,12 +96,16 @@ class LimitedHTTPProvider(HTTPProvider):
         request_kwargs: dict[str, Any] | None = None,
     ) -> None:
         # web3.py's own retry would repeat a 429 at once, without Retry-After: dropped connections
-        # and timeouts stay with it, HTTP statuses come here
+        # and connect timeouts stay with it, HTTP statuses come here. A read that timed out is
+        # not sent again: a node that accepts connections and never answers would otherwise hold
+        # each call for five timeouts (the caller's next pass asks again)
+        kwargs = dict(request_kwargs or {})
+        kwargs.setdefault("timeout", DEFAULT_RPC_TIMEOUT)
         super().__init__(
             endpoint_uri,
-            request_kwargs=request_kwargs,
+            request_kwargs=kwargs,
             exception_retry_configuration=ExceptionRetryConfiguration(
-                errors=(ConnectionError, requests.Timeout)
+                errors=(ConnectionError, requests.ConnectTimeout)
             ),
         )
         self.policy = policy or RpcPolicy()
@@ -197,16 +205,22 @@ def retry_after_header(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def connect(rpc_url: str, *, timeout: float = 30, policy: RpcPolicy | None = None) -> Web3:
+def connect(
+    rpc_url: str, *, timeout: float | None = None, policy: RpcPolicy | None = None
+) -> Web3:
     """A Web3 for `rpc_url`: ``tester://`` for the in-process chain, or an http(s) URL (a
-    `LimitedHTTPProvider` with `policy`, by default the `ESCROW_RPC_*` settings)."""
+    `LimitedHTTPProvider` with `policy`, by default the `ESCROW_RPC_*` settings). Every HTTP
+    request of it, web3.py's and `bulk_rpc`'s alike, gives up after `timeout` seconds (connect
+    and read; default `ESCROW_RPC_TIMEOUT`) with a `requests.Timeout` (a transport failure:
+    `NodeUnavailable` where callers use `from_node`)."""
     if rpc_url in (IN_PROCESS, "tester", "eth-tester"):
         return in_process_chain()
     if rpc_url.startswith(("http://", "https://")):
+        settings = get_settings()
         return Web3(LimitedHTTPProvider(
             rpc_url,
-            policy=policy or RpcPolicy.from_settings(get_settings()),
-            request_kwargs={"timeout": timeout},
+            policy=policy or RpcPolicy.from_settings(settings),
+            request_kwargs={"timeout": settings.rpc_timeout if timeout is None else timeout},
         ))
     raise ConfigurationError(
         f"unsupported RPC URL {rpc_url!r}: use http(s)://host:port or {IN_PROCESS}"
@@ -232,3 +246,26 @@ def is_dev_chain(w3: Web3) -> bool:
 
 def is_in_process(w3: Web3) -> bool:
     return type(w3.provider).__name__ == "EthereumTesterProvider"
+
+
+#: the recursion limit `bound_recursion` restores: CPython's own default, under which no C
+#: recursion (the JSON parser, `repr`, pickling) can reach the end of even a 1 MiB thread stack
+RECURSION_LIMIT = 1000
+
+
+def bound_recursion(limit: int = RECURSION_LIMIT) -> int:
+    """Lowers the recursion limit to `limit` (CPython's default) if an import raised it, and
+    returns the limit found. Called by `create_app` and `build_services`, after every chain
+    library is imported, so the API and every worker process run under it.
+
+    `py_ecc` sets 100,000 for its pure-Python pairing (BLS12-381 keystores, which this service
+    never opens) and py-evm at least 12,288 for the EVM's 1,024 call frames on the in-process
+    chain (tests and `tester://` only; the escrow never nests calls more than two deep). At
+    100,000 a deep enough recursion in C (the JSON parser, `repr`, pickling) ends in SIGSEGV
+    instead of `RecursionError`; at 1,000 every such recursion stops cleanly. `BodyBounds`
+    (`backend/api/body_bounds.py`) keeps hostile bodies below any limit; this is the second
+    line for what is not a request body (a node's or a gateway's deeply nested answer)."""
+    found = sys.getrecursionlimit()
+    if found > limit:
+        sys.setrecursionlimit(limit)
+    return found

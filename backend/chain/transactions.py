@@ -7,6 +7,7 @@ node's gas estimate first, so a call that would revert raises before anything is
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,7 +32,9 @@ from backend.chain.errors import (
     EventNotEmitted,
     TransactionFailed,
     UnknownRevert,
+    is_transport_failure,
 )
+from backend.errors import OutOfRangeError, QualityEscrowError
 
 Sender = str | LocalAccount
 
@@ -246,3 +249,78 @@ def call(fn: ContractFunction, *, block: BlockIdentifier = "latest") -> Any:
         return fn.call(block_identifier=block)
     except REVERT_EXCEPTIONS as exc:
         raise as_chain_error(exc) from exc
+
+
+# ------------------------------------------------------------------ gas caps
+
+#: what nodes say when a simulation ran out of gas rather than reverted (Hardhat: "Transaction
+#: ran out of gas", "Transaction requires gas floor of N"; geth: "gas required exceeds
+#: allowance"; "intrinsic gas too low")
+_OUT_OF_GAS = re.compile(r"out of gas|gas floor|gas required exceeds|intrinsic gas", re.I)
+#: a call that does not succeed within its gas cap is simulated once more with this many times
+#: the cap, to tell "needs more gas" (with the figure) from a revert
+PROBE_FACTOR = 4
+
+
+class GasOverCap(ChainError, OutOfRangeError):
+    """422: a call needs more gas than its sender's cap allows (`Settings.relay_max_gas`,
+    `report_max_gas`, `finalize_max_gas`). `needed` is the node's estimate, or None when the
+    call did not succeed even with `probed` gas (`PROBE_FACTOR` times the cap)."""
+
+    code = "gas_over_cap"
+
+    def __init__(
+        self, what: str, cap: int, setting: str, needed: int | None, probed: int
+    ) -> None:
+        self.what = what
+        self.cap = cap
+        self.setting = setting
+        self.needed = needed
+        self.probed = probed
+        self.field, self.value, self.expected = setting, needed, f"at most {cap}"
+        amount = f"{needed:,} gas" if needed is not None else f"more than {probed:,} gas"
+        QualityEscrowError.__init__(
+            self,
+            f"{what} needs {amount}, over the gas cap of {cap:,} "
+            f"(ESCROW_{setting.upper()}); nothing was signed",
+        )
+
+
+def estimate_within(
+    fn: ContractFunction, sender: str, cap: int, *, what: str, setting: str,
+    block_gas_limit: int | None = None,
+) -> int:
+    """The gas `fn` needs sent from `sender`, simulated with at most `cap` gas (`eth_estimateGas`
+    with `gas` set: the node never searches beyond it, so a call that burns gas costs the node
+    at most a bounded search).
+
+    When the call does not succeed within `cap` it is simulated once more with `PROBE_FACTOR`
+    times the cap (at most `block_gas_limit`): success there raises `GasOverCap` with the gas it
+    needs; a revert there too is the call's own revert, raised as the decoded `ChainError` (a
+    contract wallet that needs more than the probe to answer shows as its signature refused);
+    anything else (out of gas) is `GasOverCap` without a figure. A transport failure is raised
+    as it is."""
+    try:
+        return int(fn.estimate_gas({"from": to_checksum_address(sender), "gas": cap}))
+    except Exception as exc:
+        if is_transport_failure(exc):
+            raise
+    probed = cap * PROBE_FACTOR
+    if block_gas_limit is not None:
+        probed = max(min(probed, block_gas_limit), cap)
+    try:
+        needed = int(fn.estimate_gas({"from": to_checksum_address(sender), "gas": probed}))
+    except REVERT_EXCEPTIONS as exc:
+        error = as_chain_error(exc)
+        if isinstance(error, ContractRevert | ContractPanic) or (
+            isinstance(error, ContractErrorString) and not _OUT_OF_GAS.search(error.reason)
+        ):
+            raise error from exc
+        raise GasOverCap(what, cap, setting, None, probed) from exc
+    except Exception as exc:
+        if is_transport_failure(exc):
+            raise
+        raise GasOverCap(what, cap, setting, None, probed) from exc
+    if needed <= cap:  # the node's state moved between the two simulations
+        return needed
+    raise GasOverCap(what, cap, setting, needed, probed)

@@ -62,8 +62,11 @@ def _serve(
     import uvicorn
 
     from backend.api.app import create_app
+    from backend.chain.connect import HARDHAT_CHAIN_ID, is_in_process
+    from backend.chain.keys import check_service_keys
     from backend.errors import ConfigurationError
     from backend.logs import uvicorn_log_config
+    from backend.notify.sign_in import check_domain_setting
     from backend.services import build_services
     from backend.workers import start_workers
 
@@ -76,7 +79,13 @@ def _serve(
             "writer at a time, so serve it from one process"
         )
     services = build_services(settings, w3=w3)  # migrates once, before any API process starts
+    check_domain_setting(
+        settings.siwe_domain, services.chain_id,
+        dev_chain=services.chain_id == HARDHAT_CHAIN_ID or is_in_process(services.w3),
+    )
     print_archived(services)
+    if not with_workers:  # the workers load them themselves, refusing the same way
+        check_service_keys(services.w3, settings)
     running = start_workers(services) if with_workers else None
     console.print(
         f"API on http://{host}:{port} (docs at /docs), contract {services.escrow.address} "
@@ -157,6 +166,7 @@ def _up(stack: ExitStack, host: str, port: int, *, seed: bool, out: TextIO | Non
     writes its lines (None: people's output on the console)."""
     import threading
 
+    from backend.chain.keys import check_service_keys
     from backend.escrows.local_stack import (
         first_start,
         local_arbiter,
@@ -170,6 +180,7 @@ def _up(stack: ExitStack, host: str, port: int, *, seed: bool, out: TextIO | Non
     settings = get_settings()
     chain = local_chain(settings, stack, console.print)
     w3 = chain.w3
+    check_service_keys(w3, settings)  # a configured key that cannot be loaded: refused here
     arbiter, dev_default = local_arbiter(settings, int(w3.eth.chain_id), w3)
     if dev_default and arbiter is not None:
         settings = _offer_arbiter(arbiter)

@@ -52,9 +52,12 @@ class ServiceStatus:
     def to_json(self) -> dict[str, Any]:
         """`{status, reason, chain_id, contract, head_block, indexed_block, lag_blocks,
         max_lag, confirmations, checked_at, outboxes: {name: {what, counts, waiting, oldest:
-        {id, status, since, age_seconds, about} | null}}}`."""
+        {id, status, since, age_seconds, about} | null}}}`. (The health's `workers` are left
+        out: they are the serving process's threads, which only its `GET /api/health` sees.)"""
+        health = self.health.to_json()
+        health.pop("workers", None)
         return {
-            **self.health.to_json(),
+            **health,
             "max_lag": self.max_lag,
             "confirmations": self.confirmations,
             "checked_at": self.now,

@@ -182,7 +182,10 @@ def webhooks_cmd(
     services = _services(standby and not once)
     try:
         if once:
-            with worker_lease(services, "webhooks"), httpx.Client(follow_redirects=False) as client:
+            with (
+                worker_lease(services, "webhooks"),
+                httpx.Client(follow_redirects=False, trust_env=False) as client,
+            ):
                 tried = dispatch_due(
                     services, now=services.clock.service_time(), http_client=client
                 )

@@ -1,9 +1,12 @@
 """The relay outbox: one `confirmation_request` row per (chain, escrow, milestone), written in the
 same database transaction that accepts the confirmation and before anything is sent.
 
-A row moves `pending -> signed -> sent -> mined`, or ends `failed` with the decoded reason (or
-"deadline passed while unmined; sign again" when its signed deadline passed before any version
-of its transaction was mined); the relayer (`backend/confirmations/relayer.py`, a
+A row moves `pending -> signed -> sent -> mined`, or ends `settled` when someone else's
+transaction carrying the client's signed confirmation settled the milestone first (a front-run
+relay: the relayer's call then reverts, or is refused in simulation, and `error` names the
+transaction that settled it), or `failed` with the decoded reason (or "deadline passed while
+unmined; sign again" when its signed deadline passed before any version of its transaction was
+mined); the relayer (`backend/confirmations/relayer.py`, a
 `backend.outbox.sender.Sender`) moves it, and its signed transactions (the first one, and the
 replacements that raised its fees) are `outbox_transaction` rows. `sent` lasts until the receipt
 is `ESCROW_CONFIRMATIONS` deep: a reorg before then makes the relayer send it again.
@@ -33,7 +36,10 @@ from backend.outbox.sender import REORGED
 from backend.outbox.versions import versions_json
 
 PENDING, SIGNED, SENT, MINED, FAILED = "pending", "signed", "sent", "mined", "failed"
-STATUSES = (PENDING, SIGNED, SENT, MINED, FAILED)
+#: the milestone was settled by someone else's transaction carrying the client's signed
+#: confirmation (anyone may submit `confirmWithSig`): done, though not by the relayer
+SETTLED = "settled"
+STATUSES = (PENDING, SIGNED, SENT, MINED, SETTLED, FAILED)
 #: a request in these states holds its milestone: the relayer will (again) send it
 LIVE = (PENDING, SIGNED, SENT)
 

@@ -8,7 +8,11 @@ one per acceptance criterion), the attachments (404), then the signature: the re
 must be the escrow's client (403 otherwise, naming every signed field and the value the service
 signed over), canonical (low s, v 27/28; 400 otherwise), or, for a contract-wallet client, its
 EIP-1271 `isValidSignature` must answer the magic value (`backend.chain.erc1271`; 403 otherwise,
-503 when the node is down).
+503 when the node is down) and then the real `confirmWithSig` the relayer will send must succeed
+when simulated from the relayer's address within `ESCROW_RELAY_MAX_GAS` (`check_relay`: a wallet
+may answer a plain call cheaply and burn gas, or refuse, only when the escrow asks it; 403
+`wallet_refused` or 422 `gas_over_cap`), so a confirmation the relayer cannot send is refused
+before it is queued.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from backend.chain.eip712 import (
     recover_signer,
 )
 from backend.chain.errors import InvalidSignature
+from backend.chain.revert_types import EscrowInvalidSignature
+from backend.chain.transactions import PROBE_FACTOR
 from backend.chain.types import EscrowParams, EscrowView, MilestoneState, Status
 from backend.confirmations.chain_reader import ChainReader
 from backend.confirmations.outbox import ensure_not_queued
@@ -78,6 +84,28 @@ class WalletRefusedError(ForbiddenSignerError):
             self,
             f"the client's contract wallet {wallet} does not accept this signature (EIP-1271)"
             + (f" over the digest of: {shown}" if shown else ""),
+        )
+
+
+class WalletRelayRefusedError(WalletRefusedError):
+    """403 `wallet_refused`: the client's contract wallet accepts the signature when asked
+    directly, but the relayer's `confirmWithSig` reverts with `EscrowInvalidSignature` when
+    simulated from the relayer's address: the wallet refuses the escrow, or needs more gas to
+    answer than the relayer would give it (`probed`)."""
+
+    def __init__(self, wallet: str, relayer: str, probed: int) -> None:
+        self.signer = "(contract wallet)"
+        self.expected = wallet
+        self.expected_fields = {}
+        self.relayer = relayer
+        self.probed = probed
+        QualityEscrowError.__init__(
+            self,
+            f"the client's contract wallet {wallet} accepts this signature when asked directly, "
+            f"but not when the escrow asks it: confirmWithSig simulated from the relayer "
+            f"{relayer} with at most {probed:,} gas reverts with EscrowInvalidSignature (the "
+            "wallet refuses the escrow, or needs more gas to answer than the relayer pays; "
+            "ESCROW_RELAY_MAX_GAS); the confirmation was not queued",
         )
 
 
@@ -382,4 +410,20 @@ def verify(
     precheck_signature(chain, params.client, raw)
     prepared = _prepare(session, chain, inp, values, params)
     signer, via = check_signer(chain, params.client, prepared, raw)
+    if via == "erc1271":
+        check_relay(chain, prepared, raw)
     return Verified(prepared, raw, signer, via)
+
+
+def check_relay(chain: ChainReader, prepared: Prepared, signature: bytes) -> int:
+    """The gas the relayer's `confirmWithSig` needs, simulated from the relayer's address within
+    `ESCROW_RELAY_MAX_GAS` (`ChainReader.relay_gas`). Raises `WalletRelayRefusedError` (403)
+    when it reverts with `EscrowInvalidSignature`, `GasOverCap` (422 `gas_over_cap`) when it
+    needs more gas than the cap, any other decoded revert as it is (the API's revert map), and
+    `NodeUnavailable` (503)."""
+    try:
+        return chain.relay_gas(prepared.params, prepared.confirmation, signature)
+    except EscrowInvalidSignature as exc:
+        raise WalletRelayRefusedError(
+            prepared.params.client, chain.relayer(), PROBE_FACTOR * chain.relay_max_gas
+        ) from exc

@@ -195,13 +195,16 @@ class OutboxTransaction(Base):
     `status`: signed -> sent -> mined | reverted; `replaced` once a later version of its nonce
     is sent (it may still be the one mined); `superseded` when another transaction took its
     nonce; `reorged` when it was final and a reorg deeper than `ESCROW_CONFIRMATIONS` took it
-    off the chain."""
+    off the chain; `refused` when the node refused its bytes for good (its nonce went to the
+    next transaction signed, or to a no-op filler)."""
 
     __tablename__ = "outbox_transaction"
     __table_args__ = (
         UniqueConstraint("chain_id", "tx_hash", name="uq_outbox_transaction_hash"),
         Index("ix_outbox_transaction_queue", "chain_id", "account", "status", "nonce"),
         Index("ix_outbox_transaction_first", "first_id"),
+        Index("ix_outbox_transaction_escrow", "chain_id", "sender", "escrow_id"),
+        Index("ix_outbox_transaction_behalf", "chain_id", "sender", "on_behalf_of"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -233,6 +236,16 @@ class OutboxTransaction(Base):
     #: the block of its receipt, while it has one (cleared when a reorg takes the block away)
     block_number: Mapped[int | None]
     block_hash: Mapped[str | None] = mapped_column(HASH)
+    #: the gas limit signed (null on transactions stored before migration 0010 read it back)
+    gas_limit: Mapped[int | None]
+    #: of the version mined or reverted: the receipt's `gasUsed`, and `effectiveGasPrice` in wei
+    #: (a decimal string); what the sender paid is their product
+    gas_used: Mapped[int | None]
+    gas_price: Mapped[str | None] = mapped_column(AMOUNT)
+    #: whom it was sent for, for the spend bounds (`backend/outbox/spend.py`): the escrow, and
+    #: the client whose signed confirmation the relayer sends (null for the oracle's reports)
+    escrow_id: Mapped[int | None]
+    on_behalf_of: Mapped[str | None] = mapped_column(ADDRESS)
     created_at: Mapped[int]
     updated_at: Mapped[int]
 
@@ -287,7 +300,8 @@ class ConfirmationRequest(OutboxRow):
     #: 65 bytes for a plain key; ERC-1271 wallets (a Safe's owners) may sign with more
     signature: Mapped[str] = mapped_column(Text)
     signer: Mapped[str] = mapped_column(ADDRESS)
-    #: pending -> signed -> sent -> mined | failed
+    #: pending -> signed -> sent -> mined | failed; `settled` when someone else's transaction
+    #: carrying the same signed confirmation settled the milestone first (a front-run relay)
     status: Mapped[str] = mapped_column(String(16))
     transaction_id: Mapped[int | None] = mapped_column(
         ForeignKey("outbox_transaction.id", name="fk_confirmation_request_transaction")
@@ -420,6 +434,7 @@ class BreachSubmission(OutboxRow):
     evidence_hash: Mapped[str] = mapped_column(HASH)
     oracle: Mapped[str] = mapped_column(ADDRESS)
     #: pending -> signed -> sent -> mined | failed | not_sent (e.g. the escrow already closed)
+    #: | off_chain (it would reserve nothing: recorded with its evidence, never sent)
     status: Mapped[str] = mapped_column(String(16))
     #: the signed `reportBreach`
     report_tx_id: Mapped[int | None] = mapped_column(

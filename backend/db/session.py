@@ -10,13 +10,53 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
+
+from backend.errors import UnavailableError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
+class DatabaseUnavailable(UnavailableError):
+    """503 `database_unavailable` with `Retry-After`: the database did not answer (server down or
+    restarting, the connection lost mid-request, no pooled connection within the pool's timeout).
+    The request's transaction was rolled back as a whole (one transaction per request,
+    `backend.api.deps.get_session`), or, when the connection broke during its COMMIT, either
+    fully committed or not at all; asking again is safe."""
+
+    code = "database_unavailable"
+    retry_after = 2
+
+
+def database_unavailable(exc: Exception) -> DatabaseUnavailable | None:
+    """The `DatabaseUnavailable` a SQLAlchemy error means, or None for an error that is no
+    outage (a constraint, a bad statement: a bug, left to propagate).
+
+    An outage is: `OperationalError` (PEP 249: "errors related to the database's operation and
+    not necessarily under the control of the programmer, e.g. an unexpected disconnect"),
+    any DBAPI error SQLAlchemy recognised as a disconnect (`connection_invalidated`), and the
+    pool's `TimeoutError` (every connection busy for `pool_timeout` s). The reason says which,
+    never the statement, its parameters or the server's address."""
+    if isinstance(exc, sa_exc.TimeoutError):
+        return DatabaseUnavailable("database", "no connection free in the pool")
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return DatabaseUnavailable("database", "the connection was lost")
+    if isinstance(exc, sa_exc.OperationalError):
+        return DatabaseUnavailable("database", "the server did not answer or broke off")
+    return None
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`; SQLite files get their folder created, WAL and foreign keys on."""
+    """An engine for `url`; SQLite files get their folder created, WAL and foreign keys on.
+
+    Other databases get `pool_pre_ping`: a pooled connection is tested (a cheap ping) before
+    each checkout and replaced when the server dropped it, so after a database restart the
+    service recovers by itself (tests/faults/test_pg_restart.py) instead of failing one request
+    per stale pooled connection."""
+    # a statement's parameters (webhook URLs and secrets, signatures) stay out of error messages,
+    # so out of logs and tracebacks
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":

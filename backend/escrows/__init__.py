@@ -1,2 +1,3 @@
 """What the service says about escrows and prepares for wallets: prepare, actions,
-listing, detail, statements, ledger export, credits, acceptance acts."""
+listing, detail, statements, ledger export (both through the one CSV writer, `csv_writer`),
+credits, acceptance acts."""

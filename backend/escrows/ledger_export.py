@@ -15,7 +15,6 @@ gets the header only.
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from collections import defaultdict
@@ -29,7 +28,7 @@ from sqlalchemy.orm import Session
 from backend.chain.tokens import TokenMetadata
 from backend.db.models import EscrowRow, EventLog
 from backend.errors import NotFoundError, OutOfRangeError
-from backend.escrows.statements import MovementRow, movement_row
+from backend.escrows.statements import COLUMNS, MovementRow, movement_row
 from backend.escrows.statements import write_csv as _write_csv
 from backend.index.indexer import row_to_event
 from backend.index.ledger import ChainEvent, Movement, fold
@@ -197,11 +196,9 @@ def ledger_csv(rows: list[Row]) -> str:
 
 def ledger_json(rows: list[Row]) -> list[dict[str, str]]:
     """The rows of `ledger_csv` as objects keyed by its header (`escrow ledger --json`): the
-    same cells, amounts in base units as decimal strings."""
-    out = io.StringIO()
-    write_csv(rows, out)
-    out.seek(0)
-    return list(csv.DictReader(out))
+    same cells, amounts in base units as decimal strings, as they are (JSON is no spreadsheet:
+    the single quote CSV puts before a formula-like cell is not added here)."""
+    return [dict(zip(COLUMNS, row.cells(), strict=True)) for row in rows]
 
 
 def ledger_filename(

@@ -29,7 +29,8 @@ from backend.chain.types import (
 )
 from backend.errors import NotFoundError, OutOfRangeError
 from backend.inputs import Address, Amount, Hash32, Uint256
-from backend.oracle.terms_store import store_terms, terms_text
+from backend.oracle.terms import DEFAULT_MIN_PERIOD_SECONDS, parse_terms
+from backend.oracle.terms_store import store_terms, terms_document, terms_text
 
 UINT16, UINT32, UINT64 = 2**16, 2**32, 2**64
 
@@ -156,12 +157,18 @@ def check_parties(
     return client, provider, oracle, arbiter, token
 
 
-def resolve_terms_hash(session: Session, req: PrepareRequest) -> str:
+def resolve_terms_hash(
+    session: Session, req: PrepareRequest, *, min_period_seconds: int = DEFAULT_MIN_PERIOD_SECONDS
+) -> str:
     """Stores the terms document (when given; 422 naming `terms_document.<field>` when the terms
-    model refuses it) and returns the terms hash to commit to."""
+    model refuses it) and returns the terms hash to commit to. Either way the terms' period is
+    at least `min_period_seconds` (the operator's `ESCROW_MIN_PERIOD_SECONDS`; 422
+    `period_too_short` naming `terms_document.period_seconds`, or `terms_hash.period_seconds`
+    for a document stored before the minimum)."""
     given = req.terms_hash
     if req.terms_document is not None:
-        stored = store_terms(session, req.terms_document, where="terms_document")
+        stored = store_terms(session, req.terms_document, where="terms_document",
+                             min_period_seconds=min_period_seconds)
         if given is not None and given != stored:
             raise OutOfRangeError("terms_hash", given, f"the document's hash {stored}")
         return stored
@@ -169,6 +176,8 @@ def resolve_terms_hash(session: Session, req: PrepareRequest) -> str:
         raise OutOfRangeError("terms_hash", None, "a terms document or the hash of a stored one")
     if terms_text(session, given) is None:
         raise NotFoundError("terms document", given)
+    parse_terms(terms_document(session, given), where="terms_hash",
+                min_period_seconds=min_period_seconds)
     return given
 
 
@@ -179,13 +188,16 @@ def prepare_escrow(
     *,
     now: int,
     has_code: Callable[[str], bool],
+    min_period_seconds: int = DEFAULT_MIN_PERIOD_SECONDS,
 ) -> dict[str, Any]:
     """`{params, terms_hash, tx, approve}`: `tx` creates and funds the escrow when the client sends
-    it; for an ERC-20, `approve` must be sent first (it is `null` for ETH)."""
+    it; for an ERC-20, `approve` must be sent first (it is `null` for ETH). The terms' period is
+    at least `min_period_seconds` (`resolve_terms_hash`)."""
     client, provider, oracle, arbiter, token = check_parties(req)
     amounts = check_amounts(req.milestone_amounts)
     terms = check_rules(req.rules, has_arbiter=arbiter != ZERO_ADDRESS, now=now)
-    terms_hash = resolve_terms_hash(session, req)  # rolled back with the request on an error
+    # rolled back with the request on an error
+    terms_hash = resolve_terms_hash(session, req, min_period_seconds=min_period_seconds)
     if token != ZERO_ADDRESS and not has_code(token):
         raise OutOfRangeError("token", token, "an ERC-20 contract (no code at this address)")
     params = EscrowParams(

@@ -5,9 +5,10 @@ the chain). Each title starts with "Demo:" and names its state.
 
 They are made through the REST API by the dev accounts (client #1, provider #2, arbiter #4) as
 wallets would (`backend/escrows/scripted.py`). The breach is the service's own: the operator
-issues a measurement token, the monitoring posts samples of a 15-minute period that miss the
-uptime KPI, the chain's clock moves past the period's close (plus its grace), and the oracle
-worker, which judges periods by chain time, reports it.
+issues a measurement token, the monitoring posts samples of a one-hour period (the shortest the
+service accepts, `ESCROW_MIN_PERIOD_SECONDS`) that miss the uptime KPI, the chain's clock moves
+past the period's close (plus its grace), and the oracle worker, which judges periods by chain
+time, reports it.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: the breached demo escrow's KPI period (short, so the clock moves only a quarter of an hour)
-BREACH_PERIOD_SECONDS = 900
+#: the breached demo escrow's KPI period: the shortest allowed (`ESCROW_MIN_PERIOD_SECONDS`'s
+#: default), so the clock moves only an hour
+BREACH_PERIOD_SECONDS = 3_600
 BREACH_GRACE_SECONDS = 60
 
 

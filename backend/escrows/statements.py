@@ -2,17 +2,19 @@
 money movement of `backend.index.ledger`, with the transaction that made it and when.
 
 `MovementRow` and `write_csv` are shared with the account-wide export
-(`backend.escrows.ledger_export`)."""
+(`backend.escrows.ledger_export`); both write through `backend.escrows.csv_writer`, which
+neutralises cells a spreadsheet would run as formulas (a token's symbol is chosen by whoever
+deployed the token)."""
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
 from backend.chain.tokens import TokenInfo
+from backend.escrows import csv_writer
 from backend.index.ledger import EscrowLedger, Movement
 
 COLUMNS = (
@@ -91,10 +93,10 @@ def statement_rows(led: EscrowLedger, token: TokenInfo) -> list[list[str]]:
 
 
 def write_csv(rows: list[MovementRow], stream: TextIO) -> None:
-    """The header and `rows` as CSV (RFC 4180 line ends) to `stream`."""
-    writer = csv.writer(stream, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
-    writer.writerows(row.cells() for row in rows)
+    """The header and `rows` as CSV (RFC 4180 line ends) to `stream`, through the service's one
+    CSV writer (`backend.escrows.csv_writer`: a cell that a spreadsheet would read as a formula,
+    such as a token symbol `=HYPERLINK(...)`, gets a single quote in front)."""
+    csv_writer.write_csv(stream, COLUMNS, (row.cells() for row in rows))
 
 
 def statement_csv(led: EscrowLedger, token: TokenInfo) -> str:

@@ -22,7 +22,10 @@ from sqlalchemy.orm import Session
 from backend.config import Settings
 from backend.db.models import WebhookDelivery, WebhookSubscription
 from backend.db.session import transaction
-from backend.logs import safe_url, scrub_urls
+from backend.errors import QualityEscrowError
+from backend.inputs import IPAddress, parse_http_url
+from backend.logs import redact, safe_url
+from backend.notify.egress import EgressPolicy, HostNotResolvedError, RefusedDestinationError
 from backend.notify.events import scan_review_deadlines
 from backend.notify.webhooks import (
     ATTEMPT_HEADER,
@@ -40,7 +43,8 @@ logger = logging.getLogger(__name__)
 USER_AGENT = "QualityEscrow-Webhooks/1"
 #: states of a delivery: waiting to be sent (again), or done one way or the other
 DELIVERY_STATUSES = ("pending", "delivered", "failed", "cancelled")
-#: extra seconds a claimed delivery stays reserved beyond the request timeout
+#: extra seconds a claimed delivery stays reserved beyond its requests' timeouts (two: one per
+#: address family tried)
 LEASE_MARGIN = 60
 
 
@@ -94,13 +98,43 @@ def _claim(services: Services, now: int, limit: int, lease: int) -> list[_Job]:
 
 
 class _Unreachable(str):
-    """A failure of the transport (connection refused, timeout), not an answer."""
+    """A failure of the transport (connection refused, timeout, a refused or unresolvable
+    host), not an answer."""
 
 
-def _send(client: httpx.Client, job: _Job, timeout: float) -> str | None:
-    """POSTs the delivery; None on a 2xx answer, else what went wrong."""
+def _one_per_family(addresses: list[IPAddress]) -> list[IPAddress]:
+    """The first address of each family, in the resolver's order: a host whose first family
+    cannot be reached from here (IPv6 without a route) is tried once more on the other one."""
+    out: list[IPAddress] = []
+    for ip in addresses:
+        if all(ip.version != seen.version for seen in out):
+            out.append(ip)
+    return out
+
+
+def _send(client: httpx.Client, job: _Job, timeout: float, policy: EgressPolicy) -> str | None:
+    """POSTs the delivery; None on a 2xx answer, else what went wrong (cut by `redact`: never
+    the URL's credentials, query or fragment).
+
+    The host is resolved and checked here (`EgressPolicy.destinations`) and the request goes to
+    a checked address itself (the URL's host replaced by it; the `Host` header and, for https,
+    the TLS server name and certificate check keep the name), so nothing resolves the name
+    again between the check and the connection. `Connection: close`: a connection to one
+    address is never reused for a request that names another host. Redirects are never
+    followed, whatever the client's own setting: a 3xx is a failed delivery."""
+    try:
+        url = parse_http_url("url", job.url)
+        addresses = policy.destinations(url)
+    except RefusedDestinationError as exc:
+        return _Unreachable(f"refused: {exc.note}")
+    except HostNotResolvedError as exc:
+        return _Unreachable(f"{type(exc).__name__}: {exc}")
+    except QualityEscrowError as exc:  # a URL stored before today's rules
+        return _Unreachable(f"{type(exc).__name__}: {exc}")
     body = encode_body(job.payload)
     headers = {
+        "Host": url.host_header,
+        "Connection": "close",
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         SIGNATURE_HEADER: sign_body(job.secret, body),
@@ -108,13 +142,25 @@ def _send(client: httpx.Client, job: _Job, timeout: float) -> str | None:
         EVENT_HEADER: job.event_type,
         ATTEMPT_HEADER: str(job.attempt),
     }
-    try:
-        response = client.post(job.url, content=body, headers=headers, timeout=timeout)
-    except httpx.HTTPError as exc:
-        return _Unreachable(f"{type(exc).__name__}: {exc}"[:1000])
-    if 200 <= response.status_code < 300:
-        return None
-    return f"HTTP {response.status_code}"
+    extensions = {"sni_hostname": url.host} if url.scheme == "https" and url.ip is None else {}
+    error: str = "no address"
+    for ip in _one_per_family(addresses):
+        try:
+            target = httpx.URL(job.url).copy_with(host=str(ip))
+            response = client.post(target, content=body, headers=headers, timeout=timeout,
+                                   follow_redirects=False, extensions=extensions)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            continue  # the other family, if the host has one
+        except Exception as exc:  # any transport failure is this delivery's, and is
+            # recorded with it (redacted), not logged with a traceback naming the URL
+            return _Unreachable(f"{type(exc).__name__}: {exc}"[:1000])
+        if 200 <= response.status_code < 300:
+            return None
+        if 300 <= response.status_code < 400:
+            return f"HTTP {response.status_code} (redirects are not followed)"
+        return f"HTTP {response.status_code}"
+    return _Unreachable(error[:1000])
 
 
 def _record(services: Services, job: _Job, error: str | None, now: int) -> None:
@@ -137,8 +183,8 @@ def _record(services: Services, job: _Job, error: str | None, now: int) -> None:
                         job.delivery_id, job.event_type, url, job.attempt,
                         extra={"event": "webhook_delivered", **fields})
             return
-        delivery.last_error = error
-        said = scrub_urls(error)
+        said = redact(error, job.url)
+        delivery.last_error = said
         if job.attempt >= policy.max_attempts:
             delivery.status = "failed"
             logger.error("webhook %s (%s) to %s failed for good after %d attempts: %s",
@@ -161,15 +207,17 @@ def dispatch_due(
 
     Once a URL could not be reached (refused, timed out), its other deliveries of this round are
     not tried: they stay claimed for the lease and go out on a later round, so one dead receiver
-    does not hold up everybody else's deliveries."""
+    does not hold up everybody else's deliveries. Where a delivery may go is
+    `backend.notify.egress` (`ESCROW_WEBHOOK_ALLOW_HOSTS`), checked again for each one."""
     timeout = services.settings.webhook_timeout
-    jobs = _claim(services, now, limit, int(timeout) + LEASE_MARGIN)
+    policy = EgressPolicy.from_settings(services.settings)
+    jobs = _claim(services, now, limit, 2 * int(timeout) + LEASE_MARGIN)
     unreachable: set[str] = set()
     tried = 0
     for job in jobs:
         if job.url in unreachable:
             continue
-        error = _send(http_client, job, timeout)
+        error = _send(http_client, job, timeout, policy)
         tried += 1
         if isinstance(error, _Unreachable):
             unreachable.add(job.url)
@@ -188,7 +236,7 @@ def run_dispatcher(
     """The worker loop: every `scan_interval` seconds queue review_deadline_near notices, every
     `interval` seconds send what is due, until `stop_event` is set. Errors are logged, not
     fatal."""
-    client = http_client or httpx.Client(follow_redirects=False)
+    client = http_client or httpx.Client(follow_redirects=False, trust_env=False)
     last_scan = float("-inf")
     try:
         while not stop_event.is_set():

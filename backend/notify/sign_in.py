@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from web3 import Web3
 
 from backend.db.models import SiweNonce
-from backend.errors import TooLargeError
+from backend.errors import ConfigurationError, TooLargeError
 from backend.notify.errors import NonceRefusedError
 from backend.notify.siwe import check_message, parse_message, verify_signature
 
@@ -79,3 +79,20 @@ def authenticate(
     address = verify_signature(parsed, message, signature, w3=w3)
     consume_nonce(session, parsed.nonce, now=now)
     return address
+
+
+def check_domain_setting(domain: str | None, chain_id: int, *, dev_chain: bool) -> None:
+    """Refuses to serve sign-in without `ESCROW_SIWE_DOMAIN` (`domain`) off a dev chain.
+
+    Unset, the domain a sign-in message must name is the request's own `Host` header, which
+    whoever sends the request chooses: a page on another site could get a message for itself
+    signed and replay it here. EIP-4361 has the relying party check the domain it is served on,
+    so it must be configured; on a dev chain (chain id 31337, the in-process chain) the Host
+    header stays accepted for local use. Raises `ConfigurationError` (one line, exit 2)."""
+    if domain or dev_chain:
+        return
+    raise ConfigurationError(
+        f"ESCROW_SIWE_DOMAIN is not set: on chain {chain_id} (not the development chain "
+        "31337) sign-in messages must name this service's own domain, not the request's Host "
+        "header; set it to the host[:port] users reach the service at"
+    )

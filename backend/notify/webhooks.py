@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session
 
 from backend.db.models import WebhookDelivery, WebhookSubscription
 from backend.errors import ForbiddenSignerError, NotFoundError, OutOfRangeError
+from backend.inputs import MAX_URL_LENGTH, parse_http_url
+from backend.notify.egress import EgressPolicy
 
 DELIVERY_SUBMITTED = "delivery_submitted"
 REVIEW_DEADLINE_NEAR = "review_deadline_near"
@@ -42,7 +44,7 @@ DELIVERY_HEADER = "X-Escrow-Delivery"
 EVENT_HEADER = "X-Escrow-Event"
 ATTEMPT_HEADER = "X-Escrow-Attempt"
 
-MAX_URL = 2_048
+MAX_URL = MAX_URL_LENGTH
 MIN_SECRET, MAX_SECRET = 16, 128
 
 
@@ -67,19 +69,12 @@ def verify_body(secret: str, body: bytes, header: str) -> bool:
 # ------------------------------------------------------------------ validation
 
 
-def validate_url(url: str) -> str:
-    """An absolute http(s) URL with a host, no spaces, at most 2,048 characters."""
-    expected = "an absolute http:// or https:// URL with a host"
-    if len(url) > MAX_URL:
-        raise OutOfRangeError("url", url[:60] + "...", f"at most {MAX_URL} characters")
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError as exc:
-        raise OutOfRangeError("url", url, expected) from exc
-    if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in url):
-        raise OutOfRangeError("url", url, expected)
+def validate_url(url: str, policy: EgressPolicy) -> str:
+    """An absolute http(s) URL (`inputs.parse_http_url`: a host, no spaces, at most 2,048
+    characters) whose host is not, and does not resolve to, an address off the public internet
+    unless the operator allowed it (`EgressPolicy.check_subscription`); `OutOfRangeError`
+    (422) otherwise, showing the URL without credentials, query or fragment."""
+    policy.check_subscription(parse_http_url("url", url, max_length=MAX_URL))
     return url
 
 
@@ -121,9 +116,12 @@ def create_subscription(
     secret: str | None,
     now: int,
     limit: int,
+    policy: EgressPolicy,
 ) -> WebhookSubscription:
-    """A new active subscription of `address` (already proven); at most `limit` per address."""
-    url, events, secret = validate_url(url), validate_events(events), validate_secret(secret)
+    """A new active subscription of `address` (already proven); at most `limit` per address;
+    its URL must reach the outside world under `policy` (`validate_url`)."""
+    url, events = validate_url(url, policy), validate_events(events)
+    secret = validate_secret(secret)
     address = to_checksum_address(address)
     count = session.scalar(
         select(func.count())

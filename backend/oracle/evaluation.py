@@ -35,6 +35,12 @@ Choices (documented here because the contract and the evidence depend on them):
   `> 60`), evaluated on the samples of a period so far, closed or not -> kind 3 for that period.
   A period without samples of the incident KPI does not meet it.
 - Each (kind, period) appears at most once.
+- A window of periods (`first_period`, `last_period`) evaluates only those periods, reading only
+  their samples: what the oracle's incremental passes and the paginated KPI view use, so their
+  cost follows the periods asked for, not the escrow's age. A streak is counted from
+  `first_period`, so a window gives the findings of the whole history only when it starts where
+  a streak starts: at period 0, or right after a period that ends a streak (one not failing, or
+  one completing a streak); `streak_start` finds that point in a list of verdicts.
 """
 
 from __future__ import annotations
@@ -239,13 +245,45 @@ def _period_verdict(kpis: Sequence[KpiResult], missing_data: str) -> Verdict:
     return "pass"
 
 
-def evaluate(
-    terms: TermsModel, accepted_at: int, now: int, samples: Iterable[Sample]
-) -> Evaluation:
-    """Per-period results for every period started by `now`, and the findings at `now`.
+def current_period(terms: TermsModel, accepted_at: int, now: int) -> int:
+    """The period `now` falls in (-1 before acceptance): periods 0..current have started."""
+    if now < accepted_at:
+        return -1
+    return (now - accepted_at) // terms.period_seconds
 
-    Samples observed before `accepted_at` or after `now`, and samples of KPIs the terms do not
-    name, are ignored."""
+
+def closed_periods(terms: TermsModel, accepted_at: int, now: int) -> int:
+    """How many periods are closed at `now` (periods 0..n-1: `end + grace_seconds <= now`)."""
+    if now < accepted_at + terms.period_seconds + terms.grace_seconds:
+        return 0
+    return (now - accepted_at - terms.grace_seconds) // terms.period_seconds
+
+
+def streak_start(terms: TermsModel, verdicts: Sequence[Verdict], before: int) -> int:
+    """The period from which a window ending after `before` must be evaluated so that its
+    streaks (kind 2) are those of the whole history, given the verdicts of closed periods
+    0..len(verdicts)-1 (`before` <= len(verdicts)): the first period of the failing run that
+    ends at `before - 1`, advanced past every streak that run already completed; `before`
+    itself when there is no streak rule or period `before - 1` did not fail."""
+    n = terms.consecutive_periods
+    if n is None:
+        return before
+    start = before
+    while start > 0 and verdicts[start - 1] == "fail":
+        start -= 1
+    return start + (before - start) // n * n
+
+
+def evaluate(
+    terms: TermsModel, accepted_at: int, now: int, samples: Iterable[Sample], *,
+    first_period: int = 0, last_period: int | None = None,
+) -> Evaluation:
+    """Per-period results for every period started by `now` (or those from `first_period` to
+    `last_period`, both included), and their findings at `now`, a streak counted from
+    `first_period` (see the module docstring: a window).
+
+    Samples observed before `accepted_at` or after `now`, outside the window, and samples of
+    KPIs the terms do not name, are ignored."""
     if now < accepted_at:
         return Evaluation()
     size = terms.period_seconds
@@ -253,22 +291,27 @@ def evaluate(
     if terms.incident is not None:
         wanted.add(terms.incident.kpi)
     grouped: dict[tuple[str, int], list[Sample]] = defaultdict(list)
+    current = current_period(terms, accepted_at, now)
+    last = current if last_period is None else min(current, last_period)
+    first = max(0, first_period)
     for s in samples:
         if s.kpi in wanted and accepted_at <= s.observed_at <= now:
-            grouped[(s.kpi, (s.observed_at - accepted_at) // size)].append(s)
+            k = (s.observed_at - accepted_at) // size
+            if first <= k <= last:
+                grouped[(s.kpi, k)].append(s)
     for group in grouped.values():
         group.sort(key=lambda s: s.observed_at)
-    return _evaluate_grouped(terms, accepted_at, now, grouped)
+    return _evaluate_grouped(terms, accepted_at, now, grouped, first, last)
 
 
 def _evaluate_grouped(
-    terms: TermsModel, accepted_at: int, now: int, grouped: Mapping[tuple[str, int], list[Sample]]
+    terms: TermsModel, accepted_at: int, now: int,
+    grouped: Mapping[tuple[str, int], list[Sample]], first: int, last: int,
 ) -> Evaluation:
     size = terms.period_seconds
     result = Evaluation()
     streak: list[PeriodResult] = []
-    current = (now - accepted_at) // size
-    for k in range(current + 1):
+    for k in range(first, last + 1):
         start, end = period_bounds(accepted_at, size, k)
         closed = is_closed(end, terms.grace_seconds, now)
         kpis = tuple(

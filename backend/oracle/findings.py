@@ -13,9 +13,18 @@ evaluated in a committed pass is evaluated again only when its samples change (t
 largest row id: samples are never rewritten), its indexed row changes (acceptance, terms hash)
 or the chain's time reaches the next moment its findings can change without new samples: the
 next period closing (`end + grace_seconds`) or a sample observed ahead of the last pass's time
-coming due. The state is kept in memory only, so a restarted oracle starts with a full pass;
-it is updated when the pass's transaction commits, so findings lost to a rollback are found
-again.
+coming due. Such an escrow is evaluated only from the first period that can have changed
+(`_first_period`: the first period not closed at its last pass, or the period of the earliest
+new sample, moved back to the start of a streak in progress), reading only the samples from
+there: a pass costs what is new, not the escrow's age (`EvaluationState.periods_evaluated`
+counts the periods computed). The state is kept in memory only, so a restarted oracle starts
+with a full pass; it is updated when the pass's transaction commits, so findings lost to a
+rollback are found again.
+
+Terms whose `period_seconds` is below the operator's minimum (`ESCROW_MIN_PERIOD_SECONDS`;
+documents stored or committed on chain before it was enforced) are not evaluated at all: the
+reason is recorded as the escrow's evaluation failure (shown by the breaches and KPI views) and
+no finding is made, so such terms cannot make the oracle report once per second.
 """
 
 from __future__ import annotations
@@ -33,11 +42,11 @@ from sqlalchemy.orm import Session
 from backend.chain.types import BreachKind
 from backend.db.models import BreachSubmission, EscrowRow, KpiSample
 from backend.errors import QualityEscrowError
-from backend.oracle.evaluation import Sample, evaluate
+from backend.oracle.evaluation import Evaluation, Sample, Verdict, evaluate, streak_start
 from backend.oracle.evidence import evidence_bundle, store_bundle
 from backend.oracle.measurements import escrow_terms
-from backend.oracle.samples import samples_by_escrow
-from backend.oracle.terms import TermsModel
+from backend.oracle.samples import escrow_samples, samples_by_escrow
+from backend.oracle.terms import DEFAULT_MIN_PERIOD_SECONDS, TermsModel, too_short_reason
 from backend.services import Services
 
 logger = logging.getLogger(__name__)
@@ -117,6 +126,10 @@ def _clear_failure(session: Session, chain_id: int, escrow_id: int) -> None:
 #: row id, accepted_at, terms hash)
 Signature = tuple[int, int, int | None, str]
 
+#: the `due` of an escrow that is not evaluated (its terms are refused): only a new signature
+#: makes the oracle look at it again
+_NEVER = 2**63
+
 
 @dataclass(frozen=True)
 class _Evaluated:
@@ -125,6 +138,11 @@ class _Evaluated:
     at: int
     #: the earliest chain time at which its findings can change without new samples
     due: int
+    #: the verdicts of its closed periods 0..n-1 at `at`: where the next pass's window starts
+    #: (`backend.oracle.evaluation.streak_start`)
+    verdicts: tuple[Verdict, ...] = ()
+    #: False: its terms were refused (e.g. a period below the minimum), nothing was evaluated
+    evaluated: bool = True
 
 
 @dataclass
@@ -132,6 +150,9 @@ class EvaluationState:
     """What the oracle's evaluator remembers between passes (in memory)."""
 
     evaluated: dict[tuple[int, int], _Evaluated] = field(default_factory=dict)
+    #: periods the evaluation computed, over every pass (the work done; a pass re-evaluates
+    #: only the periods new samples or the passing time can change)
+    periods_evaluated: int = 0
 
     def is_current(self, key: tuple[int, int], signature: Signature, now: int) -> bool:
         seen = self.evaluated.get(key)
@@ -198,14 +219,50 @@ def _samples_of(
         yield from samples_by_escrow(session, chain_id, ids[start:start + _ID_CHUNK])
 
 
+def _first_period(
+    session: Session, chain_id: int, row: EscrowRow, terms: TermsModel, signature: Signature,
+    before: _Evaluated | None,
+) -> int:
+    """The first period this pass must evaluate for the escrow: 0 without a usable earlier pass
+    (none, a refused one, another acceptance or terms hash, samples gone); else the earliest of
+    the first period not closed at that pass and the period of the earliest sample stored since
+    (row ids above that pass's largest; 0 when they do not account for every new sample, one
+    committed late under a lower id), moved back to where a streak in progress there started
+    (`streak_start`), so the window's findings are those of the whole history."""
+    if before is None or not before.evaluated or before.signature[2:] != signature[2:]:
+        return 0
+    count, largest = signature[:2]
+    old_count, old_largest = before.signature[:2]
+    if count < old_count or largest < old_largest or (largest == old_largest
+                                                       and count != old_count):
+        return 0
+    assert row.accepted_at is not None
+    start = len(before.verdicts)
+    if largest > old_largest:
+        earliest, added = session.execute(
+            select(func.min(KpiSample.observed_at), func.count()).where(
+                KpiSample.chain_id == chain_id, KpiSample.escrow_id == row.escrow_id,
+                KpiSample.id > old_largest,
+            )
+        ).one()
+        if earliest is None or int(added) != count - old_count:
+            return 0  # a sample committed with a lower id than one seen before: start over
+        start = min(start, max(0, (int(earliest) - row.accepted_at) // terms.period_seconds))
+    return streak_start(terms, before.verdicts, start)
+
+
 # ------------------------------------------------------------------ one escrow
 
 
-def _queued(session: Session, chain_id: int, escrow_id: int) -> set[tuple[int, int]]:
-    """(kind, period) of the escrow's findings already in the outbox (their evidence too)."""
+def _queued(
+    session: Session, chain_id: int, escrow_id: int, first: int = 0
+) -> set[tuple[int, int]]:
+    """(kind, period) of the escrow's findings already in the outbox (their evidence too), of
+    periods `first` and later."""
     rows = session.execute(
         select(BreachSubmission.kind, BreachSubmission.period).where(
-            BreachSubmission.chain_id == chain_id, BreachSubmission.escrow_id == escrow_id
+            BreachSubmission.chain_id == chain_id, BreachSubmission.escrow_id == escrow_id,
+            BreachSubmission.period >= first,
         )
     )
     return {(int(kind), int(period)) for kind, period in rows}
@@ -213,12 +270,13 @@ def _queued(session: Session, chain_id: int, escrow_id: int) -> set[tuple[int, i
 
 def _escrow_findings(
     session: Session, row: EscrowRow, terms: TermsModel, samples: list[Sample], *,
-    chain_id: int, contract: str, oracle: str, now: int,
-) -> list[ReportFinding]:
+    chain_id: int, contract: str, oracle: str, now: int, first: int = 0,
+) -> tuple[list[ReportFinding], Evaluation]:
     assert row.accepted_at is not None
-    queued = _queued(session, chain_id, row.escrow_id)
+    queued = _queued(session, chain_id, row.escrow_id, first)
     out: list[ReportFinding] = []
-    for finding in evaluate(terms, row.accepted_at, now, samples).findings:
+    result = evaluate(terms, row.accepted_at, now, samples, first_period=first)
+    for finding in result.findings:
         if (finding.kind, finding.period) in queued:
             continue  # reported (or recorded) with the evidence of its first finding
         bundle = evidence_bundle(
@@ -234,19 +292,33 @@ def _escrow_findings(
             kind=finding.kind, period=finding.period, now=now,
         )
         out.append(ReportFinding(row.escrow_id, finding.kind, finding.period, evidence_hash))
-    return out
+    return out, result
 
 
 # ------------------------------------------------------------------ a pass
 
 
+@dataclass(frozen=True)
+class _Plan:
+    row: EscrowRow
+    signature: Signature
+    terms: TermsModel
+    #: the first period to evaluate, and the verdicts of the periods before it
+    first: int
+    verdicts: tuple[Verdict, ...]
+
+
 def find_breaches(
     session: Session, *, chain_id: int, contract: str, oracle: str, now: int,
     state: EvaluationState | None = None,
+    min_period_seconds: int = DEFAULT_MIN_PERIOD_SECONDS,
 ) -> list[ReportFinding]:
     """Every new breach the samples show at `now` (chain time), with its evidence stored:
     of every escrow with samples (without `state`), or of those whose samples, row or periods
-    changed since the passes `state` remembers. One escrow's failure is recorded and skipped."""
+    changed since the passes `state` remembers, each from the first period that can have
+    changed (`_first_period`). One escrow's failure is recorded and skipped; an escrow whose
+    terms have a period below `min_period_seconds` (stored before the minimum was enforced) is
+    not evaluated: the reason is recorded as its failure (`evaluation_failure`), no finding."""
     escrows = {
         row.escrow_id: row
         for row in session.scalars(select(EscrowRow).where(EscrowRow.chain_id == chain_id))
@@ -265,40 +337,84 @@ def find_breaches(
         return []
     out: list[ReportFinding] = []
     done: dict[tuple[int, int], _Evaluated] = {}
-    for escrow_id, samples in _samples_of(session, chain_id, wanted, everyone=signatures):
-        row, signature = wanted[escrow_id]
-        assert row.accepted_at is not None
+    full: dict[int, _Plan] = {}
+    partial: list[_Plan] = []
+    for escrow_id, (row, signature) in wanted.items():
         try:
             terms = escrow_terms(session, row)  # 409 not stored, or the model's refusal
         except QualityEscrowError as exc:
             _record_failure(session, chain_id, escrow_id, exc.message, now)
             logger.warning("escrow %s: terms cannot be evaluated: %s", escrow_id, exc.message)
             continue
-        try:
-            with session.begin_nested():
-                found = _escrow_findings(session, row, terms, samples, chain_id=chain_id,
-                                         contract=contract, oracle=oracle, now=now)
-        except Exception as exc:  # any failure is isolated: the other escrows go on
-            error = f"{type(exc).__name__}: {exc}"
+        refused = too_short_reason(terms, min_period_seconds)
+        if refused is not None:
             before = evaluation_failure(session, chain_id, escrow_id)
-            failure = _record_failure(session, chain_id, escrow_id, error, now)
-            if before is None or before.error != error:
-                logger.exception("escrow %s: evaluation failed, retried on the next pass",
-                                 escrow_id)
-            else:
-                logger.warning("escrow %s: evaluation failed again (%d passes): %s",
-                               escrow_id, failure.attempts, error)
+            _record_failure(session, chain_id, escrow_id, refused, now)
+            if before is None or before.error != refused:
+                logger.warning("escrow %s: %s", escrow_id, refused)
+            done[(chain_id, escrow_id)] = _Evaluated(signature, now, _NEVER, evaluated=False)
             continue
-        _clear_failure(session, chain_id, escrow_id)
-        for finding in found:
-            _log_found(finding, chain_id=chain_id, oracle=oracle, now=now)
-        out.extend(found)
-        done[(chain_id, escrow_id)] = _Evaluated(
-            signature, now, next_change(terms, row.accepted_at, now, samples)
-        )
+        known = None if state is None else state.evaluated.get((chain_id, escrow_id))
+        first = _first_period(session, chain_id, row, terms, signature, known)
+        verdicts = () if known is None or first == 0 else known.verdicts[:first]
+        plan = _Plan(row, signature, terms, first, verdicts)
+        if first == 0:
+            full[escrow_id] = plan
+        else:
+            partial.append(plan)
+    if full:
+        for escrow_id, samples in _samples_of(session, chain_id, full, everyone=signatures):
+            if escrow_id in full:
+                _evaluate_plan(session, full[escrow_id], samples, chain_id=chain_id,
+                               contract=contract, oracle=oracle, now=now, state=state,
+                               out=out, done=done)
+    for plan in partial:
+        assert plan.row.accepted_at is not None
+        since = plan.row.accepted_at + plan.first * plan.terms.period_seconds
+        samples = escrow_samples(session, chain_id, plan.row.escrow_id, since=since)
+        _evaluate_plan(session, plan, samples, chain_id=chain_id, contract=contract,
+                       oracle=oracle, now=now, state=state, out=out, done=done)
     if state is not None:
         state.stage(session, done)
     return out
+
+
+def _evaluate_plan(
+    session: Session, plan: _Plan, samples: list[Sample], *, chain_id: int, contract: str,
+    oracle: str, now: int, state: EvaluationState | None, out: list[ReportFinding],
+    done: dict[tuple[int, int], _Evaluated],
+) -> None:
+    """Evaluates one escrow from `plan.first` inside a savepoint: its new findings go to `out`,
+    what the next pass starts from to `done`; a failure is recorded and logged."""
+    row, escrow_id = plan.row, plan.row.escrow_id
+    assert row.accepted_at is not None
+    try:
+        with session.begin_nested():
+            found, result = _escrow_findings(
+                session, row, plan.terms, samples, chain_id=chain_id, contract=contract,
+                oracle=oracle, now=now, first=plan.first,
+            )
+    except Exception as exc:  # any failure is isolated: the other escrows go on
+        error = f"{type(exc).__name__}: {exc}"
+        before = evaluation_failure(session, chain_id, escrow_id)
+        failure = _record_failure(session, chain_id, escrow_id, error, now)
+        if before is None or before.error != error:
+            logger.exception("escrow %s: evaluation failed, retried on the next pass",
+                             escrow_id)
+        else:
+            logger.warning("escrow %s: evaluation failed again (%d passes): %s",
+                           escrow_id, failure.attempts, error)
+        return
+    _clear_failure(session, chain_id, escrow_id)
+    if state is not None:
+        state.periods_evaluated += len(result.periods)
+    for finding in found:
+        _log_found(finding, chain_id=chain_id, oracle=oracle, now=now)
+    out.extend(found)
+    verdicts = plan.verdicts + tuple(p.verdict for p in result.periods if p.closed)
+    done[(chain_id, escrow_id)] = _Evaluated(
+        plan.signature, now, next_change(plan.terms, row.accepted_at, now, samples), verdicts
+    )
 
 
 def kind_name(kind: int) -> str:
@@ -334,7 +450,7 @@ def evaluator(
         now = services.clock.chain_time()
         return find_breaches(
             session, chain_id=chain_id, contract=services.escrow.address, oracle=oracle,
-            now=now, state=memory,
+            now=now, state=memory, min_period_seconds=services.settings.min_period_seconds,
         )
 
     return run

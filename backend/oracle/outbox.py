@@ -2,7 +2,10 @@
 before anything is sent.
 
 A report moves `pending -> signed -> sent -> mined`, ends `failed` with the decoded reason, or is
-recorded `not_sent` when the contract would refuse it (the escrow is not Active). After it is
+recorded `not_sent` when the contract would refuse it (the escrow is not Active), or `off_chain`
+when it would reserve nothing (`reserve_bounds`: the refund cap `maxRefundBps` used up, nothing
+locked, or the kind's refund rounding to 0): the finding and its evidence bundle stay recorded
+here, and no gas is paid for it. After it is
 mined its `follow_up` moves `none -> finalize_signed -> finalize_sent -> done`, or
 `challenged -> resolved` when the provider challenged and the arbiter decided. A mined report
 the chain no longer has (a reorg deeper than `ESCROW_CONFIRMATIONS`) goes back to `pending` and
@@ -20,12 +23,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from backend.chain.types import BPS, BreachKind, EscrowParams, EscrowView
 from backend.db.models import BreachSubmission, EscrowRow, EventLog
 
-PENDING, SIGNED, SENT, MINED, FAILED, NOT_SENT = (
-    "pending", "signed", "sent", "mined", "failed", "not_sent"
+PENDING, SIGNED, SENT, MINED, FAILED, NOT_SENT, OFF_CHAIN = (
+    "pending", "signed", "sent", "mined", "failed", "not_sent", "off_chain"
 )
-STATUSES = (PENDING, SIGNED, SENT, MINED, FAILED, NOT_SENT)
+STATUSES = (PENDING, SIGNED, SENT, MINED, FAILED, NOT_SENT, OFF_CHAIN)
 #: follow-up states of a mined report
 NONE, FINALIZE_SIGNED, FINALIZE_SENT, DONE = "none", "finalize_signed", "finalize_sent", "done"
 CHALLENGED, RESOLVED, FOLLOW_FAILED = "challenged", "resolved", "failed"
@@ -106,6 +110,52 @@ def enqueue_reports(
             continue
         written += 1
     return written
+
+
+# ------------------------------------------------------------------ what a report reserves
+
+
+def kind_share(params: EscrowParams, kind: int) -> int:
+    """What a report of `kind` reserves at most, in base units: the kind's refund bps of the
+    escrow's total, rounded down (the contract's `kindBps * total / BPS`); 0 for a kind the
+    contract does not know (it would revert)."""
+    by_kind: dict[int, int] = {
+        BreachKind.KPI_BELOW_STANDARD: params.terms.breach_refund_bps,
+        BreachKind.CONSECUTIVE_UNDERPERFORMANCE: params.terms.streak_refund_bps,
+        BreachKind.MAJOR_INCIDENT: params.terms.incident_refund_bps,
+    }
+    bps = by_kind.get(kind, 0)
+    return bps * params.total // BPS
+
+
+def reserve_bounds(
+    params: EscrowParams, view: EscrowView, kind: int, in_flight: Iterable[int] = ()
+) -> tuple[int, int]:
+    """(least, most) a `reportBreach` of `kind` would reserve, by the contract's
+    `_reserveFor`: `min(kind share, cap left, locked)`, the cap being `maxRefundBps * total /
+    BPS` less what was refunded and what open reports hold (`view`: `getEscrow` now). Reports
+    of the escrow still in flight (`in_flight`: their kinds, in order) may or may not be on the
+    chain yet: `most` assumes they are (counted in `view`), `least` that none is and that each
+    reserves all it can. `most == 0`: the report would reserve nothing, whatever lands first."""
+    cap = params.terms.max_refund_bps * params.total // BPS
+    cap_left = max(0, cap - view.refunded - view.reserved)
+    locked = view.locked
+    most = min(kind_share(params, kind), cap_left, locked)
+    for other in in_flight:
+        taken = min(kind_share(params, other), cap_left, locked)
+        cap_left, locked = cap_left - taken, locked - taken
+    return min(kind_share(params, kind), cap_left, locked), most
+
+
+def nothing_reserved_reason(params: EscrowParams, view: EscrowView, kind: int) -> str:
+    """Why a report of `kind` would reserve nothing (for the row's `error`)."""
+    if kind_share(params, kind) == 0:
+        return (f"not sent: it would reserve nothing (the kind's refund of the total "
+                f"{params.total} rounds to 0)")
+    if view.locked == 0:
+        return "not sent: it would reserve nothing (nothing is locked in the escrow any more)"
+    return ("not sent: it would reserve nothing (the refund cap maxRefundBps is used up by "
+            "refunds and open reports)")
 
 
 # ------------------------------------------------------------------ what the index knows

@@ -15,12 +15,23 @@ Definitions (what the numbers mean):
 - Refunds per token: `refunded` = breach refunds credited to clients, `value` = sum of escrow
   totals, `share` = refunded / value as a decimal string with 6 digits (rounded half-even).
 - KPI series: for every accepted escrow with a stored terms document and samples, one entry per
-  (period, KPI) from `backend.oracle.evaluation.evaluate` at `now`; the others are counted in
-  `series_skipped` (`not_accepted`, `no_terms`, `unreadable_terms`, `no_samples`, and
-  `evaluation_failed`: samples that cannot be evaluated, which do not fail the scorecard).
+  (period, KPI) from `backend.oracle.evaluation.evaluate` at `now`, of its latest
+  `SERIES_PERIODS` periods only (the whole series of one escrow is `GET /api/escrows/{id}/kpis`,
+  page by page), for the `SERIES_MAX_ESCROWS` accepted escrows with the highest ids; the others
+  are counted in `series_skipped` (`not_accepted`, `no_terms`, `unreadable_terms`,
+  `no_samples`, `evaluation_failed`: samples that cannot be evaluated, which do not fail the
+  scorecard, `period_too_short`: terms below `ESCROW_MIN_PERIOD_SECONDS`, not evaluated, and
+  `beyond_limit`: past the `SERIES_MAX_ESCROWS`). The answer's size and cost are bounded by
+  these limits and the samples of those periods, not by the escrows' age.
 - One escrow's KPIs (`escrow_kpis`): a KPI with fewer samples in a period than its
   `min_samples` has no value and is `missing`; an evaluation that fails (samples that cannot
-  be aggregated) answers 200 with `evaluation_error` saying why, and no periods or findings.
+  be aggregated), or terms whose period is below `ESCROW_MIN_PERIOD_SECONDS` (stored before
+  the minimum), answer 200 with `evaluation_error` saying why, and no periods or findings. The
+  answer is one page of periods (`from_period`, at most `MAX_KPI_PAGE`; by default the latest
+  `DEFAULT_KPI_PAGE`), with the findings and incident periods of that page; it reads only the
+  samples of the page's periods (and, with a streak rule, of the failing run before it, at
+  most `MAX_STREAK_LOOKBACK` periods), so memory and time follow the page, not the escrow's
+  age.
 - An unknown provider (no escrow indexed) gets **200 with zeros**, not 404: an address is always
   a valid provider, it has simply no history yet.
 """
@@ -50,18 +61,34 @@ from backend.oracle.evaluation import (
     KIND_STREAK,
     Evaluation,
     Sample,
+    Verdict,
+    closed_periods,
+    current_period,
     evaluate,
     incident_result,
+    streak_start,
 )
 from backend.oracle.measurements import TermsNotStoredError
-from backend.oracle.samples import samples_by_escrow
-from backend.oracle.terms import TermsModel, parse_terms
+from backend.oracle.samples import escrow_samples, sample_count
+from backend.oracle.terms import (
+    DEFAULT_MIN_PERIOD_SECONDS,
+    TermsModel,
+    parse_terms,
+    too_short_reason,
+)
 
 CLIENT_SETTLED = (SettledHow.CONFIRMED, SettledHow.SIGNED)
 BREACH_KINDS = (KIND_KPI, KIND_STREAK, KIND_INCIDENT)
 BREACH_STATES = tuple(s.name.lower() for s in BreachState if s != BreachState.NONE)
 ESCROW_STATUSES = tuple(s.name.lower() for s in Status if s != Status.NONE)
 SHARE_DIGITS = Decimal("0.000001")
+#: periods of one `GET /api/escrows/{id}/kpis` page: by default, and at most
+DEFAULT_KPI_PAGE, MAX_KPI_PAGE = 100, 500
+#: periods a page looks back for the start of a failing run (streaks, kind 2), in pages of
+#: `MAX_KPI_PAGE`; a longer run is counted from there (`streak_from_period` says where)
+MAX_STREAK_LOOKBACK = 10 * MAX_KPI_PAGE
+#: the scorecard's series: the latest periods of each escrow, and how many escrows
+SERIES_PERIODS, SERIES_MAX_ESCROWS = 30, 50
 
 logger = logging.getLogger(__name__)
 
@@ -139,9 +166,11 @@ class _Tally:
 
 
 def provider_scorecard(
-    session: Session, chain_id: int, address: str, tokens: TokenMetadata, now: int
+    session: Session, chain_id: int, address: str, tokens: TokenMetadata, now: int, *,
+    min_period_seconds: int = DEFAULT_MIN_PERIOD_SECONDS,
 ) -> dict[str, Any]:
-    """The scorecard of `address` as a provider; 400 for a malformed address."""
+    """The scorecard of `address` as a provider; 400 for a malformed address. Escrows whose
+    terms' period is below `min_period_seconds` have no series (`period_too_short`)."""
     provider = parse_address("address", address)
     rows = list(session.scalars(
         select(EscrowRow)
@@ -151,7 +180,7 @@ def provider_scorecard(
     tally = _Tally()
     for row in rows:
         tally.add(row, escrow_ledger(session, chain_id, row.escrow_id))
-    series, skipped = _series(session, chain_id, rows, now)
+    series, skipped = _series(session, chain_id, rows, now, min_period_seconds)
     return {
         "provider": provider,
         "now": now,
@@ -189,56 +218,125 @@ def _refund_entry(tokens: TokenMetadata, token: str, refunded: int, value: int) 
 
 
 def _series(
-    session: Session, chain_id: int, rows: list[EscrowRow], now: int
+    session: Session, chain_id: int, rows: list[EscrowRow], now: int, min_period_seconds: int
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     skipped: Counter[str] = Counter()
     accepted = [r for r in rows if r.accepted_at is not None]
     skipped["not_accepted"] = len(rows) - len(accepted)
+    # the latest escrows (highest ids) get a series; the others are counted
+    accepted.sort(key=lambda r: r.escrow_id, reverse=True)
+    skipped["beyond_limit"] = max(0, len(accepted) - SERIES_MAX_ESCROWS)
+    accepted = sorted(accepted[:SERIES_MAX_ESCROWS], key=lambda r: r.escrow_id)
     texts = _load_terms(session, (r.terms_hash for r in accepted))
-    ready: dict[int, tuple[EscrowRow, TermsModel]] = {}
+    out: list[dict[str, Any]] = []
     for row in accepted:
         text = texts.get(row.terms_hash.lower())
         terms = None if text is None else _stored_terms(text)
         if text is None:
             skipped["no_terms"] += 1
-        elif terms is None:
+            continue
+        if terms is None:
             skipped["unreadable_terms"] += 1
-        else:
-            ready[row.escrow_id] = (row, terms)
-    out: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    if ready:
-        for escrow_id, samples in samples_by_escrow(session, chain_id, ready):
-            row, terms = ready[escrow_id]
-            seen.add(escrow_id)
-            assert row.accepted_at is not None
-            try:
-                result = evaluate(terms, row.accepted_at, now, samples)
-            except Exception:  # one escrow's samples do not fail the provider's scorecard
-                logger.exception("escrow %s: KPI series cannot be evaluated", escrow_id)
-                skipped["evaluation_failed"] += 1
-                continue
-            for p in result.periods:
-                for k in p.kpis:
-                    out.append({
-                        "escrow_id": escrow_id, "kpi": k.id, "period": p.period,
-                        "period_start": p.start, "period_end": p.end, "closed": p.closed,
-                        "value": k.value, "aggregate": k.aggregate, "op": k.op,
-                        "threshold": k.threshold, "verdict": k.verdict,
-                    })
-    skipped["no_samples"] = len(ready) - len(seen)
-    keys = ("not_accepted", "no_terms", "unreadable_terms", "no_samples", "evaluation_failed")
+            continue
+        if too_short_reason(terms, min_period_seconds) is not None:
+            skipped["period_too_short"] += 1
+            continue
+        assert row.accepted_at is not None
+        last = current_period(terms, row.accepted_at, now)
+        first = max(0, last - SERIES_PERIODS + 1)
+        start = row.accepted_at + first * terms.period_seconds
+        samples = escrow_samples(session, chain_id, row.escrow_id, since=start, until=now + 1,
+                                 kpis=terms.kpi_ids)
+        if not samples and sample_count(session, chain_id, row.escrow_id) == 0:
+            skipped["no_samples"] += 1
+            continue
+        try:
+            result = evaluate(terms, row.accepted_at, now, samples, first_period=first)
+        except Exception:  # one escrow's samples do not fail the provider's scorecard
+            logger.exception("escrow %s: KPI series cannot be evaluated", row.escrow_id)
+            skipped["evaluation_failed"] += 1
+            continue
+        for p in result.periods:
+            for k in p.kpis:
+                out.append({
+                    "escrow_id": row.escrow_id, "kpi": k.id, "period": p.period,
+                    "period_start": p.start, "period_end": p.end, "closed": p.closed,
+                    "value": k.value, "aggregate": k.aggregate, "op": k.op,
+                    "threshold": k.threshold, "verdict": k.verdict,
+                })
+    keys = ("not_accepted", "no_terms", "unreadable_terms", "no_samples", "evaluation_failed",
+            "period_too_short", "beyond_limit")
     return out, {k: skipped[k] for k in keys}
 
 
 # --- one escrow's KPIs -----------------------------------------------------------------
 
 
-def escrow_kpis(session: Session, chain_id: int, escrow_id: int, now: int) -> dict[str, Any]:
-    """Per-period values, thresholds and verdicts of one escrow's KPIs at `now`, the incident
-    rule's state and the findings; 404 for an escrow not indexed, 409 when its terms document
-    is not stored. When the samples cannot be evaluated (any exception), 200 with
-    `evaluation_error` naming the cause, no periods, no incident periods and no findings."""
+def kpi_page(
+    total: int, from_period: int | None, limit: int
+) -> tuple[int, int]:
+    """(first, last) period of a page of at most `limit` periods out of periods 0..total-1:
+    from `from_period`, or the latest `limit` when it is None (`last < first`: an empty page)."""
+    first = max(0, total - limit) if from_period is None else from_period
+    return first, min(total, first + limit) - 1
+
+
+def _window_verdicts(
+    session: Session, chain_id: int, row: EscrowRow, terms: TermsModel, now: int,
+    first: int, last: int,
+) -> list[Verdict]:
+    """The verdicts of periods first..last, from their samples only (no streak involved)."""
+    assert row.accepted_at is not None
+    size = terms.period_seconds
+    samples = escrow_samples(
+        session, chain_id, row.escrow_id, since=row.accepted_at + first * size,
+        until=row.accepted_at + (last + 1) * size, kpis=terms.kpi_ids,
+    )
+    result = evaluate(terms, row.accepted_at, now, samples, first_period=first,
+                      last_period=last)
+    return [p.verdict for p in result.periods]
+
+
+def _streak_origin(
+    session: Session, chain_id: int, row: EscrowRow, terms: TermsModel, now: int, first: int,
+) -> int:
+    """Where a page starting at `first` must count its streaks from (`streak_start`): the start
+    of the failing run of closed periods that ends at `first - 1`, found by evaluating earlier
+    periods page by page (at most `MAX_STREAK_LOOKBACK`: a longer run is counted from there),
+    advanced past the streaks that run completed."""
+    assert row.accepted_at is not None
+    closed = closed_periods(terms, row.accepted_at, now)
+    if terms.consecutive_periods is None or first == 0 or first > closed:
+        return first
+    verdicts: list[Verdict] = []  # of periods low..first-1
+    low = first
+    while low > 0 and first - low < MAX_STREAK_LOOKBACK:
+        begin = max(0, low - MAX_KPI_PAGE, first - MAX_STREAK_LOOKBACK)
+        chunk = _window_verdicts(session, chain_id, row, terms, now, begin, low - 1)
+        verdicts = chunk + verdicts
+        low = begin
+        if any(v != "fail" for v in chunk):
+            break
+    # a run longer than the lookback is counted from `low`, as if the period before it passed
+    return low + streak_start(terms, verdicts, first - low)
+
+
+def escrow_kpis(
+    session: Session, chain_id: int, escrow_id: int, now: int, *,
+    from_period: int | None = None, limit: int = DEFAULT_KPI_PAGE,
+    min_period_seconds: int = DEFAULT_MIN_PERIOD_SECONDS,
+) -> dict[str, Any]:
+    """One page of the per-period values, thresholds and verdicts of one escrow's KPIs at
+    `now` (periods `from_period` to `from_period + limit - 1`, by default the latest `limit`;
+    `limit` 1 to `MAX_KPI_PAGE`, 422 otherwise), the incident rule's state in those periods
+    and their findings; 404 for an escrow not indexed, 409 when its terms document is not
+    stored. When the samples cannot be evaluated (any exception), or the terms' period is
+    below `min_period_seconds`, 200 with `evaluation_error` naming the cause, no periods, no
+    incident periods and no findings."""
+    if not 1 <= limit <= MAX_KPI_PAGE:
+        raise OutOfRangeError("limit", limit, f"1 to {MAX_KPI_PAGE} periods")
+    if from_period is not None and from_period < 0:
+        raise OutOfRangeError("from_period", from_period, "a period number, 0 or more")
     row = session.get(EscrowRow, (chain_id, parse_escrow_id(escrow_id)))
     if row is None:
         raise NotFoundError("escrow", escrow_id)
@@ -250,19 +348,27 @@ def escrow_kpis(session: Session, chain_id: int, escrow_id: int, now: int) -> di
         raise OutOfRangeError(
             "terms document", row.terms_hash, "a document the terms model accepts"
         )
-    samples: list[Sample] = []
-    if row.accepted_at is not None:
-        for _, group in samples_by_escrow(session, chain_id, [escrow_id]):
-            samples = group
-    error: str | None = None
-    try:
-        result = (Evaluation() if row.accepted_at is None
-                  else evaluate(terms, row.accepted_at, now, samples))
-        incident = _incident_state(terms, row.accepted_at, now, samples)
-    except Exception as exc:  # shown, not a 500: the view says why the oracle cannot judge
-        logger.exception("escrow %s: KPIs cannot be evaluated", escrow_id)
-        error = f"{type(exc).__name__}: {exc}"
-        result, incident = Evaluation(), _incident_state(terms, None, now, [])
+    accepted = row.accepted_at
+    total = 0 if accepted is None else current_period(terms, accepted, now) + 1
+    first, last = kpi_page(total, from_period, limit)
+    error = too_short_reason(terms, min_period_seconds)
+    result, samples, origin = Evaluation(), list[Sample](), first
+    if accepted is not None and error is None and first <= last:
+        try:
+            origin = _streak_origin(session, chain_id, row, terms, now, first)
+            size = terms.period_seconds
+            samples = escrow_samples(session, chain_id, escrow_id,
+                                     since=accepted + origin * size,
+                                     until=accepted + (last + 1) * size, kpis=terms.kpi_ids)
+            result = evaluate(terms, accepted, now, samples, first_period=origin,
+                              last_period=last)
+        except Exception as exc:  # shown, not a 500: the view says why the oracle cannot judge
+            logger.exception("escrow %s: KPIs cannot be evaluated", escrow_id)
+            error = f"{type(exc).__name__}: {exc}"
+            result, samples = Evaluation(), []
+    page = [s for s in samples
+            if accepted is not None and s.observed_at >= accepted + first * terms.period_seconds]
+    incident = _incident_state(terms, None if error else accepted, now, page)
     led = escrow_ledger(session, chain_id, escrow_id)
     reported = set() if led is None else {(b.kind, b.period) for b in led.breaches}
     return {
@@ -275,8 +381,15 @@ def escrow_kpis(session: Session, chain_id: int, escrow_id: int, now: int) -> di
         "grace_seconds": terms.grace_seconds,
         "missing_data": terms.missing_data,
         "consecutive_periods": terms.consecutive_periods,
-        "sample_count": len(samples),
+        "sample_count": sample_count(session, chain_id, escrow_id) if accepted is not None else 0,
         "evaluation_error": error,
+        "total_periods": total,
+        "from_period": first,
+        "limit": limit,
+        "next_from_period": last + 1 if last + 1 < total else None,
+        "previous_from_period": max(0, first - limit) if 0 < first <= total else None,
+        "streak_from_period": (origin if terms.consecutive_periods is not None and not error
+                               and first <= last else None),
         "periods": [
             {"period": p.period, "start": p.start, "end": p.end, "closed": p.closed,
              "verdict": p.verdict,
@@ -284,14 +397,14 @@ def escrow_kpis(session: Session, chain_id: int, escrow_id: int, now: int) -> di
                        "threshold": k.threshold, "value": k.value, "verdict": k.verdict,
                        "samples": len(k.samples), "min_samples": k.min_samples}
                       for k in p.kpis]}
-            for p in result.periods
+            for p in result.periods if p.period >= first
         ],
         "incident": incident,
         "findings": [
             {"kind": f.kind, "period": f.period, "period_start": f.period_start,
              "period_end": f.period_end, "rule": f.rule,
              "reported_on_chain": (f.kind, f.period) in reported}
-            for f in result.findings
+            for f in result.findings if f.period >= first
         ],
     }
 

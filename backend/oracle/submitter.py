@@ -1,7 +1,13 @@
 """The oracle's submitter: sends each outbox row's `reportBreach` exactly once, then its
 `finalizeBreach` once the challenge period is over. A `Sender` (`backend/outbox/sender.py`,
-where the crash-safety protocol is explained); what is its own:
+where the crash-safety protocol is explained; gas capped by `ESCROW_REPORT_MAX_GAS` and
+`ESCROW_FINALIZE_MAX_GAS`); what is its own:
 
+* a report that would reserve nothing (`outbox.reserve_bounds` on the chain's `getEscrow` now:
+  the refund cap used up, nothing locked, or the kind's refund rounding to 0) is not sent: its
+  row is recorded `off_chain` with the reason, its evidence bundle kept, and no gas is paid; one
+  that may or may not reserve something depending on the escrow's reports still in flight waits
+  for them to settle;
 * a report the contract already holds (`EscrowBreachAlreadyReported`, or its `BreachReported`
   indexed and the chain's `getBreach` agreeing) counts as mined, with the breach id found on the
   chain, and uses no nonce; an indexed report the chain no longer has (the index has not caught
@@ -19,13 +25,14 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from backend.chain.errors import ChainError
 from backend.chain.revert_types import EscrowBreachAlreadyReported, EscrowWindowOpen
-from backend.chain.types import BreachState, BreachView
+from backend.chain.types import BreachKind, BreachState, BreachView
 from backend.db.models import BreachSubmission
 from backend.oracle import outbox
 from backend.oracle.findings import kind_name
@@ -38,6 +45,7 @@ from backend.oracle.outbox import (
     FOLLOW_FAILED,
     MINED,
     NONE,
+    OFF_CHAIN,
     PENDING,
     RESOLVED,
     SENT,
@@ -52,11 +60,14 @@ __all__ = ["FINALIZE", "FINALIZE_STEPS", "REPORT", "STEPS", "Hook", "Submitter"]
 logger = logging.getLogger(__name__)
 
 #: the report, whose state is the row's `status`
-REPORT = Phase("report", "status", "report_tx_id", PENDING, SIGNED, SENT, FAILED)
+REPORT = Phase(
+    "report", "status", "report_tx_id", PENDING, SIGNED, SENT, FAILED,
+    gas_setting="report_max_gas",
+)
 #: its finalization, whose state is the row's `follow_up`
 FINALIZE = Phase(
     "finalize", "follow_up", "finalize_tx_id", NONE, FINALIZE_SIGNED, FINALIZE_SENT,
-    FOLLOW_FAILED, prefix="finalize_",
+    FOLLOW_FAILED, prefix="finalize_", gas_setting="finalize_max_gas",
 )
 #: the step boundaries of a finalization
 FINALIZE_STEPS = tuple(FINALIZE.prefix + s for s in STEPS)
@@ -105,6 +116,8 @@ class Submitter(Sender[BreachSubmission]):
             return None
         if not self.remember_escrow(session, row, phase, row.escrow_id, report):
             return None
+        if not self._reserves_something(session, row):
+            return None
         return escrow.function(
             "reportBreach", row.escrow_id, row.kind, row.period,
             bytes.fromhex(row.evidence_hash.removeprefix("0x")),
@@ -120,6 +133,41 @@ class Submitter(Sender[BreachSubmission]):
             report.mined += 1
             return
         super().refused(row, phase, error, report)
+
+    def _reserves_something(self, session: Session, row: BreachSubmission) -> bool:
+        """Whether the row's report would reserve something (`outbox.reserve_bounds`, from the
+        chain's `getEscrow` now and the escrow's other reports in flight). When it surely
+        would not, the row is recorded `off_chain` with the reason (never sent, no gas); when
+        it depends on reports in flight, the row stays pending until they settle. A kind the
+        contract does not know goes on to the simulation, which decodes its refusal."""
+        if row.kind not in set(BreachKind):
+            return True
+        params = self.escrow_params(session, row.escrow_id)
+        view = self.services.escrow.get_escrow(row.escrow_id)
+        in_flight = session.scalars(
+            select(BreachSubmission.kind).where(
+                BreachSubmission.chain_id == self.chain_id,
+                BreachSubmission.escrow_id == row.escrow_id,
+                BreachSubmission.oracle == self.address,
+                BreachSubmission.status.in_((SIGNED, SENT)),
+                BreachSubmission.id != row.id,
+            ).order_by(BreachSubmission.id)
+        ).all()
+        least, most = outbox.reserve_bounds(params, view, row.kind, in_flight)
+        if least > 0:
+            return True
+        if most > 0:
+            return False  # decided once the reports in flight settle
+        reason = outbox.nothing_reserved_reason(params, view, row.kind)
+        self.move(row, REPORT, OFF_CHAIN, reason)
+        fields = self.log_fields(row)
+        fields.update(kind_name=kind_name(row.kind), evidence_hash=row.evidence_hash)
+        logger.info(
+            "oracle recorded breach of escrow %s (%s, period %s) off-chain: %s", row.escrow_id,
+            fields["kind_name"], row.period, reason,
+            extra={"event": "breach_recorded_off_chain", **fields},
+        )
+        return False
 
     def _chain_breach_id(self, row: BreachSubmission) -> int | None:
         """The breach id of the (kind, period) report on the chain, from its logs."""

@@ -30,6 +30,11 @@ KPI_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 DEFAULT_GRACE_SECONDS = 3_600
 #: nesting of objects and arrays in a document (extra keys included); real terms need a handful
 MAX_TERMS_DEPTH = 32
+#: the shortest `period_seconds` the service accepts and evaluates, unless the operator sets
+#: `ESCROW_MIN_PERIOD_SECONDS` (`Settings.min_period_seconds`): one period is one possible
+#: report per rule, and one entry of every per-period series, so a period of 1 s made 86,400
+#: of each per escrow-day (issue 12)
+DEFAULT_MIN_PERIOD_SECONDS = 3_600
 
 #: how the evaluation (`backend.oracle.evaluation`) computes each aggregate of a period's samples
 AGGREGATE_METHOD = (
@@ -200,6 +205,37 @@ class TermsInvalidError(OutOfRangeError):
         QualityEscrowError.__init__(self, f"invalid terms document: {listed}")
 
 
+class PeriodTooShortError(OutOfRangeError):
+    """422 (`period_too_short`): terms whose `period_seconds` is below the operator's minimum
+    (`ESCROW_MIN_PERIOD_SECONDS`, default `DEFAULT_MIN_PERIOD_SECONDS`). Raised when terms are
+    accepted (`POST /api/terms`, `POST /api/escrows/prepare`); terms stored or committed on
+    chain before the minimum are not evaluated, for the same reason (`too_short_reason`)."""
+
+    code = "period_too_short"
+
+    def __init__(self, period_seconds: int, minimum: int, *, where: str | None = None) -> None:
+        self.field = f"{where}.period_seconds" if where else "period_seconds"
+        self.value = period_seconds
+        self.minimum = minimum
+        self.expected = f"at least {minimum} seconds (ESCROW_MIN_PERIOD_SECONDS)"
+        QualityEscrowError.__init__(
+            self,
+            f"{self.field} {period_seconds} is too short: the minimum period is {minimum} "
+            "seconds (ESCROW_MIN_PERIOD_SECONDS)",
+        )
+
+
+def too_short_reason(terms: TermsModel, minimum: int) -> str | None:
+    """Why the oracle and the KPI views do not evaluate these terms (their period is below
+    `minimum` seconds), or None when they do. Such terms were stored or committed before the
+    minimum was enforced; evaluating them at another granularity would report periods the
+    terms do not define, so they are refused with this reason instead."""
+    if terms.period_seconds >= minimum:
+        return None
+    return (f"period_seconds {terms.period_seconds} is below the minimum period of {minimum} "
+            "seconds (ESCROW_MIN_PERIOD_SECONDS): the terms are not evaluated")
+
+
 def nesting_depth(value: object) -> int:
     """How deeply objects and arrays nest in `value` (iterative: any depth is safe to measure)."""
     deepest, stack = 0, [(value, 1)]
@@ -223,11 +259,15 @@ def _problems(exc: ValidationError, where: str | None) -> list[tuple[str, str]]:
     return problems
 
 
-def parse_terms(document: object, *, where: str | None = None) -> TermsModel:
+def parse_terms(
+    document: object, *, where: str | None = None, min_period_seconds: int | None = None
+) -> TermsModel:
     """The validated terms of a JSON document (already decoded): a JSON object, nested at most
     `MAX_TERMS_DEPTH` levels, that fits `TermsModel`. Raises `OutOfRangeError` (422) for a value
     that is no object or nests too deeply, and `TermsInvalidError` (422) naming each field at
-    fault otherwise, prefixed with `where` (`terms_document.kpis`) when given."""
+    fault otherwise, prefixed with `where` (`terms_document.kpis`) when given. With
+    `min_period_seconds` (where terms are accepted: the operator's `ESCROW_MIN_PERIOD_SECONDS`),
+    a shorter `period_seconds` raises `PeriodTooShortError` (422, `period_too_short`)."""
     name = where or "terms document"
     if not isinstance(document, Mapping):
         raise OutOfRangeError(name, type(document).__name__, "a JSON object")
@@ -235,9 +275,12 @@ def parse_terms(document: object, *, where: str | None = None) -> TermsModel:
     if depth > MAX_TERMS_DEPTH:
         raise OutOfRangeError(name, f"nesting depth {depth}", f"at most {MAX_TERMS_DEPTH} levels")
     try:
-        return TermsModel.model_validate(dict(document))
+        terms = TermsModel.model_validate(dict(document))
     except ValidationError as exc:
         raise TermsInvalidError(_problems(exc, where)) from None
+    if min_period_seconds is not None and terms.period_seconds < min_period_seconds:
+        raise PeriodTooShortError(terms.period_seconds, min_period_seconds, where=where)
+    return terms
 
 
 def terms_json_schema() -> dict[str, Any]:

@@ -22,7 +22,7 @@ from backend.chain.clock import service_time
 from backend.db.models import TermsDocument
 from backend.errors import MalformedInputError, NotFoundError, OutOfRangeError, TooLargeError
 from backend.inputs import parse_hash
-from backend.oracle.terms import parse_terms
+from backend.oracle.terms import DEFAULT_MIN_PERIOD_SECONDS, parse_terms
 
 MAX_TERMS_BYTES = 64 * 1024
 
@@ -57,10 +57,15 @@ def canonical_terms(document: dict[str, Any]) -> tuple[str, bytes]:
     return "0x" + keccak(canonical).hex(), canonical
 
 
-def store_terms(session: Session, document: Mapping[str, Any], *, where: str | None = None) -> str:
+def store_terms(
+    session: Session, document: Mapping[str, Any], *, where: str | None = None,
+    min_period_seconds: int = DEFAULT_MIN_PERIOD_SECONDS,
+) -> str:
     """Checks the document with the terms model (422 naming each field at fault, prefixed with
-    `where` when given), stores it (idempotent) and returns its terms hash."""
-    parse_terms(document, where=where)
+    `where` when given; 422 `period_too_short` when its `period_seconds` is below
+    `min_period_seconds`, the operator's `ESCROW_MIN_PERIOD_SECONDS`), stores it (idempotent)
+    and returns its terms hash."""
+    parse_terms(document, where=where, min_period_seconds=min_period_seconds)
     terms_hash, canonical = canonical_terms(dict(document))
     if session.get(TermsDocument, terms_hash) is None:
         row = TermsDocument(

@@ -71,6 +71,8 @@ class Market:
 
     base_fee: int | None
     tip: int
+    #: the latest block's gas limit (no transaction may ask for more); None: not read
+    gas_limit: int | None = None
 
     def under(self, fees: Fees) -> bool:
         """Whether a transaction offering `fees` cannot be in the next block: its max fee is
@@ -127,10 +129,12 @@ def next_base_fee(w3: Web3, latest: BlockData) -> int:
 
 
 def read_market(w3: Web3) -> Market:
-    """The node's fee market now (three calls: the latest block, its fee history, the tip)."""
+    """The node's fee market now (three calls: the latest block, its fee history, the tip), and
+    the latest block's gas limit."""
     latest = w3.eth.get_block("latest")
+    gas_limit = int(latest["gasLimit"]) if latest.get("gasLimit") is not None else None
     if latest.get("baseFeePerGas") is None:
-        return Market(None, int(w3.eth.gas_price))
+        return Market(None, int(w3.eth.gas_price), gas_limit)
     base = next_base_fee(w3, latest)
     try:
         tip = int(w3.eth.max_priority_fee)
@@ -138,7 +142,7 @@ def read_market(w3: Web3) -> Market:
         if is_transport_failure(exc):
             raise
         tip = max(int(w3.eth.gas_price) - int(latest["baseFeePerGas"]), 0)
-    return Market(base, tip)
+    return Market(base, tip, gas_limit)
 
 
 def _int(item: bytes) -> int:

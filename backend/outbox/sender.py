@@ -9,10 +9,16 @@ simulated refusal or a mined (or reverted) transaction means for the row (`refus
 next begins:
 
 1. **sign** every due row: under the `sender_nonce` row lock (`backend/outbox/nonce.py`),
-   simulate the call (a revert is handed to `refused`, decoded, and uses no nonce), sign it with
-   the next nonce at the fees of `backend/outbox/fees.py` (EIP-1559 type 2 when the chain has a
-   base fee), store the raw bytes, hash and fees in `outbox_transaction` and point the row at
-   it, bump the nonce; commit. Nothing has left the process yet. (Signing is deterministic: a
+   simulate the call with at most the phase's gas cap (`Phase.gas_setting`: `ESCROW_RELAY_MAX_GAS`,
+   `ESCROW_REPORT_MAX_GAS`, `ESCROW_FINALIZE_MAX_GAS`; `backend.chain.transactions.estimate_within`:
+   a revert is handed to `refused`, decoded, and so is a call that needs more gas than the cap,
+   `GasOverCap`; neither uses a nonce), check the row's spend bound (`over_budget`, the relayer's
+   per escrow and per client, `backend/outbox/spend.py`; over it the row fails, no nonce used),
+   sign it with the next nonce at the fees of `backend/outbox/fees.py` (EIP-1559 type 2 when the
+   chain has a base fee) and a gas limit of the estimate * `GAS_MARGIN`, at most the cap and the
+   block's gas limit, store the raw bytes, hash, fees, gas limit and whom it is for in
+   `outbox_transaction` and point the row at it, bump the nonce; commit. Nothing has left the
+   process yet. (Signing is deterministic: a
    row signed anew with the same nonce and fees, e.g. after a reorg freed the nonce, gives the
    very bytes already stored, and that stored transaction is the one sent again.)
 2. **broadcast** every signed transaction of the account in nonce order: send the stored bytes;
@@ -20,9 +26,17 @@ next begins:
    "Already known" / "nonce too low" mean the node has seen it, or another version of the nonce
    was mined: the transactions are looked up by hash. A nonce another transaction took makes
    the stored bytes unminable: the transaction is kept as `superseded` and the row is signed
-   anew (a fresh signature over the same call, linked to the old one).
+   anew (a fresh signature over the same call, linked to the old one). A refusal that can never
+   pass (`for_good`: a gas limit above the block's, an invalid signature; not funds, fees or a
+   full pool, which stop the broadcast until a later pass) marks the transaction `refused` and
+   leaves no nonce gap (`_give_up`): with no later nonce in flight the nonce goes back to the
+   next row signed and the row fails with `NODE_REFUSED` and the node's words; with later nonces
+   signed already a no-op filler (below) takes it, stored before it is broadcast, and the row
+   fails with the same reason once the filler is mined. A restart meets the same refusal and
+   does the same, so it is never stuck either.
 3. **settle** every sent transaction by whichever version of its nonce has a receipt: the
-   receipt's block number and hash are recorded, and it is re-read on every pass until it is
+   receipt's block number and hash (and its `gasUsed` and `effectiveGasPrice`, what it cost)
+   are recorded, and it is re-read on every pass until it is
    `ESCROW_CONFIRMATIONS` deep; then that version is mined (status 1) or reverted with the
    reason decoded by replaying the call (status 0), the others are `replaced` / `superseded`,
    the row points at the mined one and `settled` says what it means for the row. A receipt that
@@ -80,7 +94,7 @@ from backend.chain.errors import (
     TransactionFailed,
     is_transport_failure,
 )
-from backend.chain.transactions import REVERT_EXCEPTIONS, as_chain_error
+from backend.chain.transactions import REVERT_EXCEPTIONS, as_chain_error, estimate_within
 from backend.chain.types import EscrowParams
 from backend.db.models import EscrowRow, OutboxRow, OutboxTransaction
 from backend.logs import gwei
@@ -113,14 +127,34 @@ REPLACE_STEPS = ("replacing", "replaced")
 GAS_MARGIN = 1.25
 #: states of an `OutboxTransaction`
 SIGNED, SENT, MINED, REVERTED, SUPERSEDED = "signed", "sent", "mined", "reverted", "superseded"
-REPLACED, REORGED = "replaced", "reorged"
+REPLACED, REORGED, REFUSED = "replaced", "reorged", "refused"
 #: the row's error when a filler took the nonce of a call whose deadline passed while unmined
 DEADLINE_PASSED = "deadline passed while unmined; sign again"
+#: the start of a row's error when the node refused its stored bytes for good
+NODE_REFUSED = "the node refused the transaction"
 
 _KNOWN = ("already known", "known transaction", "alreadyknown", "already imported")
 _NONCE_USED = ("nonce too low", "nonce is too low", "oldnonce", "nonce has already been used")
+#: refusals that may pass: the account's funds, the fee market, a full or busy pool, a nonce
+#: the node takes once the earlier ones arrive. Every other refusal is for good (`for_good`).
+_FOR_NOW = (
+    "insufficient funds", "underpriced", "fee too low", "less than block base fee",
+    "lower than block base fee", "max fee per gas less than", "pool is full", "txpool is full",
+    "too many", "nonce too high", "nonce gap", "future", "rate limit", "try again",
+    "temporar", "busy", "timeout", "timed out", "unavailable", "not ready", "syncing",
+)
 
 BroadcastOutcome = Literal["accepted", "known", "superseded", "refused"]
+
+
+def for_good(message: str) -> bool:
+    """Whether the node's refusal of stored transaction bytes can never pass (a gas limit above
+    the block's, an invalid signature or chain id, an oversized transaction, a fee above the
+    node's cap), as opposed to one that may pass later (`_FOR_NOW`: funds, fees, a full pool).
+    Unknown refusals count as for good: a refusal wrongly taken as passing would hold every
+    later nonce of the account for ever, one wrongly taken as final fails one row."""
+    lowered = message.lower()
+    return not any(word in lowered for word in _FOR_NOW)
 
 #: columns of an outbox row that say what it is about in a log line (those the row has)
 ROW_LOG_COLUMNS = ("escrow_id", "milestone", "kind", "period", "breach_id")
@@ -166,6 +200,8 @@ class Phase:
     failed: str
     #: prefix of the step names handed to the hook
     prefix: str = ""
+    #: the `Settings` field capping the gas of the phase's call (`relay_max_gas`, ...)
+    gas_setting: str = ""
 
     def state(self, row: Any) -> str:
         return cast(str, getattr(row, self.state_attr))
@@ -208,6 +244,15 @@ def fees_of(tx: OutboxTransaction) -> Fees:
         return Signed.decode(bytes(HexBytes(tx.raw_tx))).fees
     tip = tx.max_priority_fee_per_gas
     return Fees(int(tx.max_fee_per_gas), None if tip is None else int(tip))
+
+
+def fill_reason(versions: list[OutboxTransaction]) -> str:
+    """Why a row whose nonce a filler took fails: the node's refusal of its bytes, when that is
+    why (a `refused` version's error), else `DEADLINE_PASSED`."""
+    for version in versions:
+        if version.status == REFUSED and version.error:
+            return version.error
+    return DEADLINE_PASSED
 
 
 class Sender(ABC, Generic[RowT]):
@@ -286,6 +331,25 @@ class Sender(ABC, Generic[RowT]):
 
     def prepare(self, report: SendReport) -> None:
         """Work before the pass signs (queueing rows, following mined ones up); none here."""
+
+    def scope(self, row: RowT) -> tuple[int | None, str | None]:
+        """Whom the row's transactions are sent for, recorded on each of them for the spend
+        bounds (`backend/outbox/spend.py`): (escrow id, the party on whose behalf). By default
+        the row's escrow, if it has one, and nobody."""
+        escrow_id = getattr(row, "escrow_id", None)
+        return (None if escrow_id is None else int(escrow_id), None)
+
+    def over_budget(self, session: Session, row: RowT, phase: Phase, cost: int) -> str | None:
+        """Why a transaction that costs at most `cost` wei (gas limit * max fee per gas) may not
+        be signed for `row` (a spend bound it would pass), or None; no bound by default."""
+        return None
+
+    def gas_cap(self, phase: Phase) -> int | None:
+        """The most gas the phase's call may use (the `Settings` field `phase.gas_setting`);
+        None: only the block's gas limit."""
+        if not phase.gas_setting:
+            return None
+        return int(getattr(self.services.settings, phase.gas_setting))
 
     # ----------------------------------------------------------------- passes
 
@@ -457,29 +521,66 @@ class Sender(ABC, Generic[RowT]):
                 return
             fn = self.build(session, row, phase, report)
             if fn is not None:
-                try:
-                    gas = int(fn.estimate_gas({"from": self.address}))
-                except REVERT_EXCEPTIONS as exc:
-                    self.refused(row, phase, as_chain_error(exc), report)
-                else:
-                    fees = initial_fees(self.market(), self.max_fee_per_gas)
-                    self._store(session, row, phase, fn, gas, nonce_row.next_nonce, fees)
-                    nonce_row.next_nonce += 1
-                    report.signed += 1
+                self._sign_call(session, nonce_row, row, phase, fn, report)
             if phase.state(row) == phase.pending:
                 return  # nothing changed (e.g. too early): no step was taken
             self.step(phase, "signing", row)
         if phase.state(row) == phase.signed:
             self.step(phase, "signed", row)
 
+    def _sign_call(
+        self, session: Session, nonce_row: Any, row: RowT, phase: Phase, fn: Any,
+        report: SendReport,
+    ) -> None:
+        """Simulates `fn` within the phase's gas cap (`estimate_within`), checks the spend bound
+        (`over_budget`) and signs it with the next nonce. A revert, a call over the cap and a
+        spend over the bound use no nonce: the first goes to `refused`, the others fail the
+        row with the reason."""
+        market = self.market()
+        cap = self.gas_cap(phase)
+        try:
+            if cap is None:
+                gas = int(fn.estimate_gas({"from": self.address}))
+            else:
+                if market.gas_limit is not None:
+                    cap = min(cap, market.gas_limit)
+                gas = estimate_within(
+                    fn, self.address, cap, what=f"{self.name} {phase.purpose} ({row_about(row)})",
+                    setting=phase.gas_setting, block_gas_limit=market.gas_limit,
+                )
+        except REVERT_EXCEPTIONS as exc:
+            self.refused(row, phase, as_chain_error(exc), report)
+            return
+        except ChainError as exc:
+            if is_transport_failure(exc):
+                raise
+            self.refused(row, phase, exc, report)
+            return
+        limit = int(gas * GAS_MARGIN)
+        for bound in (cap, market.gas_limit):
+            if bound is not None:
+                limit = max(min(limit, bound), gas)
+        fees = initial_fees(market, self.max_fee_per_gas)
+        refusal = self.over_budget(session, row, phase, limit * fees.max_fee)
+        if refusal is not None:
+            self.log_failed(row, phase, refusal)
+            self.move(row, phase, phase.failed, refusal)
+            report.failed += 1
+            return
+        self._store(session, row, phase, fn, limit, nonce_row.next_nonce, fees)
+        nonce_row.next_nonce += 1
+        report.signed += 1
+
     def _store(
         self, session: Session, row: RowT, phase: Phase, fn: Any, gas: int, nonce: int,
         fees: Fees,
     ) -> None:
+        """Signs `fn` with gas limit `gas` at `nonce` and `fees`, stores it and points the row
+        at it."""
         params = cast(TxParams, {
             "from": self.address,
             "nonce": Nonce(nonce),
-            "gas": int(gas * GAS_MARGIN),
+            "gas": gas,
             "chainId": self.chain_id,
             **fees.params(),
         })
@@ -502,7 +603,8 @@ class Sender(ABC, Generic[RowT]):
             # links the new transaction to the old one
             before = phase.linked(row)
             previous = None if before is None else session.get(OutboxTransaction, before)
-            tx = self._new_tx(phase.purpose, nonce, signed, fees, previous)
+            tx = self._new_tx(phase.purpose, nonce, signed, fees, previous, gas_limit=gas,
+                              scope=self.scope(row))
             session.add(tx)
             session.flush()
         phase.link(row, tx)
@@ -510,10 +612,13 @@ class Sender(ABC, Generic[RowT]):
 
     def _new_tx(
         self, purpose: str, nonce: int, signed: Any, fees: Fees,
-        previous: OutboxTransaction | None,
+        previous: OutboxTransaction | None, *, gas_limit: int | None,
+        scope: tuple[int | None, str | None],
     ) -> OutboxTransaction:
         now = self.clock.service_time()
+        escrow_id, on_behalf_of = scope
         return OutboxTransaction(
+            gas_limit=gas_limit, escrow_id=escrow_id, on_behalf_of=on_behalf_of,
             chain_id=self.chain_id, account=self.address, sender=self.name,
             purpose=purpose, nonce=nonce, raw_tx=hex0x(signed.raw_transaction),
             tx_hash=hex0x(signed.hash), status=SIGNED,
@@ -597,8 +702,8 @@ class Sender(ABC, Generic[RowT]):
                 if both is None:
                     continue
                 self._record(session, both[0], both[1], phase, outcome, detail, report)
-            if outcome == "refused" and both[0].status == SIGNED:
-                break  # later nonces cannot be mined before this one
+            if outcome == "refused" and both[0].status in (SIGNED, REFUSED):
+                break  # later nonces cannot be mined before this one (or its filler)
             if both[0].status == SENT:
                 report.broadcast += 1
                 self.log_sent(both[0], both[1])
@@ -669,8 +774,9 @@ class Sender(ABC, Generic[RowT]):
                            extra={"event": "tx_superseded", **self.log_fields(row, tx),
                                   "reason": detail})
             if tx.purpose == FILL:
-                self.log_failed(row, phase, DEADLINE_PASSED)
-                self.move(row, phase, phase.failed, DEADLINE_PASSED)
+                reason = fill_reason(versions)
+                self.log_failed(row, phase, reason)
+                self.move(row, phase, phase.failed, reason)
                 report.failed += 1
             else:
                 self.move(row, phase, phase.pending,
@@ -684,9 +790,61 @@ class Sender(ABC, Generic[RowT]):
             if phase.linked(row) == tx.id and live:
                 phase.link(row, live[-1])
             self.note(row, f"replacement refused: {detail}")
+        elif tx.purpose != FILL and for_good(detail or ""):
+            self._give_up(session, tx, row, phase, detail or "", report)
         else:
             tx.error, tx.updated_at = f"broadcast refused: {detail}", now
             self.move(row, phase, phase.state(row), f"broadcast refused: {detail}")
+
+    def _give_up(
+        self, session: Session, tx: OutboxTransaction, row: RowT, phase: Phase, detail: str,
+        report: SendReport,
+    ) -> None:
+        """The node refused the stored bytes of `tx` for good (`for_good`): they can never be
+        mined, so the transaction is `refused` and its nonce must not stay a gap that holds
+        every later one. Under the nonce lock, in the caller's database transaction:
+
+        - no later nonce of the account is in flight: the nonce goes back (`next_nonce`) to the
+          next row signed, and the row fails now with `NODE_REFUSED` and the node's words;
+        - later nonces are signed already (their stored bytes must stay the ones sent): a no-op
+          transfer to itself (purpose `fill`, 21,000 gas) is signed for the nonce and stored,
+          to be broadcast first; the row notes it and fails with the same reason once the filler
+          is mined (as a deadline filler's row does), so it cannot be revived before.
+        """
+        nonce_row = take_nonce(session, self.chain_id, self.address, self.chain_nonce())
+        now = self.clock.service_time()
+        reason = f"{NODE_REFUSED}: {detail}"
+        tx.status, tx.error, tx.updated_at = REFUSED, reason, now
+        logger.warning("%s gives up transaction %s (nonce %s) for row %s (%s): %s", self.name,
+                       tx.tx_hash, tx.nonce, row.id, row_about(row), reason,
+                       extra={"event": "tx_refused_for_good", **self.log_fields(row, tx),
+                              "reason": detail})
+        later = session.scalar(
+            select(OutboxTransaction.id).where(
+                OutboxTransaction.chain_id == self.chain_id,
+                OutboxTransaction.account == self.address,
+                OutboxTransaction.status.in_(IN_FLIGHT),
+                OutboxTransaction.nonce > tx.nonce,
+            ).limit(1)
+        )
+        if later is None:
+            nonce_row.next_nonce = min(nonce_row.next_nonce, tx.nonce)
+            self.log_failed(row, phase, reason)
+            self.move(row, phase, phase.failed, reason)
+            report.failed += 1
+            return
+        fees = initial_fees(self.market(), self.max_fee_per_gas)
+        signed = self.account.sign_transaction({
+            "to": self.address, "value": 0, "data": b"", "gas": TRANSFER_GAS,
+            "nonce": tx.nonce, "chainId": self.chain_id, **fees.params(),
+        })
+        filler = self._new_tx(FILL, tx.nonce, signed, fees, tx, gas_limit=TRANSFER_GAS,
+                              scope=(tx.escrow_id, tx.on_behalf_of))
+        session.add(filler)
+        session.flush()
+        self.note(row, f"{reason}; a no-op transfer takes nonce {tx.nonce} instead")
+        report.replaced += 1
+        self.step(phase, "replacing", row)
 
     # ----------------------------------------------------------------- 3. settle
 
@@ -728,6 +886,9 @@ class Sender(ABC, Generic[RowT]):
                     other.status = MINED if error is None else REVERTED
                     other.error = None if error is None else error.message
                     other.block_number, other.block_hash = number, block_hash
+                    other.gas_used = int(receipt["gasUsed"])
+                    price = receipt.get("effectiveGasPrice")
+                    other.gas_price = None if price is None else str(int(price))
                     other.updated_at = now
                     mined = other
                 elif other.status in (SIGNED, SENT):
@@ -737,13 +898,16 @@ class Sender(ABC, Generic[RowT]):
                 return
             if mined.purpose != FILL:
                 phase.link(locked, mined)
-            if phase.state(locked) == phase.sent:
-                if mined.purpose == FILL:
-                    self.log_failed(locked, phase, DEADLINE_PASSED)
-                    self.move(locked, phase, phase.failed, DEADLINE_PASSED)
+            if mined.purpose == FILL:
+                # a filler took the nonce: of a call whose deadline passed (the row is sent) or
+                # of bytes the node refused for good (the row is signed or sent)
+                if phase.state(locked) in (phase.signed, phase.sent):
+                    reason = fill_reason(nonce_versions(session, locked_tx))
+                    self.log_failed(locked, phase, reason)
+                    self.move(locked, phase, phase.failed, reason)
                     report.failed += 1
-                else:
-                    self.settled(locked, phase, receipt, error, report)
+            elif phase.state(locked) == phase.sent:
+                self.settled(locked, phase, receipt, error, report)
         self.log_mined(mined, locked, receipt, head, error)
         self.step(phase, "finished", locked)
 
@@ -848,7 +1012,7 @@ class Sender(ABC, Generic[RowT]):
             reason = f"unmined for {head - newest.sent_block} blocks"
         else:
             return
-        current = Fees.highest([fees_of(v) for v in versions])
+        current = Fees.highest([fees_of(v) for v in versions if v.status != REFUSED])
         fees = replacement_fees(current, market, self.max_fee_per_gas)
         if fees is None:
             what = "free its nonce" if fill else "replace it"
@@ -894,7 +1058,9 @@ class Sender(ABC, Generic[RowT]):
                 return
             locked_tx, locked = both
             tx = self._new_tx(FILL if fill else locked_tx.purpose, locked_tx.nonce, signed,
-                              fees, locked_tx)
+                              fees, locked_tx,
+                              gas_limit=TRANSFER_GAS if fill else stored.gas,
+                              scope=(locked_tx.escrow_id, locked_tx.on_behalf_of))
             session.add(tx)
             session.flush()
             if not fill:

@@ -174,7 +174,10 @@ def escrow_page_data(
     kpi_body: dict[str, Any] | None = None
     if document is not None and led.accepted_at is not None:
         try:
-            kpi_body = escrow_kpis(session, services.chain_id, escrow_id, now)
+            kpi_body = escrow_kpis(  # the latest page of periods (DEFAULT_KPI_PAGE)
+                session, services.chain_id, escrow_id, now,
+                min_period_seconds=services.settings.min_period_seconds,
+            )
             series = kpi_series(kpi_body)
             kpi_error = kpi_body.get("evaluation_error")
         except QualityEscrowError as exc:

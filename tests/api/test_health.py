@@ -5,6 +5,8 @@ unreachable, the indexer has not run, the index lags, or the chain was reset und
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +18,15 @@ from web3.types import RPCEndpoint
 
 from backend.api.app import create_app
 from backend.chain.client import EscrowClient
+from backend.chain.connect import connect
 from backend.chain.deploy import deploy_escrow
 from backend.chain.node import find_free_port
 from backend.db.deployments import DeploymentConflictError, archive_active
 from backend.db.models import IndexedBlock
+from backend.db.session import make_engine, session_factory
 from backend.index.indexer import index_once
 from backend.services import Services
+from tests.chain.frozen_node import frozen_node
 from tests.index.support import (
     chain_logs,
     cursor_of,
@@ -56,6 +61,7 @@ def test_health_is_ok_once_the_index_has_caught_up(
             "head_block": head,
             "indexed_block": head,
             "lag_blocks": 0,
+            "workers": [],
         }
 
 
@@ -79,6 +85,22 @@ def test_health_reports_an_unreachable_node(
     assert body["status"] == "degraded"
     assert body["reason"].startswith("node unreachable: ")
     assert body["head_block"] is None and body["indexed_block"] is not None
+
+
+def test_health_reports_a_database_that_does_not_answer_instead_of_failing(
+    hardhat_env: EscrowEnv, database_url: str, tmp_path: Path
+) -> None:
+    with services_for(hardhat_env, database_url, tmp_path) as services:
+        index_once(services)
+        nowhere = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{find_free_port()}/x")
+        services.sessions = session_factory(nowhere)
+        try:
+            body = health(services)
+        finally:
+            nowhere.dispose()
+    assert body["status"] == "degraded"
+    assert "database not answering" in body["reason"]
+    assert body["head_block"] is not None and body["indexed_block"] is None
 
 
 def test_health_reports_an_index_lagging_the_confirmed_head_by_more_than_allowed(
@@ -262,3 +284,59 @@ def _stored_hash(services: Services, number: int) -> str:
         block = session.get(IndexedBlock, (services.chain_id, number))
         assert block is not None
         return block.hash
+
+
+# ------------------------------------------------------------------ a frozen node
+
+
+def _frozen(services: Services, url: str) -> None:
+    """Points the services' node reads at `url` (a provider timeout of 3 s, so the reads left
+    waiting in the background end soon after the test)."""
+    frozen = connect(url, timeout=3)
+    services.w3 = frozen
+    services.deployment.w3 = frozen
+
+
+def _timed_get(client: TestClient, path: str) -> tuple[float, Any]:
+    start = time.monotonic()
+    response = client.get(path)
+    return time.monotonic() - start, response
+
+
+def test_health_answers_within_seconds_while_the_node_accepts_connections_and_never_answers(
+    env: EscrowEnv, tmp_path: Path
+) -> None:
+    """Observed: `/api/health` gave no answer for over 70 s with the node frozen. Now it answers
+    "node not answering" in about ESCROW_HEALTH_NODE_TIMEOUT (1 s here), the second request too
+    (it waits on the same read, no thread per request), and the node's last answers stand."""
+    with services_for(env, f"sqlite:///{tmp_path / 'h.db'}", tmp_path,
+                      health_node_timeout=1.0) as services:
+        index_once(services)
+        client = TestClient(create_app(services))
+        with frozen_node() as node:
+            _frozen(services, node.url)
+            times = []
+            reasons = []
+            for _ in range(3):
+                took, response = _timed_get(client, "/api/health")
+                times.append(took)
+                assert response.status_code == 200
+                body = response.json()
+                assert body["status"] == "degraded"
+                assert body["head_block"] is None and body["indexed_block"] is not None
+                reasons.append(body["reason"])
+            # the third may see the read of the first give up (the provider's 3 s timeout)
+            assert reasons[:2] == 2 * [
+                "node not answering: no answer within 1 s (ESCROW_HEALTH_NODE_TIMEOUT)"
+            ]
+            assert reasons[2] == reasons[0] or reasons[2].startswith(
+                "node unreachable: ReadTimeout"
+            ), reasons[2]
+            probes = [t for t in threading.enumerate() if t.name.startswith("node-probe-")]
+            took_listing, listing = _timed_get(client, "/api/escrows")
+            print(f"\nfrozen node: /api/health answered in {', '.join(f'{t:.2f}' for t in times)}"
+                  f" s; GET /api/escrows in {took_listing:.2f} s; node reads waiting in the "
+                  f"background: {len(probes)}; connections the node took: {node.accepted}")
+            assert max(times) < 5.0
+            assert listing.status_code == 200 and took_listing < 5.0
+            assert len(probes) <= 2  # one per key (head, deployment), not one per request

@@ -87,11 +87,16 @@ def test_terms_that_are_not_a_json_object_are_refused(api: Api) -> None:
         "error": "out_of_range",
         "detail": "terms document='list' is out of range: expected a JSON object",
     }
-    deep = b'{"a": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"  # under the size limit
+    deep = b'{"a": ' + b"[" * 39 + b"]" * 39 + b"}"  # within the body bounds (64 levels)
     too_deep = api.error("POST", "/api/terms", 422, content=deep, headers=headers)
     assert too_deep["detail"] == (
-        "terms document='nesting depth 30001' is out of range: expected at most 32 levels"
+        "terms document='nesting depth 40' is out of range: expected at most 32 levels"
     )
+    # deeper than any body may be (backend/api/body_bounds.py): refused before it is parsed
+    deeper = b'{"a": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"  # under the size limit
+    assert api.error("POST", "/api/terms", 400, content=deeper, headers=headers) == {
+        "error": "malformed", "detail": "malformed body: JSON nested deeper than 64 levels",
+    }
     api.ok("POST", "/api/terms", 201, json={**DOC, "a": [[[[{"b": [1]}]]]]})
     # RFC 8785 cannot carry integers beyond 2^53 exactly
     assert api.error("POST", "/api/terms", 422, json={"n": 2**60})["error"] == "out_of_range"

@@ -89,3 +89,32 @@ def test_a_node_that_does_not_answer_is_unavailable_not_a_refusal(
             has_code(env.w3, wallet)
     assert caught.value.code == "unavailable"
     assert caught.value.retry_after > 0
+
+
+@pytest.mark.parametrize("burn", [300_000, 35_000_000], ids=["300k", "35M"])
+def test_a_wallet_burning_gas_only_for_the_escrow_passes_the_plain_check_but_not_the_real_call(
+    hardhat_env: EscrowEnv, burn: int
+) -> None:
+    """Why the confirmations simulate the relayed `confirmWithSig` (issue 12): the plain check
+    (an `eth_call` from address 0) cannot see what the wallet does when the escrow asks."""
+    from backend.chain.revert_types import EscrowInvalidSignature
+    from backend.chain.transactions import GasOverCap, estimate_within
+    from tests.confirmations.support import burning_wallet_escrow, set_burn
+
+    env = hardhat_env
+    escrow_id, wallet = burning_wallet_escrow(env, (1,))
+    set_burn(env, wallet, burn)
+    c = env.confirmation(escrow_id, 0)
+    fn = env.escrow.function(
+        "confirmWithSig", escrow_id, 0, c.rating, c.comment_hash, c.deadline, SIGNATURE
+    )
+
+    assert is_valid_signature(env.w3, wallet, c.digest(31337, env.escrow.address), SIGNATURE)
+    with pytest.raises((GasOverCap, EscrowInvalidSignature)) as caught:
+        estimate_within(fn, env.parties.stranger.address, 200_000, what="confirmWithSig",
+                        setting="relay_max_gas")
+    if burn == 300_000:  # within the 4x probe: the gas it needs is named
+        assert isinstance(caught.value, GasOverCap)
+        assert caught.value.needed is not None and burn < caught.value.needed < 400_000
+    else:  # the wallet, starved of gas, answers no: the escrow reverts
+        assert isinstance(caught.value, EscrowInvalidSignature)

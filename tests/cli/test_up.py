@@ -132,7 +132,9 @@ def test_up_prints_what_a_wallet_needs_seeds_demo_escrows_and_the_demo_runs_agai
     assert summary["arbiter"] == roles["arbiter"]["address"]
     assert summary["dev_accounts_warning"] == DEV_KEYS_WARNING
 
-    seeded = [up.next_json(timeout=60)["seeded"] for _ in range(4)]
+    lines = [up.next_json(timeout=60) for _ in range(4)]
+    assert all("seeded" in line for line in lines), lines
+    seeded = [line["seeded"] for line in lines]
     seeding_seconds = time.monotonic() - started
     assert [s["state"] for s in seeded] == ["proposed", "delivered", "settled", "breached"]
     assert all(s["title"].startswith("Demo: ") for s in seeded)

@@ -11,7 +11,9 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy import func, select
 
 from backend.api.app import create_app
+from backend.chain.deploy import deploy_contract
 from backend.chain.keys import relayer_account
+from backend.chain.transactions import send
 from backend.config import Settings
 from backend.confirmations.relayer import Hook, Relayer
 from backend.db.models import ConfirmationRequest, Review
@@ -145,3 +147,35 @@ def settled_events(services: Services, escrow_id: int, milestone: int) -> list[d
         for log in logs
         if int(log["args"]["milestone"]) == milestone
     ]
+
+
+def burning_wallet_escrow(env: EscrowEnv, amounts: tuple[int, ...]) -> tuple[int, str]:
+    """An active escrow of `amounts` (wei) whose client is a GasBurningWallet driven by the
+    client's key, burning nothing yet (`set_burn`): (escrow id, wallet)."""
+    address, _ = deploy_contract(env.w3, "GasBurningWallet", env.client)
+    wallet = env.contract("GasBurningWallet", str(address))
+    p = env.params(amounts, client=str(address))
+    data = env.escrow.contract.functions.createEscrow(p.to_abi())._encode_transaction_data()
+    send(env.w3, wallet, wallet.functions.execute(env.escrow.address, p.total, data),
+         env.client, value=p.total)
+    escrow_id = env.escrow.escrow_count()
+    env.escrow.accept(escrow_id, env.provider)
+    return escrow_id, str(address)
+
+
+def set_burn(env: EscrowEnv, wallet: str, gas: int) -> None:
+    """The wallet burns `gas` whenever the escrow asks it `isValidSignature` (and only then)."""
+    env.contract("GasBurningWallet", wallet).functions.setBurn(
+        env.escrow.address, gas
+    ).transact({"from": env.client})
+
+
+def wallet_confirmation(
+    client: TestClient, escrow_id: int, milestone: int, rating: int = 5
+) -> Any:
+    """A contract wallet's confirmation as the API takes it: the typed data, any signature
+    bytes (the GasBurningWallet accepts all), posted."""
+    prepared = typed_data(client, escrow_id, milestone, rating=rating)
+    return post_confirmation(
+        client, escrow_id, milestone, confirmation_body(prepared, "0x" + "11" * 65)
+    )

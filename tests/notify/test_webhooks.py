@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,6 +32,7 @@ from backend.db.models import EventLog, SiweNonce, WebhookDelivery, WebhookSubsc
 from backend.db.session import transaction
 from backend.index.indexer import Indexer
 from backend.notify.dispatch import dispatch_due, run_dispatcher
+from backend.notify.egress import EgressPolicy
 from backend.notify.events import (
     STALE_GRACE,
     Notification,
@@ -41,6 +43,7 @@ from backend.notify.events import (
 from backend.notify.siwe import build_message
 from backend.notify.webhooks import EVENT_TYPES, create_subscription, verify_body
 from backend.services import Services, build_services
+from tests.fake_dns import FakeDns
 from tests.support import CHALLENGE, ETH, REVIEW, EscrowEnv
 
 DOMAIN = "testserver"  # the Host of FastAPI's TestClient
@@ -75,14 +78,16 @@ class Receiver:
     failures: int = 0
     fail_status: int = 500
     delay: float = 0.0
+    #: the Location header of the failing answers (a redirect)
+    location: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail_next(self, n: int, status: int = 500) -> None:
         self.failures, self.fail_status = n, status
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@contextmanager
+def _receiving() -> Iterator[Receiver]:
     state = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -95,8 +100,12 @@ def receiver() -> Iterator[Receiver]:
                 failing = state.failures > 0
                 state.failures -= 1 if failing else 0
             self.send_response(state.fail_status if failing else 204)
+            if failing and state.location is not None:
+                self.send_header("Location", state.location)
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        do_GET = do_POST  # a redirect followed as a GET is recorded too
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -112,6 +121,12 @@ def receiver() -> Iterator[Receiver]:
         server.server_close()
 
 
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with _receiving() as state:
+        yield state
+
+
 # ------------------------------------------------------------------ services and API
 
 
@@ -124,6 +139,8 @@ def _services(env: EscrowEnv, database_url: str, tmp_path: Path, **settings: Any
         "webhook_max_attempts": 4,
         "webhook_timeout": 2.0,
         "webhook_review_lead_time": 3_600,
+        # the receivers of these tests listen on loopback: allowed as a developer would
+        "webhook_allow_hosts": "127.0.0.1",
     }
     values.update(settings)
     return build_services(
@@ -158,9 +175,9 @@ def _subscribe(services: Services, address: str, url: str, events: list[str] | N
                secret: str | None = None) -> WebhookSubscription:
     with transaction(services.sessions) as session:
         return create_subscription(
-            session, address=address,  # type: ignore[arg-type]
+            session, address=address,
             url=url, events=events or list(EVENT_TYPES), secret=secret,
-            now=int(time.time()), limit=20,
+            now=int(time.time()), limit=20, policy=EgressPolicy.from_settings(services.settings),
         )
 
 
@@ -393,7 +410,7 @@ def test_a_dead_receiver_is_tried_once_per_round_and_does_not_hold_up_the_others
         assert enqueue(session, notes, queued_at=100) == 6
     assert dispatch_due(services, now=100, http_client=http) == 4  # 1 dead + 3 alive
     assert len(receiver.requests) == 3
-    by_url = {}
+    by_url: dict[int, list[tuple[str, int]]] = {}
     for d in _deliveries(services):
         by_url.setdefault(d.subscription_id, []).append((d.status, d.attempts))
     assert sorted(by_url[alive.id]) == [("delivered", 1)] * 3
@@ -416,14 +433,37 @@ def test_a_receiver_slower_than_the_timeout_counts_as_a_failure(
         services.engine.dispose()
 
 
-def test_redirects_and_client_errors_are_failures_too(
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_redirect_is_a_failed_delivery_and_never_followed(
+    services: Services, receiver: Receiver, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both receivers on loopback, allowed by `ESCROW_WEBHOOK_ALLOW_HOSTS=127.0.0.1`: the first
+    answers a redirect to the second, which must get nothing, even through a client that
+    follows redirects by default."""
+    with _receiving() as elsewhere:
+        _queue_one(services, receiver.url)
+        receiver.location = elsewhere.url
+        receiver.fail_next(1, status=status)
+        caplog.set_level(logging.INFO, logger="backend.notify.dispatch")
+        with httpx.Client(follow_redirects=True) as following:
+            assert dispatch_due(services, now=_soon(), http_client=following) == 1
+        assert len(receiver.requests) == 1
+        assert elsewhere.requests == []
+    (d,) = _deliveries(services)
+    assert (d.status, d.attempts) == ("pending", 1)
+    assert d.last_error == f"HTTP {status} (redirects are not followed)"
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and f"HTTP {status}" in record.getMessage()
+
+
+def test_client_errors_are_failures_too(
     services: Services, receiver: Receiver, http: httpx.Client
 ) -> None:
     _queue_one(services, receiver.url)
-    receiver.fail_next(1, status=302)
+    receiver.fail_next(1, status=404)
     assert dispatch_due(services, now=_soon(), http_client=http) == 1
     (d,) = _deliveries(services)
-    assert (d.status, d.last_error) == ("pending", "HTTP 302")
+    assert (d.status, d.last_error) == ("pending", "HTTP 404")
 
 
 def test_a_cancelled_subscription_sends_nothing_more(
@@ -705,6 +745,94 @@ def test_bad_subscriptions_are_422_and_keep_the_nonce(
     assert answer.json()["error"] == "out_of_range"
     assert answer.json()["detail"].startswith(field)
     assert _post(api, proof).status_code == 201
+
+
+# ------------------------------------------------------------------ only the outside world
+
+#: webhook URLs whose host is, or resolves to, an address off the public internet: the five
+#: forms observed accepted and called (issue 12), and an inside name; every other form is in
+#: tests/notify/test_egress.py
+INSIDE_URLS = {
+    "loopback": ("http://127.0.0.1/hooks/in", "127.0.0.1 (loopback)"),
+    "localhost": ("http://localhost/hooks/in", "localhost (loopback, RFC 6761)"),
+    "unspecified": ("http://0.0.0.0/", "0.0.0.0 (unspecified)"),
+    "decimal-ip": ("http://2130706433/", "127.0.0.1 (loopback)"),
+    "metadata": ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 (link-local)"),
+    "inside-name": ("https://intranet.example.com/", "intranet.example.com, which resolves to "
+                    "an address that is private"),
+}
+
+
+@dataclass
+class StrictApi:
+    http: TestClient
+    services: Services
+
+
+@pytest.fixture
+def strict(env: EscrowEnv, tmp_path: Path) -> Iterator[StrictApi]:
+    """The API with the default settings (no local target allowed, on this development chain
+    too), on SQLite: a refusal comes before the database."""
+    s = _services(env, f"sqlite:///{tmp_path / 'strict.db'}", tmp_path, webhook_allow_hosts="")
+    try:
+        yield StrictApi(TestClient(create_app(s)), s)
+    finally:
+        s.engine.dispose()
+
+
+@pytest.mark.parametrize("case", INSIDE_URLS.values(), ids=INSIDE_URLS.keys())
+def test_a_subscription_to_an_inside_address_is_refused_with_422_naming_why(
+    env: EscrowEnv, strict: StrictApi, fake_dns: FakeDns, case: tuple[str, str],
+) -> None:
+    url, why = case
+    fake_dns.names["intranet.example.com"] = ["93.184.216.34", "10.0.0.8"]
+    proof = _sign_in(strict.http, env.parties.client, strict.services.chain_id)
+    answer = _post(strict.http, proof, url=url)
+    assert answer.status_code == 422, answer.text
+    body = answer.json()
+    assert body["error"] == "out_of_range"
+    assert body["detail"].startswith("url=")
+    assert "expected a host on the public internet, not " in body["detail"]
+    assert why in body["detail"]
+    assert "10.0.0.8" not in body["detail"]  # what an inside name resolves to is not told
+    assert "ESCROW_WEBHOOK_ALLOW_HOSTS" in body["detail"]
+    with strict.services.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(WebhookSubscription)) == 0
+    # the refusal did not use up the sign-in: a public receiver is accepted with it
+    fake_dns.names["hooks.example"] = ["93.184.216.34"]
+    assert _post(strict.http, proof, url="https://hooks.example/in").status_code == 201
+
+
+def test_a_refused_url_is_shown_without_its_credentials_or_query(
+    env: EscrowEnv, strict: StrictApi
+) -> None:
+    proof = _sign_in(strict.http, env.parties.client, strict.services.chain_id)
+    answer = _post(strict.http, proof, url="http://user:pa55word@127.0.0.1/in?token=abc#f")
+    assert answer.status_code == 422
+    assert answer.json()["detail"].startswith("url='http://127.0.0.1/in' is out of range")
+    for secret in ("pa55word", "user", "token", "abc"):
+        assert secret not in answer.json()["detail"]
+
+
+def test_the_operator_allows_named_local_targets_and_only_those(
+    env: EscrowEnv, tmp_path: Path
+) -> None:
+    services = _services(env, f"sqlite:///{tmp_path / 'allow.db'}", tmp_path,
+                         webhook_allow_hosts="127.0.0.1:9000, localhost")
+    try:
+        api = TestClient(create_app(services))
+        for url, status in [
+            ("http://127.0.0.1:9000/in", 201),
+            ("http://2130706433:9000/in", 201),  # the same address, written otherwise
+            ("http://127.0.0.1:9001/in", 422),  # another port
+            ("http://localhost:8080/in", 201),  # a name without a port: every port
+            ("http://[::1]:9000/in", 422),  # localhost's other address, but not named
+            ("http://10.0.0.1:9000/in", 422),
+        ]:
+            proof = _sign_in(api, env.parties.client, services.chain_id)
+            assert _post(api, proof, url=url).status_code == status, url
+    finally:
+        services.engine.dispose()
 
 
 def test_listing_needs_a_valid_address(api: TestClient) -> None:

@@ -88,9 +88,9 @@ def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     real: Callable[..., Evaluation] = findings_module.evaluate
 
     def counting(terms: TermsModel, accepted_at: int, now: int,
-                 samples: list[Sample]) -> Evaluation:
+                 samples: list[Sample], **window: Any) -> Evaluation:
         calls.append(accepted_at)
-        return real(terms, accepted_at, now, samples)
+        return real(terms, accepted_at, now, samples, **window)
 
     monkeypatch.setattr(findings_module, "evaluate", counting)
     return calls

@@ -96,7 +96,8 @@ def test_a_scorecard_counts_ratings_deliveries_breaches_refunds_and_series(api: 
          "refunded": "0", "value": "1000000", "share": "0.000000"},
     ]
     assert body["series_skipped"] == {"not_accepted": 1, "no_terms": 1, "unreadable_terms": 0,
-                                      "no_samples": 0, "evaluation_failed": 0}
+                                      "no_samples": 0, "evaluation_failed": 0,
+                                      "period_too_short": 0, "beyond_limit": 0}
     series = body["series"]
     assert len(series) == (body["now"] - a_start) // DAY + 1
     assert series[:3] == [

@@ -103,7 +103,7 @@ def live_service_on(
     **settings: Any,
 ) -> Iterator[LiveService]:
     """The app and its `workers` on the Hardhat chain of `env` and `database_url`, served on a
-    free port; stops the workers and the server afterwards. A worker that died meanwhile (its
+    free port; stops the workers and the server afterwards. A worker that failed meanwhile (its
     error is in the log) fails the test."""
     settings.setdefault("index_poll_interval", LIVE_POLL)
     config = Settings(
@@ -121,8 +121,11 @@ def live_service_on(
         try:
             with serve(create_app(services)) as url, httpx.Client(base_url=url, timeout=10) as http:
                 yield LiveService(url, services, env, running, http)
-            dead = [t.name for t in running.threads if not t.is_alive()]
-            assert not dead, f"workers stopped with an error (see the log): {dead}"
+            # a worker that raised is started again (backend/workers.py `supervise`): the
+            # board, not the thread, tells whether one failed
+            failed = [(w.name, w.state, w.error) for w in services.workers.all()
+                      if w.restarts or w.state in ("restarting", "off")]
+            assert not failed, f"workers stopped with an error (see the log): {failed}"
         finally:
             running.shutdown()
     finally:

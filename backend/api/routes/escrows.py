@@ -86,6 +86,7 @@ def prepare(
         request,
         now=chain_time(w3),
         has_code=lambda address: has_code(w3, address),
+        min_period_seconds=services.settings.min_period_seconds,
     )
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from backend.api.deps import SessionDep, limited_body
+from backend.api.deps import ServicesDep, SessionDep, limited_body
 from backend.api.schemas import TermsStored, raw_body, refusals
 from backend.oracle.terms_store import (
     MAX_TERMS_BYTES,
@@ -37,12 +37,14 @@ _OBJECT_BODY = {
     responses=refusals(400, 413, 422),
     openapi_extra=_OBJECT_BODY,
 )
-def post_terms(body: TermsBody, session: SessionDep) -> dict[str, str]:
+def post_terms(body: TermsBody, session: SessionDep, services: ServicesDep) -> dict[str, str]:
     """Stores a terms document (a JSON object, at most 64 KiB, that the terms model accepts: its
     schema is `GET /api/terms/schema`) under the keccak256 of its RFC 8785 canonical form;
     storing the same document again returns the same hash. 400 not JSON, 413 too large, 422
-    naming each field the model refuses."""
-    return {"terms_hash": store_terms(session, parse_terms_body(body))}
+    naming each field the model refuses, 422 `period_too_short` for a `period_seconds` below
+    the operator's minimum (`ESCROW_MIN_PERIOD_SECONDS`, default 3600)."""
+    minimum = services.settings.min_period_seconds
+    return {"terms_hash": store_terms(session, parse_terms_body(body), min_period_seconds=minimum)}
 
 
 @router.get(

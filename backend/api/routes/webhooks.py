@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 from backend.api.deps import ServicesDep, SessionDep
 from backend.api.schemas import NewSubscription, SignInNonce, SubscriptionList, refusals
 from backend.inputs import ROW_IDS, Address, parse_row_id
+from backend.notify.egress import EgressPolicy
 from backend.notify.sign_in import MAX_MESSAGE, authenticate, issue_nonce
 from backend.notify.webhooks import (
     create_subscription,
@@ -99,7 +100,8 @@ def subscribe(
     """Subscribes the signed-in address; the answer holds the secret (the only time it is
     shown) that signs every delivery."""
     # the body's own checks first, so a bad request does not use up the sign-in nonce
-    validate_url(body.url)
+    policy = EgressPolicy.from_settings(services.settings)
+    validate_url(body.url, policy)
     validate_events(body.events)
     validate_secret(body.secret)
     address = _prove(services, session, request, body)
@@ -111,6 +113,7 @@ def subscribe(
         secret=body.secret,
         now=services.clock.service_time(),
         limit=services.settings.webhook_max_subscriptions,
+        policy=policy,
     )
     return subscription_json(sub, with_secret=True)
 

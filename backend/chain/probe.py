@@ -1,0 +1,89 @@
+"""Node reads with a deadline, for the answers that must come quickly whatever the node does:
+`/api/health`, `/metrics` and the API's deployment check (`backend/api/deps.py`).
+
+A node that accepts connections and never answers holds a read for the provider's whole timeout
+(`ESCROW_RPC_TIMEOUT`). `NodeProbe.read` runs the read in a daemon thread of its own and waits for
+it at most `timeout` seconds; past that it raises `NodeNotAnswering` and the read goes on alone
+until the provider gives up. One read per key at a time: a caller that comes while the previous
+read of its key is still waiting for the node waits on that same read, so a frozen node holds at
+most one thread per key, never one per request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+from backend.chain.errors import NodeUnavailable
+
+T = TypeVar("T")
+
+
+class NodeNotAnswering(NodeUnavailable):
+    """The node did not answer `what` within `seconds` (a 503 where it reaches the API)."""
+
+    def __init__(self, what: str, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(what, f"no answer within {seconds:g} s")
+
+
+class NodeProbe:
+    """Deadline-bound node reads (see the module's docstring); thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: the last read of each key and when it finished (monotonic seconds; None: under way)
+        self._reads: dict[str, tuple[Future[Any], float | None]] = {}
+
+    def start(self, key: str, read: Callable[[], T], *, max_age: float = 0.0) -> Future[T]:
+        """The read of `key` under way, or its last answer when it came less than `max_age`
+        seconds ago (an error is never reused), or `read` started now in a thread of its
+        own."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._reads.get(key)
+            if last is not None:
+                previous, finished = last
+                if finished is None or (
+                    now - finished < max_age and previous.exception() is None
+                ):
+                    return previous
+            future: Future[T] = Future()
+            self._reads[key] = (future, None)
+
+        def run() -> None:
+            try:
+                result = read()
+            except BaseException as exc:  # handed to whoever waits
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            with self._lock:
+                if self._reads.get(key, (None, None))[0] is future:
+                    self._reads[key] = (future, time.monotonic())
+
+        threading.Thread(target=run, name=f"node-probe-{key}", daemon=True).start()
+        return future
+
+    def read(
+        self, key: str, read: Callable[[], T], timeout: float, *, what: str = "",
+        max_age: float = 0.0,
+    ) -> T:
+        """`read()` (or the read of `key` under way, or one that answered less than `max_age`
+        seconds ago), waited for at most `timeout` seconds. Raises `NodeNotAnswering(what or
+        key)` past it, and whatever the read raised."""
+        future = self.start(key, read, max_age=max_age)
+        return wait(future, time.monotonic() + timeout, what or key, timeout)
+
+
+def wait(future: Future[T], deadline: float, what: str, timeout: float) -> T:
+    """The result of `future` by `deadline` (a `time.monotonic()` value); `NodeNotAnswering`
+    after it, naming `what` and the `timeout` it was given."""
+    try:
+        return future.result(max(0.0, deadline - time.monotonic()))
+    except FutureTimeout:
+        raise NodeNotAnswering(what, timeout) from None
