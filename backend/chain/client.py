@@ -74,6 +74,10 @@ class EscrowClient:
         self._decoder = LogDecoder(abi)
         [created] = [e for e in abi if e.get("type") == "event" and e["name"] == "EscrowCreated"]
         self._created_topic = "0x" + keccak(text=event_signature(created)).hex()
+        self._event_topics = {
+            e["name"]: "0x" + keccak(text=event_signature(e)).hex()
+            for e in abi if e.get("type") == "event"
+        }
         self._params: dict[int, EscrowParams] = {}
         self._chain_id: int | None = None
 
@@ -105,6 +109,20 @@ class EscrowClient:
         params = EscrowParams.from_event(args["params"])
         self._params[escrow_id] = params
         return params
+
+    def events_of(self, escrow_id: int, event: str) -> list[tuple[str, dict[str, Any]]]:
+        """`(transaction hash, arguments in their JSON form: integers as decimal strings, bytes
+        as 0x hex)` of every `event` (an event of the ABI whose first indexed argument is the
+        escrow id) the escrow has on the chain from the deployment block to the head, in chain
+        order; paged within what the node accepts (`backend.chain.logs`), never one whole-range
+        `eth_getLogs`. Raises `KeyError` for an event the ABI does not have."""
+        head = int(self.w3.eth.block_number)
+        topics = [self._event_topics[event], "0x" + escrow_id.to_bytes(32, "big").hex()]
+        out: list[tuple[str, dict[str, Any]]] = []
+        for log in logs_between(self.w3, self.address, self.from_block, head, topics=topics):
+            if not log.removed:
+                out.append((log.tx_hash, self._decoder.decode(log.topics, log.data)[1]))
+        return out
 
     # ----------------------------------------------------------- encoding
 

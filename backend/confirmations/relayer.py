@@ -145,19 +145,12 @@ class Relayer(Sender[ConfirmationRequest]):
         """Whether another transaction than `ours` settled the row's milestone by signature with
         the row's rating and comment hash (a front-run relay of the client's confirmation); if
         so the row is moved to `settled`, naming that transaction."""
-        logs = self.services.escrow.contract.events.MilestoneSettled.get_logs(
-            from_block=self.services.deployment_block,
-            to_block="latest",
-            argument_filters={"escrowId": row.escrow_id},
-        )
-        for log in logs:
-            args = log["args"]
-            tx_hash = "0x" + bytes(log["transactionHash"]).hex()
+        for tx_hash, args in self.services.escrow.events_of(row.escrow_id, "MilestoneSettled"):
             if (
                 int(args["milestone"]) == row.milestone
                 and int(args["how"]) == SettledHow.SIGNED
                 and int(args["rating"]) == row.rating
-                and "0x" + bytes(args["commentHash"]).hex() == row.comment_hash.lower()
+                and args["commentHash"] == row.comment_hash.lower()
                 and tx_hash != ours
             ):
                 note = (

@@ -171,13 +171,7 @@ class Submitter(Sender[BreachSubmission]):
 
     def _chain_breach_id(self, row: BreachSubmission) -> int | None:
         """The breach id of the (kind, period) report on the chain, from its logs."""
-        logs = self.services.escrow.contract.events.BreachReported.get_logs(
-            from_block=self.services.deployment_block,
-            to_block="latest",
-            argument_filters={"escrowId": row.escrow_id},
-        )
-        for log in logs:
-            args = log["args"]
+        for _, args in self.services.escrow.events_of(row.escrow_id, "BreachReported"):
             if int(args["kind"]) == row.kind and int(args["period"]) == row.period:
                 return int(args["breachId"])
         return None

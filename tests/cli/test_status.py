@@ -129,10 +129,11 @@ def test_status_counts_every_outbox_and_names_its_oldest_waiting_item(
     assert body["lag_blocks"] == 0 and body["indexed_block"] == body["head_block"]
     out = body["outboxes"]
     assert out["relayer"]["counts"] == {
-        "pending": 1, "signed": 0, "sent": 1, "mined": 1, "failed": 1,
+        "pending": 1, "signed": 0, "sent": 1, "mined": 1, "settled": 0, "failed": 1,
     }
     assert out["oracle"]["counts"] == {
         "pending": 0, "signed": 0, "sent": 0, "mined": 2, "failed": 0, "not_sent": 1,
+        "off_chain": 0,
     }
     assert out["webhooks"]["counts"] == {
         "pending": 2, "delivered": 1, "failed": 1, "cancelled": 0,
