@@ -6,10 +6,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.inputs import parse_address, parse_host_list
+
+#: pooled connections of an API process kept for `/api/health` and `/metrics`, which read the
+#: database outside the admitted requests (`backend/api/admission.py`)
+RESERVED_CONNECTIONS = 2
 
 
 class Settings(BaseSettings):
@@ -51,6 +55,9 @@ class Settings(BaseSettings):
     relay_max_spend_per_escrow: int | None = Field(default=None, ge=0)
     #: the most the relayer spends for the confirmations of one client (over all its escrows)
     relay_max_spend_per_client: int | None = Field(default=None, ge=0)
+    #: the most the oracle spends (wei, counted the same way) on the reports and finalizations
+    #: of one escrow; unset: no bound
+    oracle_max_spend_per_escrow: int | None = Field(default=None, ge=0)
     #: blocks per eth_getLogs call of the indexer (halved while the node refuses a range)
     index_chunk_blocks: int = Field(default=2_000, ge=1)
     #: seconds between two syncs of the indexer worker
@@ -113,6 +120,23 @@ class Settings(BaseSettings):
     # REST API
     #: escrows whose GET /api/escrows/{id} body is kept in memory between index updates (0: off)
     api_detail_cache_size: int = Field(default=4_096, ge=0)
+    # capacity of one API process (backend/api/admission.py), set together: each admitted
+    # request holds at most one pooled connection and one thread at a time, so with
+    # db_pool_size >= api_max_concurrency + 2 (health and metrics) and api_threads above that no
+    # request ever waits for a connection held by a request waiting for a thread
+    #: connections of an API process's pool (the workers have a pool of their own)
+    db_pool_size: int = Field(default=10, ge=3)
+    #: seconds a request waits for a pooled connection before 503 `database_unavailable`
+    db_pool_timeout: float = Field(default=5.0, gt=0)
+    #: requests of one API process using the database at once; unset: db_pool_size - 2
+    api_max_concurrency: int | None = Field(default=None, ge=1)
+    #: seconds a request waits for one of those places before 503 `overloaded` (0: refused at
+    #: once when all are taken)
+    api_queue_timeout: float = Field(default=5.0, ge=0)
+    #: threads of an API process's threadpool (sync routes and dependencies; anyio's default 40)
+    api_threads: int = Field(default=40, ge=4)
+    #: connections of the background workers' own pool (`escrow serve` threads, worker commands)
+    worker_db_pool_size: int = Field(default=5, ge=1)
     #: the arbiter the pages offer for a new escrow (`GET /api/config`), EIP-55; unset: none
     default_arbiter: str | None = None
     # logs (backend/logs.py)
@@ -150,6 +174,32 @@ class Settings(BaseSettings):
         do not load."""
         parse_host_list("webhook_allow_hosts", value)
         return value
+
+    @model_validator(mode="after")
+    def _capacity_fits(self) -> Settings:
+        """The API's capacity settings fit together (see `api_concurrency`), else the settings
+        do not load: a pool too small for the admitted requests, or too few threads for
+        them, is what made requests wait 30 s for a connection (issue 13)."""
+        needed = self.api_concurrency + RESERVED_CONNECTIONS
+        if needed > self.db_pool_size:
+            raise ValueError(
+                f"ESCROW_API_MAX_CONCURRENCY {self.api_concurrency} needs ESCROW_DB_POOL_SIZE "
+                f"of at least {needed} (2 more for health and metrics), not {self.db_pool_size}"
+            )
+        if self.api_threads < needed:
+            raise ValueError(
+                f"ESCROW_API_THREADS {self.api_threads} is below the {needed} requests an API "
+                "process admits at once (ESCROW_API_MAX_CONCURRENCY + 2)"
+            )
+        return self
+
+    @property
+    def api_concurrency(self) -> int:
+        """Requests of one API process that use the database at once: `api_max_concurrency`,
+        else `db_pool_size` - `RESERVED_CONNECTIONS`."""
+        if self.api_max_concurrency is not None:
+            return self.api_max_concurrency
+        return max(1, self.db_pool_size - RESERVED_CONNECTIONS)
 
     @property
     def resolved_database_url(self) -> str:

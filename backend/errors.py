@@ -106,8 +106,13 @@ class TooLargeError(QualityEscrowError, ValueError):
         super().__init__(f"{what} is {size}, over the limit of {limit}")
 
 
+#: characters of a refused value an error message repeats at most (a 1.5 MB string is not
+#: echoed back in the answer nor in the log)
+SHOWN_VALUE_CHARS = 200
+
+
 class OutOfRangeError(QualityEscrowError, ValueError):
-    """422: a value out of range."""
+    """422: a value out of range; the message shows at most `SHOWN_VALUE_CHARS` of its repr."""
 
     code = "out_of_range"
 
@@ -115,7 +120,10 @@ class OutOfRangeError(QualityEscrowError, ValueError):
         self.field = field
         self.value = value
         self.expected = expected
-        super().__init__(f"{field}={value!r} is out of range: expected {expected}")
+        shown = repr(value)
+        if len(shown) > SHOWN_VALUE_CHARS:
+            shown = f"{shown[:SHOWN_VALUE_CHARS - 3]}... ({len(shown)} characters)"
+        super().__init__(f"{field}={shown} is out of range: expected {expected}")
 
 
 class UnavailableError(QualityEscrowError):

@@ -427,6 +427,11 @@ def parse_http_url(field: str, value: object, *, max_length: int = MAX_URL_LENGT
     if url.scheme not in DEFAULT_PORTS or not url.host or not 1 <= port <= 65_535:
         raise OutOfRangeError(field, shown, EXPECTED_HTTP_URL)
     host = url.raw_host.decode("ascii").lower()
+    if "%" in host:
+        # a zone id (`fe80::1%25eth0`, RFC 6874) names an interface of this machine: a local
+        # target by definition; a percent-encoded name is no host a resolver reads the same way
+        raise OutOfRangeError(field, shown, EXPECTED_HTTP_URL + " (a host without %-escapes or an "
+                              "IPv6 zone id)")
     return HttpUrl(value, url.scheme, host, port, numeric_address(host), host_header)
 
 

@@ -23,7 +23,7 @@ from backend.db.deployments import (
     claim_deployment,
     summaries,
 )
-from backend.db.session import make_engine, migrate, session_factory
+from backend.db.session import migrate, pooled_engine, session_factory
 
 #: what a background worker of this process is doing: `running` (active or standing by for
 #: its lease), `restarting` (it stopped with an error; started again at `next_attempt_at`),
@@ -124,7 +124,9 @@ def build_services(
     if address is None:
         deployment: Deployment = read_deployment(settings.data_dir, chain_id)
         address, block = deployment.address, deployment.block
-    engine = make_engine(settings.resolved_database_url)
+    # the API's pool: ESCROW_DB_POOL_SIZE connections, no overflow (backend/api/admission.py)
+    engine = pooled_engine(settings.resolved_database_url, pool_size=settings.db_pool_size,
+                           pool_timeout=settings.db_pool_timeout)
     migrate(engine)
     start = block if block is not None else 0
     escrow = EscrowClient(w3, address, from_block=start)
@@ -145,3 +147,21 @@ def build_services(
         deployment=DeploymentWatch(w3, escrow.address, start, key.block_hash),
         archived=tuple(summaries(claim.archived)),
     )
+
+
+#: seconds a worker waits for a connection of its own pool (nothing but workers use it)
+WORKER_POOL_TIMEOUT = 30.0
+
+
+def worker_services(services: Services) -> Services:
+    """`services` with an engine and sessions of their own for the background workers that
+    run beside the API in one process (`escrow serve`, `escrow up`): ESCROW_WORKER_DB_POOL_SIZE
+    connections (as many more while busy), so a burst of requests that takes every connection
+    of the API's pool never starves the indexer, the relayer, the oracle or the webhooks, and
+    the workers never take the connections the API's admission limit counts on. Everything
+    else (chain, deployment watch, worker board, probe) is shared. The caller disposes of the
+    new engine (`backend.workers.Workers.shutdown`)."""
+    size = services.settings.worker_db_pool_size
+    engine = pooled_engine(services.settings.resolved_database_url, pool_size=size,
+                           pool_timeout=WORKER_POOL_TIMEOUT, overflow=size)
+    return replace(services, engine=engine, sessions=session_factory(engine))

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Engine
+
 from backend.chain.keys import KeyNotConfigured, oracle_account, relayer_account
 from backend.config import Settings
 from backend.confirmations.relayer import Relayer
@@ -24,7 +26,7 @@ from backend.oracle.findings import evaluator
 from backend.oracle.worker import Oracle
 from backend.outbox.owner import ownership, worker_lease
 from backend.outbox.sender import Sender
-from backend.services import Services, WorkerBoard, WorkerStatus
+from backend.services import Services, WorkerBoard, WorkerStatus, worker_services
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +37,15 @@ WORKER_NAMES = ("indexer", "relayer", "oracle", "webhooks")
 class Workers:
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
+    #: the workers' own database pool (`backend.services.worker_services`), closed at shutdown
+    engine: Engine | None = None
 
     def shutdown(self, timeout: float = 10.0) -> None:
         self.stop.set()
         for thread in self.threads:
             thread.join(timeout)
+        if self.engine is not None:
+            self.engine.dispose()
 
 
 def relayer(services: Services) -> Relayer:
@@ -114,7 +120,19 @@ def start_workers(services: Services, names: tuple[str, ...] = WORKER_NAMES) -> 
     sender with no key configured (off a dev chain) does not start: it is reported `off`.
     Unless the settings say to stand by (`worker_standby`), then checks that no other process
     holds any of their leases: raises `SenderBusyError` / `WorkerBusyError` then, and starts
-    nothing. Standing by, a worker whose lease is held waits for it in its thread."""
+    nothing. Standing by, a worker whose lease is held waits for it in its thread.
+
+    The workers read and write through a pool of their own (`worker_services`), never the
+    API's: requests that take every API connection cannot starve them (issue 13)."""
+    services = worker_services(services)
+    try:
+        return _start(services, names)
+    except BaseException:
+        services.engine.dispose()
+        raise
+
+
+def _start(services: Services, names: tuple[str, ...]) -> Workers:
     senders: dict[str, Sender[Any]] = {}
     off: dict[str, str] = {}
     for name in names:
@@ -125,7 +143,7 @@ def start_workers(services: Services, names: tuple[str, ...] = WORKER_NAMES) -> 
                 off[name] = exc.message
     if not services.settings.worker_standby:
         check_leases(services, names, senders)
-    workers = Workers()
+    workers = Workers(engine=services.engine)
     policy = RestartPolicy.from_settings(services.settings)
     for name in names:
         if name in off:

@@ -1,14 +1,23 @@
-"""API load benchmark: `GET /api/escrows/{id}` under concurrent load, one uvicorn worker.
+"""API load benchmark: `GET /api/escrows/{id}` under concurrent load, and bursts of concurrent
+confirmation POSTs, one uvicorn worker.
 
 Starts a fresh Hardhat node, deploys the escrow, creates escrows in several states, indexes them
 into a database (SQLite file, or a throwaway PostgreSQL database), serves the API with uvicorn
 (one worker, in a subprocess on a free port) and drives it with N concurrent connections: `wrk`
 when it is installed, else an asyncio httpx client. Prints requests per second and p50/p90/p99
-latency; `--write` records them in docs/performance.md between the api markers. A benchmark, not
-a test: it reports, it does not pass or fail.
+latency; `--write` records them in docs/performance.md between the api markers.
 
-    .venv/bin/python scripts/bench_api.py [--db sqlite|postgresql|both] [--connections 32]
-        [--duration 10] [--escrows 100] [--client auto|wrk|httpx] [--write]
+`--burst 64,256,500` (the default) then sends, for each N, N signed confirmation POSTs at once
+from N clients (`POST /api/escrows/{id}/milestones/{m}/confirmations`, each a fresh milestone)
+to a server running its background workers (the relayer sends them meanwhile), while one more
+client asks `/api/health` every 0.25 s; it prints the burst's throughput, p50/p99 latency and
+the answers counted as 2xx, 503 (refused when saturated, with `Retry-After`), other 4xx, 5xx and
+transport errors, and the slowest health answer. `--burst ""` skips it. A benchmark, not a
+test: it reports, it does not pass or fail.
+
+    .venv/bin/python scripts/bench_api.py [--db sqlite|postgresql|both] [--connections 64,256,500]
+        [--duration 10] [--escrows 100] [--client auto|wrk|httpx] [--burst 64,256,500]
+        [--write]
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from backend.db.models import Review
 from backend.index.indexer import Indexer, escrow_events
 from backend.oracle.terms_store import store_terms
 from backend.services import Services, build_services
+from tests.confirmations.support import TestClient, sign
 from tests.support import CHALLENGE, ETH, EscrowEnv, build_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +83,8 @@ class Result:
     p99_ms: float
     #: CPU time the server process spent per request (user + system), when /proc tells it
     cpu_ms: float | None
+    #: answers the server counted as 503 (refused by admission control, `overloaded`)
+    refused: int = 0
 
     @property
     def rps(self) -> float:
@@ -146,19 +158,28 @@ def serve(args: argparse.Namespace) -> None:
     )
     app = create_app(services)
     install_metrics(app)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, log_level="warning",
-                access_log=False)
+    running = None
+    if args.with_workers:
+        from backend.workers import start_workers
+
+        running = start_workers(services)
+    try:
+        uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, log_level="warning",
+                    access_log=False)
+    finally:
+        if running is not None:
+            running.shutdown()
 
 
 @contextlib.contextmanager
 def server(rpc_url: str, database_url: str, contract: str, block: int, workdir: Path,
-           *, cache: bool) -> Iterator[tuple[str, int]]:
+           *, cache: bool, workers: bool = False) -> Iterator[tuple[str, int]]:
     port = find_free_port()
     command = [
         sys.executable, __file__, "serve", "--rpc-url", rpc_url, "--database-url", database_url,
         "--contract", contract, "--deployment-block", str(block), "--port", str(port),
         "--data-dir", str(workdir),
-    ]
+    ] + (["--with-workers"] if workers else [])
     log = (workdir / f"uvicorn-{port}.log").open("wb")
     env = dict(os.environ)
     if not cache:
@@ -266,6 +287,198 @@ def load(url: str, client: str, connections: int, seconds: float) -> Load:
     return run_httpx(url, connections, seconds)
 
 
+# ------------------------------------------------------------------ confirmation bursts
+
+#: a confirmation POST ready to send: (path, body)
+Post = tuple[str, dict[str, object]]
+#: milestones per escrow of the confirmation bursts (the contract's maximum)
+BURST_MILESTONES = 64
+
+
+@dataclass
+class Burst:
+    """One burst: `clients` signed confirmation POSTs sent at once, one per client."""
+
+    database: str
+    clients: int
+    seconds: float
+    #: answers by class: "2xx", "503", "4xx" (other refusals), "5xx" (503 excepted), "error"
+    #: (a transport error or no answer within the client's 60 s)
+    counts: dict[str, int]
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    #: the slowest `/api/health` answer during the burst, and how many were not 200
+    health_max_ms: float
+    health_failures: int
+    #: p50, p99 and the slowest as the server measured them (`server_quantile`)
+    server_p50: str = "n/a"
+    server_p99: str = "n/a"
+    server_max: str = "n/a"
+
+    @property
+    def rps(self) -> float:
+        return self.clients / self.seconds
+
+
+def signed_confirmations(env: EscrowEnv, services: Services, count: int) -> list[Post]:
+    """`count` confirmation POSTs ready to send, (path, body), each for a milestone of its own:
+    active escrows of `BURST_MILESTONES` milestones, typed data from the app itself (in
+    process), signed by the client."""
+    escrows = [env.create_active(env.params((ETH // 1000,) * BURST_MILESTONES))
+               for _ in range(-(-count // BURST_MILESTONES))]
+    Indexer(services).sync()
+    from backend.api.app import create_app
+
+    client = TestClient(create_app(services))
+    deadline = env.now() + 6 * 3_600
+    posts = []
+    for n in range(count):
+        escrow_id, milestone = escrows[n // BURST_MILESTONES], n % BURST_MILESTONES
+        body: dict[str, object] = {"rating": 1 + n % 5, "comment": f"burst {n}",
+                                   "deadline": deadline}
+        base = f"/api/escrows/{escrow_id}/milestones/{milestone}"
+        answer = client.post(f"{base}/typed-data", json=body)
+        assert answer.status_code == 200, answer.text
+        body["signature"] = sign(env.parties.client, answer.json())
+        posts.append((f"{base}/confirmations", body))
+    return posts
+
+
+def answer_class(status: int) -> str:
+    if status == 503:
+        return "503"
+    return f"{status // 100}xx" if status // 100 in (2, 4, 5) else "other"
+
+
+async def _burst(base: str, posts: list[Post]) -> tuple[list[float], dict[str, int],
+                                                                  float, list[float], int]:
+    latencies: list[float] = []
+    counts = {"2xx": 0, "503": 0, "4xx": 0, "5xx": 0, "error": 0}
+    health: list[float] = []
+    health_failures = 0
+    limits = httpx.Limits(max_connections=len(posts), max_keepalive_connections=len(posts))
+    done = asyncio.Event()
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client, \
+            httpx.AsyncClient(base_url=base, timeout=60) as probe:
+
+        async def one(path: str, body: dict[str, object]) -> None:
+            start = time.perf_counter()
+            try:
+                response = await client.post(path, json=body)
+            except httpx.HTTPError:
+                counts["error"] += 1
+                return
+            latencies.append(time.perf_counter() - start)
+            counts[answer_class(response.status_code)] = counts.get(
+                answer_class(response.status_code), 0) + 1
+
+        async def watch_health() -> None:
+            nonlocal health_failures
+            while not done.is_set():
+                start = time.perf_counter()
+                try:
+                    ok = (await probe.get("/api/health")).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                health.append(time.perf_counter() - start)
+                health_failures += not ok
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), 0.25)
+
+        watcher = asyncio.create_task(watch_health())
+        began = time.perf_counter()
+        await asyncio.gather(*(one(path, body) for path, body in posts))
+        elapsed = time.perf_counter() - began
+        done.set()
+        await watcher
+    return latencies, counts, elapsed, health, health_failures
+
+
+#: the route of the confirmation POSTs, as `/metrics` names it
+CONFIRM_ROUTE = "/api/escrows/{escrow_id}/milestones/{milestone}/confirmations"
+
+
+def server_buckets(base: str) -> dict[float, float]:
+    """The server's own latency histogram of the confirmation POSTs (`/metrics`,
+    `escrow_http_request_duration_seconds`): cumulative count per bucket bound, in seconds.
+    It starts when the server has read the request's headers, so it leaves out the time the
+    load generator takes to open its connections and send."""
+    text_ = httpx.get(f"{base}/metrics", timeout=30).text
+    found: dict[float, float] = {}
+    for line in text_.splitlines():
+        if (line.startswith("escrow_http_request_duration_seconds_bucket{")
+                and 'method="POST"' in line and f'route="{CONFIRM_ROUTE}"' in line):
+            bound = re.search(r'le="([^"]+)"', line)
+            assert bound is not None, line
+            found[float(bound.group(1))] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def server_statuses(base: str, method: str, route: str) -> dict[str, float]:
+    """Requests the server answered on `route`, by status (`/metrics`, `escrow_http_requests`)."""
+    found: dict[str, float] = {}
+    for line in httpx.get(f"{base}/metrics", timeout=30).text.splitlines():
+        if (line.startswith("escrow_http_requests_total{") and f'method="{method}"' in line
+                and f'route="{route}"' in line):
+            status = re.search(r'status="(\d+)"', line)
+            assert status is not None, line
+            found[status.group(1)] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def server_quantile(before: dict[float, float], after: dict[float, float], q: float) -> str:
+    """The bucket bound under which a fraction `q` of the burst's requests were served, as the
+    server measured them: "<= 2.5 s", or "> 10 s" beyond the last bound."""
+    bounds = sorted(after)
+    total = after[bounds[-1]] - before.get(bounds[-1], 0.0)
+    for bound in bounds:
+        if after[bound] - before.get(bound, 0.0) >= q * total:
+            return f"> {bounds[-2]:g} s" if bound == float("inf") else f"<= {bound:g} s"
+    return "n/a"
+
+
+def burst(base: str, kind: str, posts: list[Post]) -> Burst:
+    before = server_buckets(base)
+    latencies, counts, elapsed, health, health_failures = asyncio.run(_burst(base, posts))
+    after = server_buckets(base)
+    ms = sorted(x * 1000 for x in latencies) or [0.0]
+    cuts = statistics.quantiles(ms, n=100) if len(ms) > 1 else [ms[0]] * 99
+    b = Burst(kind, len(posts), elapsed, counts, cuts[49], cuts[98], ms[-1],
+              max(health, default=0.0) * 1000, health_failures,
+              server_quantile(before, after, 0.5), server_quantile(before, after, 0.99),
+              server_quantile(before, after, 1.0))
+    print(f"{kind} / burst of {b.clients} confirmation POSTs: {b.rps:,.0f} answers/s, "
+          f"p50 {b.p50_ms:.0f} ms, p99 {b.p99_ms:.0f} ms, max {b.max_ms:.0f} ms (server: p50 "
+          f"{b.server_p50}, p99 {b.server_p99}, max {b.server_max}), {counts}, "
+          f"health slowest {b.health_max_ms:.0f} ms ({health_failures} not 200), "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)
+    return b
+
+
+def burst_table(bursts: list[Burst], load_avg: str) -> str:
+    lines = [
+        f"Bursts of N signed confirmation POSTs sent at once by N clients (one per client, each "
+        f"a milestone of its own), the server running its workers (the relayer sends them "
+        f"meanwhile), `/api/health` asked every 0.25 s by one more client; latencies as the "
+        f"load generator saw them (it opens N connections at once), and as the server measured "
+        f"them (`/metrics` histogram bucket bounds); same machine (load average {load_avg}).",
+        "",
+        "| database | clients | answers/s | p50 ms | p99 ms | max ms | server p50 | server p99 "
+        "| server max | 2xx | 503 | other 4xx | 5xx | no answer | slowest health ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in bursts:
+        c = b.counts
+        lines.append(
+            f"| {b.database} | {b.clients} | {b.rps:,.0f} | {b.p50_ms:.0f} | {b.p99_ms:.0f} "
+            f"| {b.max_ms:.0f} | {b.server_p50} | {b.server_p99} | {b.server_max} "
+            f"| {c['2xx']} | {c['503']} | {c['4xx']} | {c['5xx']} "
+            f"| {c['error']} | {b.health_max_ms:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -291,14 +504,14 @@ def table(results: list[Result], escrow_events: int, escrows: int, load_avg: str
         f"other jobs (load average {load_avg} during the run).",
         "",
         "| database | detail cache | load generator | connections | requests/s | p50 ms | p90 ms "
-        "| p99 ms | errors | server CPU ms/request |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| p99 ms | errors | of which 503 | server CPU ms/request |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.database} | {r.cache} | {r.client} | {r.connections} | {r.rps:,.0f} "
             f"| {r.p50_ms:.1f} "
-            f"| {r.p90_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | {_ms(r.cpu_ms)} |"
+            f"| {r.p90_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | {r.refused} | {_ms(r.cpu_ms)} |"
         )
     return "\n".join(lines)
 
@@ -315,25 +528,35 @@ def write_doc(body: str) -> None:
 
 
 def measure(rpc_url: str, database_url: str, env: EscrowEnv, escrow_id: int, workdir: Path,
-            kind: str, client: str, cache: bool, args: argparse.Namespace) -> Result:
+            kind: str, client: str, cache: bool, args: argparse.Namespace) -> list[Result]:
+    """The GET load at each of `args.connections`, on one server."""
+    results = []
     with server(rpc_url, database_url, env.escrow.address, env.deployment_block, workdir,
                 cache=cache) as (base, pid):
         target = f"{base}/api/escrows/{escrow_id}"
         assert httpx.get(target).status_code == 200
-        load(target, client, args.connections, min(2.0, args.duration))  # warm-up
-        cpu_before = cpu_seconds(pid)
-        n, errors, elapsed, p50, p90, p99 = load(target, client, args.connections, args.duration)
-        cpu_after = cpu_seconds(pid)
-    cpu_ms = (
-        None if cpu_before is None or cpu_after is None or n == 0
-        else (cpu_after - cpu_before) * 1000 / n
-    )
-    r = Result(kind, "on" if cache else "off", client, args.connections, elapsed, n, errors,
-               p50, p90, p99, cpu_ms)
-    print(f"{kind} / cache {r.cache} / {client} / {args.connections} connections: "
-          f"{r.rps:,.0f} req/s, p50 {p50:.1f} ms, p90 {p90:.1f} ms, p99 {p99:.1f} ms, "
-          f"{errors} errors, server CPU {_ms(cpu_ms)} ms/request", flush=True)
-    return r
+        load(target, client, args.connections[0], min(2.0, args.duration))  # warm-up
+        for connections in args.connections:
+            route = "/api/escrows/{escrow_id}"
+            before = server_statuses(base, "GET", route)
+            cpu_before = cpu_seconds(pid)
+            n, errors, elapsed, p50, p90, p99 = load(target, client, connections, args.duration)
+            cpu_after = cpu_seconds(pid)
+            after = server_statuses(base, "GET", route)
+            refused = int(after.get("503", 0) - before.get("503", 0))
+            cpu_ms = (
+                None if cpu_before is None or cpu_after is None or n == 0
+                else (cpu_after - cpu_before) * 1000 / n
+            )
+            r = Result(kind, "on" if cache else "off", client, connections, elapsed, n, errors,
+                       p50, p90, p99, cpu_ms, refused)
+            print(f"{kind} / cache {r.cache} / {client} / {connections} connections: "
+                  f"{r.rps:,.0f} req/s, p50 {p50:.1f} ms, p90 {p90:.1f} ms, p99 {p99:.1f} ms, "
+                  f"{errors} errors of which {refused} were 503 overloaded (server's count), "
+                  f"server CPU {_ms(cpu_ms)} ms/request, "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+            results.append(r)
+    return results
 
 
 def bench(args: argparse.Namespace) -> None:
@@ -342,8 +565,10 @@ def bench(args: argparse.Namespace) -> None:
         client = "wrk" if shutil.which("wrk") else "httpx"
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     caches = {"both": [True, False], "on": [True], "off": [False]}[args.cache]
+    bursts_of = [int(n) for n in args.burst.split(",") if n.strip()]
     load_before = os.getloadavg()[0]
     results: list[Result] = []
+    bursts: list[Burst] = []
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp, start_hardhat_node() as node:
         workdir = Path(tmp)
         env = build_env(connect(node.url))
@@ -360,11 +585,26 @@ def bench(args: argparse.Namespace) -> None:
                 store_documents(services)
                 with services.sessions() as session:
                     events = len(escrow_events(session, services.chain_id, rich))
+                if bursts_of:
+                    started = time.perf_counter()
+                    posts = signed_confirmations(env, services, sum(bursts_of))
+                    print(f"{kind}: {len(posts)} confirmations signed in "
+                          f"{time.perf_counter() - started:.1f} s", flush=True)
                 services.engine.dispose()
-                for cache in caches:
-                    results.append(measure(node.url, url, env, rich, workdir, kind, client,
-                                           cache, args))
-    report = table(results, events, args.escrows, f"{load_before:.1f} to {os.getloadavg()[0]:.1f}")
+                if args.connections:
+                    for cache in caches:
+                        results += measure(node.url, url, env, rich, workdir, kind, client,
+                                           cache, args)
+                if bursts_of:
+                    with server(node.url, url, env.escrow.address, env.deployment_block, workdir,
+                                cache=True, workers=True) as (base, _pid):
+                        for n in bursts_of:
+                            bursts.append(burst(base, kind, posts[:n]))
+                            posts = posts[n:]
+    load_avg = f"{load_before:.1f} to {os.getloadavg()[0]:.1f}"
+    report = table(results, events, args.escrows, load_avg) if results else ""
+    if bursts:
+        report += ("\n\n" if report else "") + burst_table(bursts, load_avg)
     print()
     print(report)
     if args.write:
@@ -382,13 +622,19 @@ def main() -> None:
     s.add_argument("--deployment-block", type=int, required=True)
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--data-dir", required=True)
+    s.add_argument("--with-workers", action="store_true")
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", default="64,256,500",
+                        type=lambda v: [int(n) for n in v.split(",") if n.strip()],
+                        help="concurrent connections of the GET load, comma-separated")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--escrows", type=int, default=100)
     parser.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--cache", choices=["both", "on", "off"], default="both",
                         help="the server's detail cache (off: every request folds the events)")
+    parser.add_argument("--burst", default="64,256,500",
+                        help="concurrent confirmation POSTs per burst, comma-separated "
+                        "(empty: no bursts)")
     parser.add_argument("--write", action="store_true", help="record in docs/performance.md")
     args = parser.parse_args()
     if args.command == "serve":

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
 
+from backend.api.admission import Admission, set_thread_limit
 from backend.api.body_bounds import BodyBounds
-from backend.api.deps import live_deployment
+from backend.api.deps import AdmittedDep, live_deployment
 from backend.api.errors import install_error_handlers
 from backend.api.routes import ROUTERS, health, metrics
 from backend.api.routes.metrics import install_metrics
@@ -20,9 +23,18 @@ from backend.web import install_web
 def create_app(services: Services) -> FastAPI:
     """The API and pages on `services`. Every request body is bounded (size and JSON nesting,
     `backend.api.body_bounds.BodyBounds`) before any route reads it, and the recursion limit the
-    chain libraries raised on import is put back (`bound_recursion`)."""
+    chain libraries raised on import is put back (`bound_recursion`). Requests that use the
+    database are admitted up to `ESCROW_API_MAX_CONCURRENCY` at once, and the serving loop's
+    threadpool gets `ESCROW_API_THREADS` threads (`backend.api.admission`)."""
     bound_recursion()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        set_thread_limit(services.settings)  # in the serving loop: its threadpool
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Quality Escrow",
         version="0.1.0",
         description="Escrowed payments released by quality ratings and refunded by KPI evidence.",
@@ -30,6 +42,8 @@ def create_app(services: Services) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = services
+    # the process's places (backend/api/admission.py): backpressure instead of stalls
+    app.state.admission = Admission.from_settings(services.settings)
     install_error_handlers(app)
     # added first, so it runs inside the metrics middleware: its refusals are counted
     app.add_middleware(BodyBounds)
@@ -37,7 +51,10 @@ def create_app(services: Services) -> FastAPI:
     for router in ROUTERS:
         # health and metrics report a lost deployment; every other route refuses to serve it
         always = router in (health.router, metrics.router)
-        app.include_router(router, dependencies=[] if always else [Depends(live_deployment)])
+        # and are not admitted (`admitted`): they read with connections of their own reserve
+        app.include_router(
+            router, dependencies=[] if always else [AdmittedDep, Depends(live_deployment)]
+        )
     install_web(app)
     document = app.openapi
 

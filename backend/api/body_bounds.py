@@ -88,6 +88,10 @@ _ESCAPE = re.compile(rb"\\.", re.DOTALL)
 _STRING = re.compile(rb'"[^"]*"')
 
 
+#: byte order marks of UTF-16 and UTF-32 (codecs.BOM_UTF16_LE/BE, BOM_UTF32_LE/BE)
+_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+
+
 class NestingScan:
     """The JSON nesting depth of a body fed in chunks, strings and escapes skipped.
 
@@ -102,9 +106,26 @@ class NestingScan:
         self.depth = 0
         self._in_string = False
         self._carry = b""
+        self._started = False
+        #: why the body was refused (None while it is not)
+        self.reason: str | None = None
 
     def feed(self, chunk: bytes) -> bool:
-        """Takes the next chunk; False once the body has gone deeper than `max_depth`."""
+        """Takes the next chunk; False (with `reason`) once the body has gone deeper than
+        `max_depth`, or shows it is not UTF-8: a NUL byte (never in UTF-8 JSON text, where
+        U+0000 must be escaped) or a UTF-16/32 byte order mark. JSON between systems is UTF-8
+        (RFC 8259 section 8.1), and only in UTF-8 does this byte scan see the brackets the
+        parser sees (Python's parser would decode UTF-16 and UTF-32 bodies too)."""
+        if (not self._started and chunk.startswith(_BOMS)) or b"\x00" in chunk:
+            self.reason = "JSON must be UTF-8 (RFC 8259 section 8.1)"
+            return False
+        self._started = self._started or bool(chunk)
+        if not self._within_depth(chunk):
+            self.reason = f"JSON nested deeper than {self.max_depth} levels"
+            return False
+        return True
+
+    def _within_depth(self, chunk: bytes) -> bool:
         data = _ESCAPE.sub(b"", self._carry + chunk)
         self._carry = b""
         if data.endswith(b"\\"):
@@ -188,9 +209,7 @@ class BodyBounds:
             if received > rule.limit:
                 refused = refusal_of(TooLargeError("request body", received, rule.limit))
             elif scan is not None and not scan.feed(chunk):
-                refused = refusal_of(MalformedInputError(
-                    "body", f"JSON nested deeper than {self.max_depth} levels"
-                ))
+                refused = refusal_of(MalformedInputError("body", scan.reason or "refused"))
             return {"type": "http.disconnect"} if refused is not None else message
 
         async def guarded_send(message: Message) -> None:

@@ -4,14 +4,18 @@ request's database session, a size-limited raw body, the measurement bearer toke
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 from starlette.requests import HTTPConnection
 
+from backend.api.admission import Admission
 from backend.chain.errors import DeploymentGone
 from backend.chain.probe import NodeNotAnswering
 from backend.db.models import EscrowRow
@@ -27,10 +31,77 @@ async def get_services(request: Request) -> Services:
     return services
 
 
-def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
-    """One database transaction per request: committed on success, rolled back on error."""
-    with services.sessions() as session, session.begin():
-        yield session
+def admission_of(request: Request) -> Admission:
+    """The app's `Admission` (`backend/api/admission.py`), made on first use from the
+    services' settings."""
+    admission: Admission | None = getattr(request.app.state, "admission", None)
+    if admission is None:
+        admission = Admission.from_settings(request.app.state.services.settings)
+        request.app.state.admission = admission
+    return admission
+
+
+@asynccontextmanager
+async def request_place(request: Request) -> AsyncIterator[None]:
+    """Holds one of the process's places (`Admission.place`) for the request, once: a request
+    that holds one already (`admitted`, then `get_session`) is not counted twice. 503
+    `overloaded` when none frees up within `ESCROW_API_QUEUE_TIMEOUT` seconds."""
+    if getattr(request.state, "admitted", False):
+        yield
+        return
+    async with admission_of(request).place():
+        request.state.admitted = True
+        try:
+            yield
+        finally:
+            request.state.admitted = False
+
+
+async def admitted(request: Request) -> AsyncIterator[None]:
+    """A router dependency, first of every API router but health and metrics
+    (`backend.api.app.create_app`): the request takes its place before any other dependency
+    runs on a thread (the deployment check) and before its session, so a request waits at most
+    `ESCROW_API_QUEUE_TIMEOUT` seconds for anything before it starts or is refused."""
+    async with request_place(request):
+        yield
+
+
+async def get_session(
+    request: Request, services: Annotated[Services, Depends(get_services)]
+) -> AsyncIterator[Session]:
+    """One database transaction per request, inside one of the process's places (`request_place`):
+    committed on success, rolled back on error, and its connection returned to the pool before
+    the place is given back and before the response leaves.
+
+    The session is made on the event loop (no I/O: the connection is taken at the first
+    statement, in the route's thread); the commit or rollback runs in a thread of its own
+    (not one of the threadpool's), so ending a transaction never waits for a thread
+    (backend/api/admission.py says why that stalled the service)."""
+    async with request_place(request):
+        session = services.sessions()
+        transaction = session.begin()
+        try:
+            yield session
+        except BaseException as exc:
+            await anyio.to_thread.run_sync(
+                _end_transaction, session, transaction, exc, limiter=anyio.CapacityLimiter(1)
+            )
+            raise
+        await anyio.to_thread.run_sync(
+            _end_transaction, session, transaction, None, limiter=anyio.CapacityLimiter(1)
+        )
+
+
+def _end_transaction(
+    session: Session, transaction: SessionTransaction, error: BaseException | None
+) -> None:
+    """Commits (`error` None) or rolls back the request's transaction, then closes the session,
+    returning its connection to the pool."""
+    with session:
+        if error is None:
+            transaction.commit()
+        else:
+            transaction.rollback()
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -65,6 +136,8 @@ def live_deployment(request: Request, services: ServicesDep) -> None:
         raise DeploymentGone(gone)
 #: committed when the route function returns, so a 2xx never reaches the client before its row
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+#: one of the process's places (`admitted`), taken before anything else of the request runs
+AdmittedDep = Depends(admitted, scope="function")
 
 
 def limited_body(what: str, limit: int) -> Callable[[Request], Awaitable[bytes]]:

@@ -13,6 +13,9 @@ from eth_utils import to_checksum_address
 from backend.errors import MalformedInputError
 
 ZERO_ADDRESS: ChecksumAddress = to_checksum_address("0x" + "00" * 20)
+#: the largest period number: periods are `uint32` on the chain (`reportBreach`'s `period`,
+#: `BreachReported.period`)
+MAX_PERIOD = 2**32 - 1
 ZERO_HASH = b"\x00" * 32
 BPS = 10_000
 MAX_MILESTONES = 64

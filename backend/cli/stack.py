@@ -93,6 +93,14 @@ def _serve(
         + (f", {processes} processes" if processes > 1 else ""),
         soft_wrap=True,
     )
+    # the capacity of each API process, set together (backend/api/admission.py)
+    console.print(
+        f"each API process serves {settings.api_concurrency} requests at once "
+        f"(ESCROW_API_MAX_CONCURRENCY; more wait up to {settings.api_queue_timeout:g} s, then "
+        f"503 overloaded) on {settings.db_pool_size} pooled connections and "
+        f"{settings.api_threads} threads (ESCROW_DB_POOL_SIZE, ESCROW_API_THREADS)",
+        soft_wrap=True,
+    )
     # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit lets the
     # workers stop and a Hardhat node started by `escrow up` go down with us (with several
     # processes uvicorn's supervisor handles SIGINT/SIGTERM, stops them and returns)

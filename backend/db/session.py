@@ -77,6 +77,21 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+def pooled_engine(url: str, *, pool_size: int, pool_timeout: float, overflow: int = 0) -> Engine:
+    """`make_engine` with a pool of `pool_size` connections (plus `overflow` opened beyond it
+    while busy and closed after) and a checkout that waits at most `pool_timeout` seconds, then
+    raises the pool's `TimeoutError` (`DatabaseUnavailable`, 503). An API process's pool is
+    sized with its admission limit (`backend/api/admission.py`, ESCROW_DB_POOL_SIZE); the
+    workers have one of their own (`backend.services.worker_services`). An in-memory SQLite
+    database keeps its single connection per thread."""
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if url.startswith("sqlite") and path in ("", ":memory:"):
+        return make_engine(url)
+    return make_engine(
+        url, pool_size=pool_size, max_overflow=overflow, pool_timeout=pool_timeout
+    )
+
+
 def alembic_config(engine: Engine | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

@@ -66,9 +66,10 @@ def parse_days(
 
 
 def day_bounds(date_from: date | None, date_to: date | None) -> tuple[int | None, int | None]:
-    """Unix seconds [start, end) of the inclusive UTC days `date_from`..`date_to`."""
+    """Unix seconds [start, end) of the inclusive UTC days `date_from`..`date_to` (None: open;
+    the last day there is, 9999-12-31, leaves the end open)."""
     start = None if date_from is None else _midnight(date_from)
-    end = None if date_to is None else _midnight(date_to + timedelta(days=1))
+    end = None if date_to is None or date_to >= date.max else _midnight(date_to + timedelta(days=1))
     return start, end
 
 

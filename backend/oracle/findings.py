@@ -313,12 +313,14 @@ def find_breaches(
     state: EvaluationState | None = None,
     min_period_seconds: int = DEFAULT_MIN_PERIOD_SECONDS,
 ) -> list[ReportFinding]:
-    """Every new breach the samples show at `now` (chain time), with its evidence stored:
-    of every escrow with samples (without `state`), or of those whose samples, row or periods
-    changed since the passes `state` remembers, each from the first period that can have
-    changed (`_first_period`). One escrow's failure is recorded and skipped; an escrow whose
-    terms have a period below `min_period_seconds` (stored before the minimum was enforced) is
-    not evaluated: the reason is recorded as its failure (`evaluation_failure`), no finding."""
+    """Every new breach the samples show at `now` (chain time), with its evidence stored: of
+    every escrow with samples and every active escrow of this oracle without any whose terms
+    count missing data as a breach (its monitoring never posted) (without `state`), or of those
+    whose samples, row or periods changed since the passes `state` remembers, each from the
+    first period that can have changed (`_first_period`). One escrow's failure is recorded and
+    skipped; an escrow whose terms have a period below `min_period_seconds` (stored before the
+    minimum was enforced) is not evaluated: the reason is recorded as its failure
+    (`evaluation_failure`), no finding."""
     escrows = {
         row.escrow_id: row
         for row in session.scalars(select(EscrowRow).where(EscrowRow.chain_id == chain_id))
@@ -333,6 +335,19 @@ def find_breaches(
         if state is not None and state.is_current((chain_id, escrow_id), signature, now):
             continue
         wanted[escrow_id] = (row, signature)
+    # an active escrow of ours with no sample at all: its monitoring never posted, which terms
+    # with `missing_data: breach` count as failed periods (evaluated on no samples, below)
+    silent: set[int] = set()
+    for escrow_id, row in escrows.items():
+        if escrow_id in signatures or row.status != "active" or row.accepted_at is None:
+            continue
+        if row.oracle != oracle:
+            continue
+        signature = (0, 0, row.accepted_at, row.terms_hash)
+        if state is not None and state.is_current((chain_id, escrow_id), signature, now):
+            continue
+        wanted[escrow_id] = (row, signature)
+        silent.add(escrow_id)
     if not wanted:
         return []
     out: list[ReportFinding] = []
@@ -343,6 +358,12 @@ def find_breaches(
         try:
             terms = escrow_terms(session, row)  # 409 not stored, or the model's refusal
         except QualityEscrowError as exc:
+            if escrow_id in silent:  # nothing posted for it yet: nothing to say about it;
+                # looked at again a period later (its terms may be stored by then)
+                done[(chain_id, escrow_id)] = _Evaluated(
+                    signature, now, now + min_period_seconds, evaluated=False
+                )
+                continue
             _record_failure(session, chain_id, escrow_id, exc.message, now)
             logger.warning("escrow %s: terms cannot be evaluated: %s", escrow_id, exc.message)
             continue
@@ -354,11 +375,18 @@ def find_breaches(
                 logger.warning("escrow %s: %s", escrow_id, refused)
             done[(chain_id, escrow_id)] = _Evaluated(signature, now, _NEVER, evaluated=False)
             continue
+        if escrow_id in silent and terms.missing_data != "breach":
+            # no samples and missing data raises nothing: no finding until samples come
+            done[(chain_id, escrow_id)] = _Evaluated(signature, now, _NEVER, evaluated=False)
+            continue
         known = None if state is None else state.evaluated.get((chain_id, escrow_id))
         first = _first_period(session, chain_id, row, terms, signature, known)
         verdicts = () if known is None or first == 0 else known.verdicts[:first]
         plan = _Plan(row, signature, terms, first, verdicts)
-        if first == 0:
+        if escrow_id in silent:
+            _evaluate_plan(session, plan, [], chain_id=chain_id, contract=contract,
+                           oracle=oracle, now=now, state=state, out=out, done=done)
+        elif first == 0:
             full[escrow_id] = plan
         else:
             partial.append(plan)

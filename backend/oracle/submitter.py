@@ -54,6 +54,7 @@ from backend.oracle.outbox import (
 )
 from backend.outbox.sender import MINED as TX_MINED
 from backend.outbox.sender import REORGED, STEPS, Hook, Phase, Sender, SendReport
+from backend.outbox.spend import spent
 
 __all__ = ["FINALIZE", "FINALIZE_STEPS", "REPORT", "STEPS", "Hook", "Submitter"]
 
@@ -94,6 +95,23 @@ class Submitter(Sender[BreachSubmission]):
 
     def prepare(self, report: SendReport) -> None:
         self.follow_up(report)
+
+    def over_budget(
+        self, session: Session, row: BreachSubmission, phase: Phase, cost: int
+    ) -> str | None:
+        """Past `ESCROW_ORACLE_MAX_SPEND_PER_ESCROW` (wei; `backend/outbox/spend.py` counts):
+        terms that make tiny refunds in many periods cannot make the oracle pay without end."""
+        bound = self.services.settings.oracle_max_spend_per_escrow
+        if bound is None:
+            return None
+        so_far = spent(session, self.chain_id, self.name, escrow_id=row.escrow_id)
+        if so_far + cost <= bound:
+            return None
+        return (
+            f"oracle spend bound reached for escrow {row.escrow_id}: {so_far} wei spent or "
+            f"committed + up to {cost} wei for this transaction > "
+            f"ESCROW_ORACLE_MAX_SPEND_PER_ESCROW {bound} wei; nothing was signed"
+        )
 
     # ----------------------------------------------------------------- the calls
 

@@ -1,5 +1,6 @@
-"""What a sender has spent for whom: the gas bookkeeping behind the relayer's spend bounds
-(`ESCROW_RELAY_MAX_SPEND_PER_ESCROW`, `ESCROW_RELAY_MAX_SPEND_PER_CLIENT`, in wei).
+"""What a sender has spent for whom: the gas bookkeeping behind the senders' spend bounds
+(`ESCROW_RELAY_MAX_SPEND_PER_ESCROW`, `ESCROW_RELAY_MAX_SPEND_PER_CLIENT`,
+`ESCROW_ORACLE_MAX_SPEND_PER_ESCROW`, in wei).
 
 Every transaction a sender signs records its gas limit and whom it is sent for
 (`OutboxTransaction.escrow_id`, `on_behalf_of`: the client whose signed confirmation the relayer

@@ -93,6 +93,12 @@ def test_the_download_is_what_escrow_ledger_prints_as_an_attachment(
                          params={"to": h.day1.isoformat()}).text
     assert [line.split(",")[8] for line in until.split("\r\n")[1:-1]] == ["release", "refund"]
 
+    # the first and the last day there are: every row, no overflow (observed: 500 on 9999-12-31)
+    whole = api.http.get(f"/api/accounts/{env.provider}/ledger.csv",
+                         params={"from": "0001-01-01", "to": "9999-12-31"})
+    assert (whole.status_code, whole.text) == (200, body)
+    assert _cli(api, monkeypatch, env.provider, "--to", "9999-12-31") == (0, body, "")
+
     # a known account with nothing on those days: the header only
     later = (h.day3 + timedelta(days=1)).isoformat()
     empty = api.http.get(f"/api/accounts/{env.client}/ledger.csv", params={"from": later})

@@ -272,6 +272,21 @@ def test_nesting_up_to_the_limit_passes_and_one_level_more_never_reaches_the_app
     assert client.post("/x", content=text).json() == len(text)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-16", "utf-32"])
+def test_a_body_that_is_not_utf8_is_refused_before_its_brackets_could_hide(encoding: str) -> None:
+    """Observed: in UTF-16 a `\\"` inside a string lost the scan its place, and a body nested
+    900 deep reached the route's parser. JSON between systems is UTF-8 (RFC 8259 8.1)."""
+    seen: list[bytes] = []
+    client = TestClient(BodyBounds(echo_app(seen)))
+    hidden = '{"a":"\\"","b":' + "[" * 900 + "]" * 900 + "}"
+    refused = client.post("/x", content=hidden.encode(encoding))
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == "malformed body: JSON must be UTF-8 (RFC 8259 section 8.1)"
+    assert seen == []
+    # the same document in UTF-8 is followed level by level, and refused for its depth
+    assert "nested deeper" in client.post("/x", content=hidden.encode()).json()["detail"]
+
+
 def call(app: Any, chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> tuple[int, Any]:
     """One POST through the ASGI `app`, its body in `chunks` (each its own `http.request`
     message, as a server passes a chunked body on); the status and the JSON answer."""

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from backend.api.errors import field_location
 from backend.api.routes import ROUTERS
+from backend.errors import OutOfRangeError
 from tests.api.support import Api
 
 #: a value for each path parameter: ids that name nothing, so a route may answer 404
@@ -136,3 +137,10 @@ def test_the_openapi_document_describes_the_parsed_kinds(api: Api) -> None:
     assert any(option["type"] == "string" for option in amount["anyOf"])
     detail = spec["paths"]["/api/escrows/{escrow_id}"]["get"]["parameters"][0]
     assert (detail["schema"]["minimum"], detail["schema"]["maximum"]) == (1, 2**63 - 1)
+
+
+def test_a_huge_refused_value_is_not_echoed_back_whole() -> None:
+    """Observed: a 1.5 MB string out of range came back whole in the 422 body."""
+    error = OutOfRangeError("title", "x" * 1_500_000, "at most 200 characters")
+    assert len(error.message) < 400
+    assert "(1500002 characters)" in error.message

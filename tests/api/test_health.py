@@ -7,9 +7,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from web3 import Web3
@@ -36,6 +38,7 @@ from tests.index.support import (
     stored_logs,
 )
 from tests.support import EscrowEnv, build_env, reset_chain
+from tests.web.support import serve
 
 
 def health(services: Services) -> dict[str, Any]:
@@ -340,3 +343,39 @@ def test_health_answers_within_seconds_while_the_node_accepts_connections_and_ne
             assert max(times) < 5.0
             assert listing.status_code == 200 and took_listing < 5.0
             assert len(probes) <= 2  # one per key (head, deployment), not one per request
+
+
+def test_health_answers_within_seconds_while_a_frozen_node_holds_fifty_other_requests(
+    env: EscrowEnv, tmp_path: Path
+) -> None:
+    """Observed: with the node frozen and 50 requests waiting on it (each held for the RPC
+    timeout), `/api/health` and `/metrics` took 20 s: every threadpool thread was held. Now
+    those requests are admitted a few at a time (`backend/api/admission.py`, the others refused
+    with 503) and health and metrics keep threads and connections of their own."""
+    with services_for(env, f"sqlite:///{tmp_path / 'h.db'}", tmp_path,
+                      health_node_timeout=1.0, rpc_timeout=6.0) as services:
+        index_once(services)
+        app = create_app(services)
+        with frozen_node() as node, serve(app) as url:
+            frozen = connect(node.url, timeout=6)  # each request held 6 s by the node
+            services.w3 = services.deployment.w3 = frozen
+            services.escrow = EscrowClient(frozen, env.escrow.address,
+                                           from_block=env.deployment_block)
+            # a request that changes something reads the chain first (the deployment check)
+            withdraw = f"{url}/api/tx/withdraw"
+            body = {"token": "0x" + "00" * 20}
+            with ThreadPoolExecutor(50) as pool:
+                held = [pool.submit(httpx.post, withdraw, json=body, timeout=60)
+                        for _ in range(50)]
+                time.sleep(1.0)  # all 50 in: admitted ones wait on the node
+                took = {}
+                for path in ("/api/health", "/metrics"):
+                    start = time.monotonic()
+                    answer = httpx.get(url + path, timeout=60)
+                    took[path] = time.monotonic() - start
+                    assert answer.status_code == 200, (path, answer.text)
+                statuses = sorted({f.result().status_code for f in held})
+    print(f"\nfrozen node, 50 requests held: /api/health {took['/api/health']:.2f} s, "
+          f"/metrics {took['/metrics']:.2f} s; the 50 answered {statuses}")
+    assert max(took.values()) < 5.0
+    assert set(statuses) <= {200, 503}

@@ -15,6 +15,7 @@ import pytest
 
 import backend.oracle.scorecard as scorecard_module
 from backend.canonical import terms_hash
+from backend.chain.types import MAX_PERIOD
 from backend.db.models import EscrowRow, EvidenceBundle
 from backend.oracle.evaluation import Evaluation, evaluate
 from backend.oracle.scorecard import MAX_KPI_PAGE, MAX_STREAK_LOOKBACK
@@ -160,3 +161,22 @@ def test_breaches_are_served_a_page_of_periods_at_a_time(api: Api) -> None:
     tail = api.ok("GET", f"/api/escrows/{escrow_id}/breaches?from_period=5000")
     assert ([b["period"] for b in tail["breaches"]], tail["next_from_period"]) == ([5_000], None)
     api.error("GET", f"/api/escrows/{escrow_id}/breaches?limit=201", 422)
+
+
+def test_a_first_period_past_the_last_the_chain_can_hold_is_refused_not_a_500(api: Api) -> None:
+    """Periods are uint32 on the chain; observed: `/breaches?from_period=2**63-1` overflowed the
+    database's integer and answered 500."""
+    env = api.env
+    escrow_id = env.create_active(env.params((ETH, ETH), terms_hash=terms_hash(TERMS_DOC)))
+    with api.services.sessions() as session, session.begin():
+        store_terms(session, TERMS_DOC, min_period_seconds=1)
+    api.index()
+    for series in ("kpis", "breaches"):
+        last = api.http.get(f"/api/escrows/{escrow_id}/{series}",
+                            params={"from_period": MAX_PERIOD})
+        assert last.status_code == 200, (series, last.text)
+        for beyond in (MAX_PERIOD + 1, 2**63 - 1, 10**23):
+            refused = api.http.get(f"/api/escrows/{escrow_id}/{series}",
+                                   params={"from_period": beyond})
+            assert refused.status_code == 422, (series, beyond, refused.text)
+            assert refused.json()["detail"].startswith("from_period"), refused.text

@@ -125,7 +125,9 @@ def test_every_inside_host_form_is_refused_at_subscription(
     "url",
     ["http://0177.0.0.1/", "http://127.000.000.001/", "http://a.example\\@127.0.0.1/",
      "http://127.0.0.1:0/", "http://h.example:65536/", "file:///etc/passwd",
-     "gopher://127.0.0.1:25/", "http://h.example/\x00", "http://[::1/"],
+     "gopher://127.0.0.1:25/", "http://h.example/\x00", "http://[::1/",
+     # a zone id names a local interface; an escaped name is read differently by resolvers
+     "http://[fe80::1%25lo]/", "http://%31%32%37.0.0.1/"],
 )
 def test_forms_the_http_client_would_not_read_as_we_do_are_refused_as_malformed(
     url: str,

@@ -23,6 +23,7 @@ from backend.oracle.outbox import reserve_bounds
 from backend.oracle.terms import parse_terms
 from backend.oracle.terms_store import store_terms
 from backend.oracle.worker import Oracle
+from backend.outbox.spend import spent
 from tests.api.support import Api
 from tests.oracle.test_findings import queued, store_samples
 from tests.support import DAY, ETH
@@ -222,3 +223,52 @@ def test_incremental_passes_find_the_streaks_a_full_evaluation_finds(api: Api) -
     # at most the streak in progress, the period just closed and the open one per pass, not
     # every period since acceptance (2 + 3 + ... + 13 = 90)
     assert state.periods_evaluated <= 4 * len(values)
+
+
+@pytest.mark.parametrize("remembering", [False, True])
+def test_an_escrow_whose_monitoring_never_posts_is_reported_when_missing_data_is_a_breach(
+    api: Api, remembering: bool
+) -> None:
+    """Observed: with `missing_data: breach` and not one sample, `/kpis` showed closed periods
+    failing but the oracle never looked at the escrow (it only read escrows with samples)."""
+    silent, _ = escrow_with(api, HOURLY_DOC)
+    ignoring, _ = escrow_with(api, {**HOURLY_DOC, "title": "Ignoring",
+                                    "missing_data": "ignore"})
+    api.env.advance(HOUR + 10)  # period 0 closed without a sample
+    state = EvaluationState() if remembering else None
+
+    worker(api, state).run_until_idle()
+
+    assert statuses(api, silent) == [(1, 0, "mined")]
+    assert statuses(api, ignoring) == []  # missing data raises nothing there
+    api.env.advance(HOUR)  # period 1 closed too: the next pass reports it, once
+    worker(api, state).run_until_idle()
+    worker(api, state).run_until_idle()
+    assert statuses(api, silent) == [(1, 0, "mined"), (1, 1, "mined")]
+
+
+def test_the_oracle_stops_at_the_spend_bound_of_an_escrow(api: Api) -> None:
+    """Observed: terms refunding 1 wei per failed hour of a 10,000-wei escrow made the oracle
+    pay ~75k gas a report, 24 reports a day, up to the refund cap; an operator bounds that."""
+    escrow_id, _ = escrow_with(api, HOURLY_DOC, breach_refund_bps=1, max_refund_bps=10_000)
+    api.env.advance(HOUR + 10)
+    worker(api).run_until_idle()  # period 0: one report, what it cost is the bound
+    assert statuses(api, escrow_id) == [(1, 0, "mined")]
+    with api.services.sessions() as session:
+        cost = spent(session, api.services.chain_id, "oracle", escrow_id=escrow_id)
+    assert cost > 0
+    api.services.settings = api.services.settings.model_copy(
+        update={"oracle_max_spend_per_escrow": cost + 1}
+    )
+    nonce = oracle_nonce(api)
+    api.env.advance(HOUR)
+
+    worker(api).run_until_idle()
+
+    assert statuses(api, escrow_id) == [(1, 0, "mined"), (1, 1, "failed")]
+    assert oracle_nonce(api) == nonce  # nothing signed over the bound
+    with api.services.sessions() as session:
+        row = session.scalar(select(BreachSubmission).where(
+            BreachSubmission.escrow_id == escrow_id, BreachSubmission.period == 1))
+        assert row is not None and row.error is not None
+        assert "ESCROW_ORACLE_MAX_SPEND_PER_ESCROW" in row.error

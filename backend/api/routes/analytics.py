@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from backend.api.app_state import TokensDep
 from backend.api.deps import ServicesDep, SessionDep
 from backend.api.schemas import EscrowKpis, ProviderScorecard, refusals
+from backend.chain.types import MAX_PERIOD
 from backend.inputs import Address, EscrowId
 from backend.oracle.scorecard import (
     DEFAULT_KPI_PAGE,
@@ -44,7 +45,8 @@ def get_escrow_kpis(
     services: ServicesDep,
     session: SessionDep,
     from_period: Annotated[int | None, Query(
-        ge=0, description="The first period of the page; unset: the latest `limit` periods")
+        ge=0, le=MAX_PERIOD,
+        description="The first period of the page; unset: the latest `limit` periods")
     ] = None,
     limit: Annotated[int, Query(
         ge=1, le=MAX_KPI_PAGE, description="The most periods of the page")

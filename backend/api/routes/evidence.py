@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from backend.api.deps import ServicesDep, SessionDep
 from backend.api.schemas import EscrowBreaches, raw_body, refusals
+from backend.chain.types import MAX_PERIOD
 from backend.inputs import EscrowId
 from backend.oracle.breaches import DEFAULT_BREACH_PAGE, MAX_BREACH_PAGE, escrow_breaches
 from backend.oracle.evidence import bundle_text
@@ -43,7 +44,9 @@ def get_breaches(
     escrow_id: EscrowId,
     services: ServicesDep,
     session: SessionDep,
-    from_period: Annotated[int, Query(ge=0, description="The first period of the page")] = 0,
+    from_period: Annotated[int, Query(
+        ge=0, le=MAX_PERIOD, description="The first period of the page")
+    ] = 0,
     limit: Annotated[int, Query(
         ge=1, le=MAX_BREACH_PAGE, description="The most periods of the page")
     ] = DEFAULT_BREACH_PAGE,
