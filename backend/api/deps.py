@@ -61,7 +61,13 @@ async def admitted(request: Request) -> AsyncIterator[None]:
     """A router dependency, first of every API router but health and metrics
     (`backend.api.app.create_app`): the request takes its place before any other dependency
     runs on a thread (the deployment check) and before its session, so a request waits at most
-    `ESCROW_API_QUEUE_TIMEOUT` seconds for anything before it starts or is refused."""
+    `ESCROW_API_QUEUE_TIMEOUT` seconds for anything before it starts or is refused.
+
+    The body is read first, without a place (its size already bounded by `BodyBounds`; kept by
+    Starlette for the route's own reading): a client sending its body slowly holds nothing
+    that other requests wait for."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        await request.body()
     async with request_place(request):
         yield
 
@@ -83,13 +89,17 @@ async def get_session(
         try:
             yield session
         except BaseException as exc:
-            await anyio.to_thread.run_sync(
-                _end_transaction, session, transaction, exc, limiter=anyio.CapacityLimiter(1)
-            )
+            # shielded: a cancelled request still rolls back and returns its connection
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    _end_transaction, session, transaction, exc,
+                    limiter=anyio.CapacityLimiter(1),
+                )
             raise
-        await anyio.to_thread.run_sync(
-            _end_transaction, session, transaction, None, limiter=anyio.CapacityLimiter(1)
-        )
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                _end_transaction, session, transaction, None, limiter=anyio.CapacityLimiter(1)
+            )
 
 
 def _end_transaction(

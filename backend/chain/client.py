@@ -110,13 +110,17 @@ class EscrowClient:
         self._params[escrow_id] = params
         return params
 
-    def events_of(self, escrow_id: int, event: str) -> list[tuple[str, dict[str, Any]]]:
+    def events_of(
+        self, escrow_id: int, event: str, *, depth: int = 0
+    ) -> list[tuple[str, dict[str, Any]]]:
         """`(transaction hash, arguments in their JSON form: integers as decimal strings, bytes
         as 0x hex)` of every `event` (an event of the ABI whose first indexed argument is the
-        escrow id) the escrow has on the chain from the deployment block to the head, in chain
-        order; paged within what the node accepts (`backend.chain.logs`), never one whole-range
-        `eth_getLogs`. Raises `KeyError` for an event the ABI does not have."""
-        head = int(self.w3.eth.block_number)
+        escrow id) the escrow has on the chain from the deployment block to `depth` blocks
+        below the head (0: the head; a confirmation depth leaves out what a reorg may still
+        take back), in chain order; paged within what the node accepts (`backend.chain.logs`),
+        never one whole-range `eth_getLogs`. Raises `KeyError` for an event the ABI does not
+        have."""
+        head = int(self.w3.eth.block_number) - depth
         topics = [self._event_topics[event], "0x" + escrow_id.to_bytes(32, "big").hex()]
         out: list[tuple[str, dict[str, Any]]] = []
         for log in logs_between(self.w3, self.address, self.from_block, head, topics=topics):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from eth_typing import HexStr
 from sqlalchemy.orm import Session
 from web3.types import TxReceipt
 
@@ -142,16 +143,22 @@ class Relayer(Sender[ConfirmationRequest]):
             report.failed += 1
 
     def _settled_by_other(self, row: ConfirmationRequest, ours: str | None) -> bool:
-        """Whether another transaction than `ours` settled the row's milestone by signature with
-        the row's rating and comment hash (a front-run relay of the client's confirmation); if
-        so the row is moved to `settled`, naming that transaction."""
-        for tx_hash, args in self.services.escrow.events_of(row.escrow_id, "MilestoneSettled"):
+        """Whether another account's transaction (not `ours`, not any sent from the relayer's
+        address) settled the row's milestone by signature with the row's rating and comment
+        hash, at least `ESCROW_CONFIRMATIONS` deep (a front-run relay of the client's
+        confirmation); if so the row is moved to `settled`, naming that transaction."""
+        escrow = self.services.escrow
+        settled = escrow.events_of(row.escrow_id, "MilestoneSettled", depth=self.confirmations)
+        for tx_hash, args in settled:
             if (
                 int(args["milestone"]) == row.milestone
                 and int(args["how"]) == SettledHow.SIGNED
                 and int(args["rating"]) == row.rating
                 and args["commentHash"] == row.comment_hash.lower()
                 and tx_hash != ours
+                # not one of the relayer's own versions (re-mined after a reorg)
+                and escrow.w3.eth.get_transaction(HexStr(tx_hash))["from"].lower()
+                != self.address.lower()
             ):
                 note = (
                     f"settled by transaction {tx_hash} of another sender, carrying the client's "

@@ -100,9 +100,11 @@ class Submitter(Sender[BreachSubmission]):
         self, session: Session, row: BreachSubmission, phase: Phase, cost: int
     ) -> str | None:
         """Past `ESCROW_ORACLE_MAX_SPEND_PER_ESCROW` (wei; `backend/outbox/spend.py` counts):
-        terms that make tiny refunds in many periods cannot make the oracle pay without end."""
+        terms that make tiny refunds in many periods cannot make the oracle pay without end.
+        Only new reports are bounded: a mined report's finalization always goes out (else the
+        gas of the report was paid for a refund left reserved)."""
         bound = self.services.settings.oracle_max_spend_per_escrow
-        if bound is None:
+        if bound is None or phase is not REPORT:
             return None
         so_far = spent(session, self.chain_id, self.name, escrow_id=row.escrow_id)
         if so_far + cost <= bound:
@@ -155,9 +157,12 @@ class Submitter(Sender[BreachSubmission]):
     def _reserves_something(self, session: Session, row: BreachSubmission) -> bool:
         """Whether the row's report would reserve something (`outbox.reserve_bounds`, from the
         chain's `getEscrow` now and the escrow's other reports in flight). When it surely
-        would not, the row is recorded `off_chain` with the reason (never sent, no gas); when
-        it depends on reports in flight, the row stays pending until they settle. A kind the
-        contract does not know goes on to the simulation, which decodes its refusal."""
+        would not, ever (its kind's refund rounds to 0, or refunds alone used up the cap or
+        what was locked), the row is recorded `off_chain` with the reason (never sent, no
+        gas); when it depends on reports in flight or on open reports, whose reserves come
+        back if they are decided for the provider, the row stays pending until they settle. A
+        kind the contract does not know goes on to the simulation, which decodes its
+        refusal."""
         if row.kind not in set(BreachKind):
             return True
         params = self.escrow_params(session, row.escrow_id)
@@ -176,6 +181,10 @@ class Submitter(Sender[BreachSubmission]):
             return True
         if most > 0:
             return False  # decided once the reports in flight settle
+        if view.reserved > 0 and outbox.kind_share(params, row.kind) > 0:
+            # open reports hold the cap (or all that is locked): one challenged and decided
+            # for the provider gives its reserve back, so this one waits until they settle
+            return False
         reason = outbox.nothing_reserved_reason(params, view, row.kind)
         self.move(row, REPORT, OFF_CHAIN, reason)
         fields = self.log_fields(row)

@@ -27,13 +27,13 @@ next begins:
    was mined: the transactions are looked up by hash. A nonce another transaction took makes
    the stored bytes unminable: the transaction is kept as `superseded` and the row is signed
    anew (a fresh signature over the same call, linked to the old one). A refusal that can never
-   pass (`for_good`: a gas limit above the block's, an invalid signature; not funds, fees or a
-   full pool, which stop the broadcast until a later pass) marks the transaction `refused` and
-   leaves no nonce gap (`_give_up`): with no later nonce in flight the nonce goes back to the
-   next row signed and the row fails with `NODE_REFUSED` and the node's words; with later nonces
-   signed already a no-op filler (below) takes it, stored before it is broadcast, and the row
-   fails with the same reason once the filler is mined. A restart meets the same refusal and
-   does the same, so it is never stuck either.
+   pass (`for_good`: a gas limit above the block's, an invalid signature; not funds, fees, a
+   full pool or a message not known, which stop the broadcast until a later pass) marks the
+   transaction `refused` and leaves no nonce gap (`_give_up`): with no later nonce in flight
+   the nonce goes back to the next row signed and the row fails with `NODE_REFUSED` and the
+   node's words; with later nonces signed already a no-op filler (below) takes it, stored
+   before it is broadcast, and the row fails with the same reason once the filler is mined. A
+   restart meets the same refusal and does the same, so it is never stuck either.
 3. **settle** every sent transaction by whichever version of its nonce has a receipt: the
    receipt's block number and hash (and its `gasUsed` and `effectiveGasPrice`, what it cost)
    are recorded, and it is re-read on every pass until it is
@@ -135,26 +135,40 @@ NODE_REFUSED = "the node refused the transaction"
 
 _KNOWN = ("already known", "known transaction", "alreadyknown", "already imported")
 _NONCE_USED = ("nonce too low", "nonce is too low", "oldnonce", "nonce has already been used")
-#: refusals that may pass: the account's funds, the fee market, a full or busy pool, a nonce
-#: the node takes once the earlier ones arrive. Every other refusal is for good (`for_good`).
-_FOR_NOW = (
-    "insufficient funds", "underpriced", "fee too low", "less than block base fee",
-    "lower than block base fee", "max fee per gas less than", "pool is full", "txpool is full",
-    "too many", "nonce too high", "nonce gap", "future", "rate limit", "try again",
-    "temporar", "busy", "timeout", "timed out", "unavailable", "not ready", "syncing",
+#: refusals of stored bytes that can never pass, whatever the account's funds or the fee market
+#: (matched after `_normalized`): a gas limit above the block's or below the intrinsic gas, a
+#: bad signature, chain id or sender, an oversized transaction, a fee above the node's own cap.
+#: Every other refusal (funds, fees, a full pool, a message not known here) may pass later: the
+#: transaction stays signed and is broadcast again on the next pass.
+_FOR_GOOD = (
+    "exceedsblockgaslimit", "gaslimitexceedsblock", "exceedsthepergasblocklimit",
+    "intrinsicgastoolow", "intrinsicgas", "invalidsignature", "invalidsender",
+    "invalidchainid", "incompatiblechainid", "chainidmismatch", "wrongchainid",
+    "oversizeddata", "transactiontoolarge", "txtoolarge", "exceedstheconfiguredcap",
+    "exceedsmaxinitcodesize", "gaslimittoohigh", "gaslimitexceedsmaximum",
 )
+
+
+def _normalized(message: str) -> str:
+    """Lower case without spaces, underscores and dashes: geth's "exceeds block gas limit",
+    Besu's `EXCEEDS_BLOCK_GAS_LIMIT` and camel-cased forms read alike."""
+    return "".join(c for c in message.lower() if c.isalnum())
+
 
 BroadcastOutcome = Literal["accepted", "known", "superseded", "refused"]
 
 
 def for_good(message: str) -> bool:
-    """Whether the node's refusal of stored transaction bytes can never pass (a gas limit above
-    the block's, an invalid signature or chain id, an oversized transaction, a fee above the
-    node's cap), as opposed to one that may pass later (`_FOR_NOW`: funds, fees, a full pool).
-    Unknown refusals count as for good: a refusal wrongly taken as passing would hold every
-    later nonce of the account for ever, one wrongly taken as final fails one row."""
-    lowered = message.lower()
-    return not any(word in lowered for word in _FOR_NOW)
+    """Whether the node's refusal of stored transaction bytes can never pass (`_FOR_GOOD`: a
+    gas limit above the block's, an invalid signature or chain id, an oversized transaction, a
+    fee above the node's cap), as opposed to one that may pass later: funds (Hardhat's "Sender
+    doesn't have enough funds", geth's "insufficient funds", Besu's
+    UPFRONT_COST_EXCEEDS_BALANCE), fees, a full pool, and any message not known here. A
+    refusal wrongly taken as final would fail a row that could still land (and lose a client's
+    rating or refund), so only the known final ones count; a temporary one leaves the
+    transaction signed and the account's later nonces wait behind it until it passes."""
+    lowered = _normalized(message)
+    return any(word in lowered for word in _FOR_GOOD)
 
 #: columns of an outbox row that say what it is about in a log line (those the row has)
 ROW_LOG_COLUMNS = ("escrow_id", "milestone", "kind", "period", "breach_id")

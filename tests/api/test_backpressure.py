@@ -9,6 +9,7 @@ shared machine), far below the 30-second waits of the stall."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -145,3 +146,26 @@ def test_256_concurrent_confirmations_are_answered_or_refused_within_the_limit(
 @contextmanager
 def _sqlite(tmp_path: Path) -> Iterator[str]:
     yield f"sqlite:///{tmp_path / 'escrow.db'}"
+
+
+def test_clients_sending_their_bodies_slowly_hold_no_place(env: EscrowEnv, tmp_path: Path) -> None:
+    """A request reads its body before it takes a place: more slow uploads than places (each
+    sends a byte of a 1,000-byte body, then nothing) leave every place to other requests."""
+    with (
+        service(env, f"sqlite:///{tmp_path / 'slow.db'}", tmp_path) as services,
+        serve(create_app(services)) as url,
+    ):
+        address = httpx.URL(url)
+        slow: list[socket.socket] = []
+        try:
+            for _ in range(POOL_SIZE + 2):  # more than the 4 places and the 2 reserved
+                conn = socket.create_connection((address.host, address.port), timeout=5)
+                conn.sendall(b"POST /api/terms HTTP/1.1\r\nHost: test\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+                slow.append(conn)
+            time.sleep(0.5)  # all of them inside, waiting for their bodies
+            answer = httpx.get(f"{url}/api/escrows", timeout=10)
+            assert answer.status_code == 200, answer.text
+        finally:
+            for conn in slow:
+                conn.close()

@@ -26,7 +26,7 @@ from backend.oracle.worker import Oracle
 from backend.outbox.spend import spent
 from tests.api.support import Api
 from tests.oracle.test_findings import queued, store_samples
-from tests.support import DAY, ETH
+from tests.support import CHALLENGE, DAY, ETH
 
 #: the observed terms: a period of one second, a missing KPI is a breach
 SPAM_DOC: dict[str, Any] = {
@@ -116,7 +116,7 @@ def test_a_short_period_escrow_is_not_read_again_until_its_samples_change(
 def test_a_report_that_would_reserve_nothing_is_recorded_off_chain_and_never_sent(
     api: Api,
 ) -> None:
-    # the refund cap (maxRefundBps 500) is used up by the first report (breachRefundBps 500)
+    # the refund cap (maxRefundBps 500) is held by the first report (breachRefundBps 500)
     escrow_id, t0 = escrow_with(api, HOURLY_DOC, breach_refund_bps=500, streak_refund_bps=500,
                                 max_refund_bps=500)
     store_samples(api, escrow_id, [("uptime", 100.0, t0 + 1)])  # period 0 passes
@@ -125,8 +125,18 @@ def test_a_report_that_would_reserve_nothing_is_recorded_off_chain_and_never_sen
 
     worker(api).run_until_idle()
 
-    assert statuses(api, escrow_id) == [(1, 1, "mined"), (1, 2, "off_chain")]
-    assert oracle_nonce(api) == nonce + 1  # one paid report, not two
+    # the first report's reserve comes back if it is challenged and decided for the provider:
+    # the second waits (recorded off-chain then, it would lose the client a refund owed)
+    assert statuses(api, escrow_id) == [(1, 1, "mined"), (1, 2, "pending")]
+    assert oracle_nonce(api) == nonce + 1
+    api.env.advance(CHALLENGE + 10)  # unchallenged: finalized, the cap is used up by a refund
+    worker(api).run_until_idle()
+    worker(api).run_until_idle()
+
+    found = {(kind, period): status for kind, period, status in statuses(api, escrow_id)}
+    assert found[(1, 1)] == "mined" and found[(1, 2)] == "off_chain"
+    assert set(found.values()) == {"mined", "off_chain"}
+    assert oracle_nonce(api) == nonce + 2  # the report and its finalization, nothing else
     with api.services.sessions() as session:
         off = session.scalar(select(BreachSubmission).where(
             BreachSubmission.escrow_id == escrow_id, BreachSubmission.period == 2))
@@ -272,3 +282,8 @@ def test_the_oracle_stops_at_the_spend_bound_of_an_escrow(api: Api) -> None:
             BreachSubmission.escrow_id == escrow_id, BreachSubmission.period == 1))
         assert row is not None and row.error is not None
         assert "ESCROW_ORACLE_MAX_SPEND_PER_ESCROW" in row.error
+    # the bound stops new reports, never the finalization of one mined: its refund goes out
+    api.env.advance(CHALLENGE + 10)
+    worker(api).run_until_idle()
+    assert oracle_nonce(api) == nonce + 1  # the finalization, and no new report
+    assert api.services.escrow.get_escrow(escrow_id).refunded > 0

@@ -178,6 +178,18 @@ def test_a_refused_transaction_with_nothing_after_it_gives_its_nonce_to_the_next
         ("replacement transaction underpriced", False),
         ("txpool is full", False),
         ("max fee per gas less than block base fee", False),
+        # other nodes' words for funds and fees: they pass once the account is topped up
+        ("Sender doesn't have enough funds to send tx. The max upfront cost is: 1 and the "
+         "sender's balance is: 0.", False),
+        ("Transaction maxFeePerGas (1) is too low for the next block, which has a "
+         "baseFeePerGas of 7", False),
+        ("InsufficientFunds, Account balance: 0, cumulative cost: 1", False),
+        ("FeeTooLow, MaxFeePerGas too low", False),
+        ("UPFRONT_COST_EXCEEDS_BALANCE", False),
+        ("Gas price below configured minimum gas price", False),
+        ("EXCEEDS_BLOCK_GAS_LIMIT", True),
+        ("INVALID_SIGNATURE", True),
+        ("a message this service has never seen", False),
     ],
 )
 def test_only_refusals_that_can_never_pass_count_as_for_good(message: str, final: bool) -> None:
