@@ -53,6 +53,9 @@ def test_provider_accepts_delivers_and_challenges_and_the_arbiter_decides(
 
     provider = wallet_browser("provider", connected=True)
     page = provider.page
+    # the indexer's poll, not the page, decides when the new escrow is known
+    wait_until(page, lambda: live_service.http.get(f"/api/escrows/{escrow_id}").status_code
+               == 200, message=f"escrow {escrow_id} indexed")
     page.goto(f"/escrows/{escrow_id}")
     accept = page.get_by_role("button", name="Accept the escrow")
     expect(accept).to_be_visible()  # shown to the provider only
