@@ -179,7 +179,8 @@ class Settings(BaseSettings):
     def _capacity_fits(self) -> Settings:
         """The API's capacity settings fit together (see `api_concurrency`), else the settings
         do not load: a pool too small for the admitted requests, or too few threads for
-        them, is what made requests wait 30 s for a connection (issue 13)."""
+        them, is what made requests wait 30 s for a connection (docs/performance.md, "Many
+        clients at once")."""
         needed = self.api_concurrency + RESERVED_CONNECTIONS
         if needed > self.db_pool_size:
             raise ValueError(

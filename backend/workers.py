@@ -123,7 +123,8 @@ def start_workers(services: Services, names: tuple[str, ...] = WORKER_NAMES) -> 
     nothing. Standing by, a worker whose lease is held waits for it in its thread.
 
     The workers read and write through a pool of their own (`worker_services`), never the
-    API's: requests that take every API connection cannot starve them (issue 13)."""
+    API's: requests that take every API connection cannot starve them (docs/performance.md,
+    "Many clients at once")."""
     services = worker_services(services)
     try:
         return _start(services, names)

@@ -8,7 +8,7 @@ cleared back to zero earns a 4,800 refund (EIP-3529), capped at a fifth of the g
 operation whose cost moves with that state is measured once per scenario, and every row names
 its scenario and its case:
 
-- ``best``: the cheapest prior state (what the figures before issue 13 reported);
+- ``best``: the cheapest prior state (what the earlier figures reported);
 - ``realistic``: the state an ordinary user is in (a provider who withdraws after every escrow,
   a payer who keeps a balance, a client without a credit in the contract);
 - ``first use``: a slot written for the first time (the contract's first escrow, a token's first
@@ -89,7 +89,7 @@ TARGETS: dict[str, tuple[int, int]] = {
     LIFECYCLE: (395_000, 407_296),
 }
 
-#: the scenarios issue 13 asks for by name: (operation, case) pairs that must be in every run
+#: the scenarios every run must report by name: (operation, case) pairs that must be in every run
 REQUIRED_SCENARIOS: tuple[tuple[str, str], ...] = (
     (LIFECYCLE, BEST),
     (LIFECYCLE, REALISTIC),
@@ -227,7 +227,7 @@ def measure(env: EscrowEnv) -> list[Row]:
         LIFECYCLE,
         BEST,
         "the provider starts with a credit left from an earlier escrow "
-        "(as documented before issue 13)",
+        "(as documented before the realistic scenarios)",
         sum(r.gas_used for r in best_steps),
     )
     life_gap = sum(r.gas_used for r in real_steps) - sum(r.gas_used for r in best_steps)

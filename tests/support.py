@@ -6,6 +6,8 @@ test runs against both.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -184,3 +186,14 @@ def build_env(w3: Web3) -> EscrowEnv:
 def reset_chain(w3: Web3) -> None:
     """Resets a Hardhat node to its genesis (`hardhat_reset`), as a restarted local chain is."""
     assert w3.provider.make_request(RPCEndpoint("hardhat_reset"), [])["result"] is True
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.02) -> Any:
+    """Polls `check` until it answers something true (returned); fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(every)

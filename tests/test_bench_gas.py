@@ -1,4 +1,4 @@
-"""`scripts/bench_gas.py` reports the realistic scenarios beside the best ones (issue 13, item 3).
+"""`scripts/bench_gas.py` reports the realistic scenarios beside the best ones.
 
 The benchmark runs once on the session's Hardhat node (the product's node, rolled back after the
 module) and its rows and rendered table are checked for the scenarios, never for hard-coded gas

@@ -1,4 +1,5 @@
-"""Admission control of one API process: backpressure instead of 30-second waits (issue 13).
+"""Admission control of one API process: backpressure instead of 30-second waits
+(docs/performance.md, "Many clients at once").
 
 What stalled: every sync route and sync dependency runs on anyio's threadpool (40 threads); a
 request's session took one of the pool's connections at its first statement and gave it back

@@ -2,12 +2,12 @@
 `BodyBounds`, the outermost ASGI middleware of `create_app` (the process's recursion limit is put
 back where CPython's C stack is safe by `backend.chain.connect.bound_recursion`).
 
-Why (issue 12, item 1): importing `py_ecc` (through `eth_keyfile`, which web3.py's account
-support imports) runs `sys.setrecursionlimit(100_000)`, and py-evm (the in-process chain) raises it
-to at least 12,288. On CPython 3.11 the C JSON parser counts its nesting against that same
-limit, so a 200 KB body of 100,000 nested `[` no longer stops at a `RecursionError`: it overflows
-the 8 MiB C stack first (measured: a main thread segfaults between 60,000 and 80,000 levels) and
-the whole process, API and workers together, dies with SIGSEGV.
+Why (docs/reliability.md, "Requests that could kill the process"): importing `py_ecc` (through
+`eth_keyfile`, which web3.py's account support imports) runs `sys.setrecursionlimit(100_000)`, and
+py-evm (the in-process chain) raises it to at least 12,288. On CPython 3.11 the C JSON parser counts
+its nesting against that same limit, so a 200 KB body of 100,000 nested `[` no longer stops at a
+`RecursionError`: it overflows the 8 MiB C stack first (measured: a main thread segfaults between
+60,000 and 80,000 levels) and the whole process, API and workers together, dies with SIGSEGV.
 
 What is bounded, per request (`BODY_RULES`, first match on the path wins):
 

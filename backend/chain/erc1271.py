@@ -16,9 +16,10 @@ module gives the same verdict off-chain:
   is never read as "the wallet said no".
 
 This verdict is the wallet's answer to anyone asking (`eth_call` from address 0). A wallet may
-answer differently, or burn gas, only when the escrow asks it (issue 12), so the confirmations
-also simulate the real `confirmWithSig` from the relayer's address within the relay gas cap
-(`backend.confirmations.verify.check_relay`, `backend.chain.transactions.estimate_within`).
+answer differently, or burn gas, only when the escrow asks it (docs/reliability.md), so the
+confirmations also simulate the real `confirmWithSig` from the relayer's address within the
+relay gas cap (`backend.confirmations.verify.check_relay`,
+`backend.chain.transactions.estimate_within`).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ MAX_TERMS_DEPTH = 32
 #: the shortest `period_seconds` the service accepts and evaluates, unless the operator sets
 #: `ESCROW_MIN_PERIOD_SECONDS` (`Settings.min_period_seconds`): one period is one possible
 #: report per rule, and one entry of every per-period series, so a period of 1 s made 86,400
-#: of each per escrow-day (issue 12)
+#: of each per escrow-day (docs/reliability.md)
 DEFAULT_MIN_PERIOD_SECONDS = 3_600
 
 #: how the evaluation (`backend.oracle.evaluation`) computes each aggregate of a period's samples

@@ -9,7 +9,7 @@ of every route of the served app that takes a body (any method but GET and HEAD)
 FastAPI's own route walk (`iter_route_contexts`: since FastAPI 0.16x `app.routes` holds one
 lazy `_IncludedRouter` per `include_router`, not the `APIRoute`s themselves).
 
-`--unbounded` serves the app as it was before issue 12: without `BodyBounds` and with the
+`--unbounded` serves the app as it was before its body bounds: without `BodyBounds` and with the
 recursion limit the chain libraries set on import (100,000)."""
 
 from __future__ import annotations

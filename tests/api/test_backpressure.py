@@ -1,4 +1,4 @@
-"""No stall under load (issue 13): 256 signed confirmation POSTs at once against a real uvicorn on
+"""No stall under load: 256 signed confirmation POSTs at once against a real uvicorn on
 loopback, on PostgreSQL and SQLite. Before the admission limit (backend/api/admission.py) these
 requests waited 30 s for a pooled connection and `/api/health` waited with them.
 

@@ -1,4 +1,4 @@
-"""No request body can kill the service (issue 12, item 1): bodies are bounded in size and JSON
+"""No request body can kill the service: bodies are bounded in size and JSON
 nesting before any parser sees them (`backend.api.body_bounds`), on every route that takes one,
 and the recursion limit the chain libraries raise on import is put back.
 

@@ -1,4 +1,4 @@
-"""Error bodies match the OpenAPI schema (issue 12, item 6): a real 422 (and the 400 and 413 of
+"""Error bodies match the OpenAPI schema: a real 422 (and the 400 and 413 of
 the body bounds) validates against the schema the OpenAPI document declares for that status of
 that operation, resolved from the document itself (FastAPI's own `HTTPValidationError`, a
 `{"detail": [...]}` list, would fail here)."""

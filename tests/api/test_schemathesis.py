@@ -1,4 +1,4 @@
-"""Schemathesis over the app's own OpenAPI document (issue 12, item 7): for every operation,
+"""Schemathesis over the app's own OpenAPI document: for every operation,
 requests generated from the document (valid and invalid) get no 5xx, only status codes the
 operation declares, the declared content type, and a body that matches the declared schema.
 

@@ -1,4 +1,4 @@
-"""Terms get a minimum period, and the per-period series are pages (issue 12, item 3). Observed:
+"""Terms get a minimum period, and the per-period series are pages. Observed:
 terms with `period_seconds: 1` were accepted, and `GET /api/escrows/{id}/kpis` on such an escrow
 evaluated one period per second since acceptance (52 MB and 3 s per request after a day). Now
 `POST /api/terms` and `POST /api/escrows/prepare` refuse a period below ESCROW_MIN_PERIOD_SECONDS

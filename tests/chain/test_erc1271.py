@@ -95,7 +95,7 @@ def test_a_node_that_does_not_answer_is_unavailable_not_a_refusal(
 def test_a_wallet_burning_gas_only_for_the_escrow_passes_the_plain_check_but_not_the_real_call(
     hardhat_env: EscrowEnv, burn: int
 ) -> None:
-    """Why the confirmations simulate the relayed `confirmWithSig` (issue 12): the plain check
+    """Why the confirmations simulate the relayed `confirmWithSig`: the plain check
     (an `eth_call` from address 0) cannot see what the wallet does when the escrow asks."""
     from backend.chain.revert_types import EscrowInvalidSignature
     from backend.chain.transactions import GasOverCap, estimate_within

@@ -1,4 +1,4 @@
-"""One bad confirmation never blocks the others and never costs a fortune (issue 12, item 2), on
+"""One bad confirmation never blocks the others and never costs a fortune, on
 the Hardhat node and both databases.
 
 Observed before: a contract-wallet client that burns gas only when the escrow asks it passed the

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,16 +66,6 @@ def rng(test: str) -> random.Random:
     print(f"\n{test}: seed {SEED} (ESCROW_FAULT_SEED)")
     return random.Random(f"{SEED}:{test}")
 
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.05) -> Any:
-    """Polls `check` until it answers something true (returned); fails after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(every)
 
 
 def free_port() -> int:

@@ -30,9 +30,8 @@ from tests.faults.support import (
     prepare_work,
     rng,
     service_in_process,
-    wait_for,
 )
-from tests.support import EscrowEnv
+from tests.support import EscrowEnv, wait_for
 
 #: how the cluster is stopped before each start
 RESTARTS = ("fast", "immediate")

@@ -30,10 +30,9 @@ from tests.faults.support import (
     prepare_work,
     rng,
     service_in_process,
-    wait_for,
 )
 from tests.faults.tcp_proxy import FAULTS, fault_proxy
-from tests.support import EscrowEnv
+from tests.support import EscrowEnv, wait_for
 
 #: seconds each fault lasts, seconds of a healthy connection between two, rounds of all four
 PHASE, PAUSE, ROUNDS = 1.5, 0.5, 2

@@ -36,9 +36,8 @@ from tests.faults.support import (
     free_port,
     prepare_work,
     rng,
-    wait_for,
 )
-from tests.support import EscrowEnv
+from tests.support import EscrowEnv, wait_for
 
 #: service processes killed (the issue asks for at least 30)
 CYCLES = int(os.environ.get("ESCROW_FAULT_KILLS", "30"))

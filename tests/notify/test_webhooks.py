@@ -750,7 +750,7 @@ def test_bad_subscriptions_are_422_and_keep_the_nonce(
 # ------------------------------------------------------------------ only the outside world
 
 #: webhook URLs whose host is, or resolves to, an address off the public internet: the five
-#: forms observed accepted and called (issue 12), and an inside name; every other form is in
+#: forms observed accepted and called, and an inside name; every other form is in
 #: tests/notify/test_egress.py
 INSIDE_URLS = {
     "loopback": ("http://127.0.0.1/hooks/in", "127.0.0.1 (loopback)"),

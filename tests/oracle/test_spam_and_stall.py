@@ -1,4 +1,4 @@
-"""The oracle cannot be made to spam or stall (issue 12, item 3). Observed: terms with
+"""The oracle cannot be made to spam or stall. Observed: terms with
 `period_seconds: 1` and `missing_data: "breach"` gave 129,598 findings per escrow-day, each a
 paid `reportBreach`, even after the refund cap was used up, and every pass evaluated every
 period since acceptance. Now: such terms stored before the minimum are not evaluated (the reason

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import httpx
 import pytest
@@ -39,7 +39,7 @@ from backend.outbox.owner import lock_key
 from backend.services import Services
 from tests.confirmations.support import relay_services
 from tests.db_fixture import fresh_pg_database
-from tests.support import DAY, ETH, EscrowEnv
+from tests.support import DAY, ETH, EscrowEnv, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ESCROW = [sys.executable, "-c", "from backend.cli import app; app()"]
@@ -63,16 +63,6 @@ TERMS = {
     "acceptance_criteria": ["reachable"],
 }
 
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.02) -> Any:
-    """Polls `check` until it answers something true (returned); fails after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(every)
 
 
 @pytest.fixture
