@@ -321,20 +321,27 @@ class Burst:
         return self.clients / self.seconds
 
 
-def signed_confirmations(env: EscrowEnv, services: Services, count: int) -> list[Post]:
-    """`count` confirmation POSTs ready to send, (path, body), each for a milestone of its own:
-    active escrows of `BURST_MILESTONES` milestones, typed data from the app itself (in
-    process), signed by the client."""
-    escrows = [env.create_active(env.params((ETH // 1000,) * BURST_MILESTONES))
-               for _ in range(-(-count // BURST_MILESTONES))]
+def burst_milestones(
+    env: EscrowEnv, count: int, per_escrow: int = BURST_MILESTONES
+) -> list[tuple[int, int]]:
+    """`count` fresh milestones, (escrow id, milestone): active escrows of `per_escrow`
+    milestones each (by default `BURST_MILESTONES`), created for them."""
+    escrows = [env.create_active(env.params((ETH // 1000,) * per_escrow))
+               for _ in range(-(-count // per_escrow))]
+    return [(escrows[n // per_escrow], n % per_escrow) for n in range(count)]
+
+
+def sign_confirmations(env: EscrowEnv, services: Services,
+                       milestones: list[tuple[int, int]]) -> list[Post]:
+    """A confirmation POST ready to send, (path, body), for each of `milestones`: the escrows
+    indexed first, typed data from the app itself (in process), signed by the client."""
     Indexer(services).sync()
     from backend.api.app import create_app
 
     client = TestClient(create_app(services))
     deadline = env.now() + 6 * 3_600
     posts = []
-    for n in range(count):
-        escrow_id, milestone = escrows[n // BURST_MILESTONES], n % BURST_MILESTONES
+    for n, (escrow_id, milestone) in enumerate(milestones):
         body: dict[str, object] = {"rating": 1 + n % 5, "comment": f"burst {n}",
                                    "deadline": deadline}
         base = f"/api/escrows/{escrow_id}/milestones/{milestone}"
@@ -343,6 +350,12 @@ def signed_confirmations(env: EscrowEnv, services: Services, count: int) -> list
         body["signature"] = sign(env.parties.client, answer.json())
         posts.append((f"{base}/confirmations", body))
     return posts
+
+
+def signed_confirmations(env: EscrowEnv, services: Services, count: int) -> list[Post]:
+    """`count` confirmation POSTs ready to send, (path, body), each for a milestone of its own
+    (`burst_milestones`, `sign_confirmations`)."""
+    return sign_confirmations(env, services, burst_milestones(env, count))
 
 
 def answer_class(status: int) -> str:

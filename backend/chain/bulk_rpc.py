@@ -19,14 +19,16 @@ import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import requests
 from eth_typing import HexStr
+from hexbytes import HexBytes
 from web3 import Web3
-from web3.exceptions import BlockNotFound
+from web3.datastructures import AttributeDict
+from web3.exceptions import BlockNotFound, TransactionNotFound
 from web3.providers.rpc import HTTPProvider
-from web3.types import RPCEndpoint, RPCResponse
+from web3.types import RPCEndpoint, RPCResponse, TxReceipt
 
 from backend.chain.connect import LimitedHTTPProvider, RpcPolicy
 from backend.chain.errors import BlockMissing, NodeRefused, is_rate_limit_error
@@ -144,6 +146,32 @@ def _bytes(value: Any) -> bytes:
     return bytes(value)
 
 
+def quantity(value: Any) -> int:
+    """A JSON-RPC quantity as an int: a 0x hex string (the standard form), or a plain JSON
+    number as some providers answer (the in-process chain)."""
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
+def speaks_batches(w3: Web3) -> bool:
+    """Whether `w3` talks to its node over HTTP, where `batch` sends JSON-RPC batches."""
+    return _raw(w3) is not None
+
+
+def error_message(reply: RPCResponse) -> str | None:
+    """The node's words of a JSON-RPC reply's error (its message, with its data when that says
+    more), or None when the reply carries no error."""
+    error = reply.get("error")
+    if error is None:
+        return None
+    if isinstance(error, Mapping):
+        message = str(error.get("message", error))
+        data = error.get("data")
+        if isinstance(data, str) and data and data not in message and not data.startswith("0x"):
+            message = f"{message}: {data}"
+        return message
+    return str(error)
+
+
 def _raw(w3: Web3) -> HTTPProvider | None:
     provider = w3.provider
     return provider if isinstance(provider, HTTPProvider) else None
@@ -168,6 +196,65 @@ def _log(item: Mapping[str, Any]) -> RawLog:
         data=_bytes(item["data"]),
         removed=bool(item.get("removed", False)),
     )
+
+
+def receipt(item: Mapping[str, Any]) -> TxReceipt:
+    """A transaction receipt from its JSON-RPC form (hex quantities and data), shaped as web3.py
+    formats `eth_getTransactionReceipt` for the fields the service reads: numbers as int,
+    hashes and data as `HexBytes`, addresses checksummed, and its logs as web3.py formats them,
+    so that a contract's `events.X().process_receipt` decodes them."""
+
+    def address(value: Any) -> Any:
+        return None if value is None else Web3.to_checksum_address(value)
+
+    logs = [
+        AttributeDict({
+            "address": address(log["address"]),
+            "topics": [HexBytes(t) for t in log["topics"]],
+            "data": HexBytes(log["data"]),
+            "blockNumber": _int(log["blockNumber"]),
+            "blockHash": HexBytes(log["blockHash"]),
+            "transactionHash": HexBytes(log["transactionHash"]),
+            "transactionIndex": _int(log["transactionIndex"]),
+            "logIndex": _int(log["logIndex"]),
+            "removed": bool(log.get("removed", False)),
+        })
+        for log in item.get("logs") or []
+    ]
+    price = item.get("effectiveGasPrice")
+    return cast(TxReceipt, AttributeDict({
+        "transactionHash": HexBytes(item["transactionHash"]),
+        "transactionIndex": _int(item["transactionIndex"]),
+        "blockHash": HexBytes(item["blockHash"]),
+        "blockNumber": _int(item["blockNumber"]),
+        "from": address(item.get("from")),
+        "to": address(item.get("to")),
+        "contractAddress": address(item.get("contractAddress")),
+        "status": _int(item["status"]),
+        "gasUsed": _int(item["gasUsed"]),
+        "cumulativeGasUsed": _int(item["cumulativeGasUsed"]),
+        "effectiveGasPrice": None if price is None else _int(price),
+        "logs": logs,
+    }))
+
+
+def receipts(w3: Web3, tx_hashes: Sequence[str]) -> dict[str, TxReceipt]:
+    """The receipts of those of `tx_hashes` that have one (`receipt`), asked with
+    `eth_getTransactionReceipt` in JSON-RPC batches (`batch`); through web3.py one at a time on
+    a provider without batches. A reply with an error raises it (`NodeRefused`)."""
+    if _raw(w3) is None:
+        out: dict[str, TxReceipt] = {}
+        for tx_hash in tx_hashes:
+            try:
+                out[tx_hash] = w3.eth.get_transaction_receipt(HexStr(tx_hash))
+            except TransactionNotFound:
+                continue
+        return out
+    replies = batch(w3, [("eth_getTransactionReceipt", [h]) for h in tx_hashes])
+    found = {h: _result(r, "eth_getTransactionReceipt") for h, r in zip(tx_hashes, replies,
+                                                                         strict=True)}
+    return {h: receipt(item) for h, item in found.items()
+            if isinstance(item, Mapping) and item.get("blockNumber") is not None}
 
 
 def get_logs(
@@ -250,10 +337,11 @@ def batch(w3: Web3, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[RPCRespo
     size is halved and remembered, and the calls not answered are asked again, down to single
     requests. A reply carrying any other error is returned as it is (the caller decides); a rate
     limit the provider did not already wait out is raised (`NodeRefused`, a transport failure by
-    `is_rate_limited`)."""
+    `is_rate_limited`). Other providers (the in-process chain) are asked one call at a time
+    through web3's provider, whose errors are raised as web3 raises them."""
     provider = _raw(w3)
     if provider is None:
-        raise TypeError("JSON-RPC batches need an HTTP provider")
+        return [w3.provider.make_request(RPCEndpoint(m), list(p)) for m, p in calls]
     limits = node_limits(w3)
     replies: dict[int, RPCResponse] = {}
     pending = list(range(len(calls)))

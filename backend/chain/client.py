@@ -92,6 +92,10 @@ class EscrowClient:
     def remember(self, escrow_id: int, params: EscrowParams) -> None:
         self._params[escrow_id] = params
 
+    def remembers(self, escrow_id: int) -> bool:
+        """Whether the escrow's parameters are known here already (they never change)."""
+        return escrow_id in self._params
+
     def params(self, escrow_id: int) -> EscrowParams:
         """The escrow's parameters, from the cache or its `EscrowCreated` event."""
         cached = self._params.get(escrow_id)

@@ -101,12 +101,23 @@ class LimitedHTTPProvider(HTTPProvider):
         # each call for five timeouts (the caller's next pass asks again)
         kwargs = dict(request_kwargs or {})
         kwargs.setdefault("timeout", DEFAULT_RPC_TIMEOUT)
+        # The chain id is asked once per provider: web3.py's validation asks it before (and
+        # after) every eth_call, eth_estimateGas and eth_sendTransaction, two of every three
+        # requests of a contract call; a node's chain id does not change under a URL (a chain
+        # reset keeps it, and `backend.chain.deploy.DeploymentWatch` tells a new chain by the
+        # deployment block's hash).
         super().__init__(
             endpoint_uri,
             request_kwargs=kwargs,
             exception_retry_configuration=ExceptionRetryConfiguration(
                 errors=(ConnectionError, requests.ConnectTimeout)
             ),
+            cache_allowed_requests=True,
+            cacheable_requests={RPCEndpoint("eth_chainId")},
+            # no block-based validation of cached answers (only the chain id is cached): web3.py
+            # would otherwise switch the cache off and on around its own first eth_chainId, a
+            # race that can leave it off for good when two threads start at once
+            request_cache_validation_threshold=None,
         )
         self.policy = policy or RpcPolicy()
         #: how to wait (tests put a recorder here)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
 from typing import Any
 
 from eth_typing import ChecksumAddress
@@ -13,6 +14,20 @@ from eth_utils import to_checksum_address
 from backend.errors import MalformedInputError
 
 ZERO_ADDRESS: ChecksumAddress = to_checksum_address("0x" + "00" * 20)
+
+
+@lru_cache(maxsize=4096)
+def _checksummed(address: str) -> ChecksumAddress:
+    return to_checksum_address(address)
+
+
+def checksummed(address: Any) -> ChecksumAddress:
+    """`to_checksum_address`, remembered for the last few thousand text addresses: an escrow's
+    parameters are read back from the index (and from its `EscrowCreated` for the ledger) on
+    every confirmation, and each checksum is a keccak."""
+    return _checksummed(address) if isinstance(address, str) else to_checksum_address(address)
+
+
 #: the largest period number: periods are `uint32` on the chain (`reportBreach`'s `period`,
 #: `BreachReported.period`)
 MAX_PERIOD = 2**32 - 1
@@ -180,7 +195,7 @@ class EscrowParams:
 
     def __post_init__(self) -> None:
         for name in ("client", "provider", "token", "oracle", "arbiter"):
-            object.__setattr__(self, name, to_checksum_address(getattr(self, name)))
+            object.__setattr__(self, name, checksummed(getattr(self, name)))
         object.__setattr__(self, "terms_hash", _as_bytes32(self.terms_hash))
         object.__setattr__(self, "milestone_amounts", tuple(int(a) for a in self.milestone_amounts))
 

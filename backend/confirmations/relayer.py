@@ -44,6 +44,7 @@ from backend.confirmations.outbox import (
     STATUSES,
 )
 from backend.db.models import ConfirmationRequest
+from backend.outbox.nonce import has_in_flight
 from backend.outbox.sender import STEPS, Hook, Phase, Sender, SendReport
 from backend.outbox.spend import spent
 
@@ -65,9 +66,20 @@ class Relayer(Sender[ConfirmationRequest]):
     model = ConfirmationRequest
     phases = (CONFIRM,)
     statuses = STATUSES
+    #: a client waits for the relay: an idle relayer looks for new confirmations five times a
+    #: second, in the database only (`has_work`)
+    interval: ClassVar[float] = 0.2
 
     def due(self, session: Session) -> list[int]:
         return self.row_ids(session, ConfirmationRequest.status == PENDING)
+
+    def has_work(self) -> bool:
+        """A confirmation to sign, or a transaction of the relayer's in flight (two indexed
+        queries; the node is asked nothing when there is neither)."""
+        with self.session() as session:
+            return bool(self.due(session)) or has_in_flight(
+                session, self.chain_id, self.address
+            )
 
     def build(
         self, session: Session, row: ConfirmationRequest, phase: Phase, report: SendReport

@@ -337,6 +337,8 @@ def check_criteria_count(
 def attachments_json(session: Session, digests: tuple[str, ...]) -> list[dict[str, Any]]:
     """The stored attachments `digests` (normalized by `check_attachment_list`) as
     `attachment_json`, in the given order; 404 for an unknown one."""
+    if not digests:
+        return []
     rows = {
         r.sha256: r
         for r in session.scalars(select(Attachment).where(Attachment.sha256.in_(digests)))

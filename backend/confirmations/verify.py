@@ -34,7 +34,7 @@ from backend.chain.errors import InvalidSignature
 from backend.chain.revert_types import EscrowInvalidSignature
 from backend.chain.transactions import PROBE_FACTOR
 from backend.chain.types import EscrowParams, EscrowView, MilestoneState, Status
-from backend.confirmations.chain_reader import ChainReader
+from backend.confirmations.chain_reader import ChainReader, ChainSnapshot
 from backend.confirmations.outbox import ensure_not_queued
 from backend.confirmations.reviews import (
     CriterionAnswer,
@@ -275,14 +275,14 @@ def _escrow_params(chain: ChainReader, escrow_id: int, milestone: int) -> Escrow
 def check_open(
     session: Session,
     chain: ChainReader,
+    snapshot: ChainSnapshot,
     params: EscrowParams,
     escrow_id: int,
     milestone: int,
-    now: int,
 ) -> EscrowView:
     """409 when already queued, settled, disputed or the escrow is not active; 410 when the
-    delivered milestone's review window has closed. The index answers first, the contract has
-    the last word; returns the contract's `getEscrow` view it read."""
+    delivered milestone's review window has closed. The index answers first, the contract (as
+    `snapshot` read it) has the last word; returns the contract's `getEscrow` view."""
     ensure_not_queued(session, chain.chain_id, escrow_id, milestone)
     indexed = chain.ledger(escrow_id)
     if (
@@ -291,19 +291,19 @@ def check_open(
         and indexed.milestones[milestone].state == MilestoneState.SETTLED
     ):
         raise NotConfirmableError(escrow_id, milestone, "is already settled")
-    view = chain.escrow(escrow_id)
+    view = snapshot.escrow()
     if view.status != Status.ACTIVE:
         reason = f"belongs to a {view.status.name.lower()} escrow"
         raise NotConfirmableError(escrow_id, milestone, reason)
-    state = chain.milestone(escrow_id, milestone)
+    state = snapshot.milestone()
     if state.state == MilestoneState.SETTLED:
         raise NotConfirmableError(escrow_id, milestone, "is already settled")
     if state.state == MilestoneState.DISPUTED:
         raise NotConfirmableError(escrow_id, milestone, "is disputed")
     if state.state == MilestoneState.DELIVERED:
         ends = state.since + params.terms.review_period
-        if now > ends:
-            raise DeadlinePassedError("review window", ends, now)
+        if snapshot.now > ends:
+            raise DeadlinePassedError("review window", ends, snapshot.now)
     return view
 
 
@@ -338,11 +338,12 @@ def _prepare(
     values: Values,
     params: EscrowParams,
 ) -> Prepared:
-    now = chain.now()
+    snapshot = chain.snapshot(inp.escrow_id, inp.milestone)  # the node's one round trip
+    now = snapshot.now
     deadline = now + DEFAULT_DEADLINE_SECONDS if inp.deadline is None else inp.deadline
     if deadline <= now:
         raise DeadlinePassedError("signature", deadline, now)
-    view = check_open(session, chain, params, inp.escrow_id, inp.milestone, now)
+    view = check_open(session, chain, snapshot, params, inp.escrow_id, inp.milestone)
     check_criteria(session, params, inp.escrow_id, values.criteria)
     review = build_review(session, inp.comment, values.digests, values.criteria)
     confirmation = Confirmation(

@@ -87,6 +87,9 @@ class Submitter(Sender[BreachSubmission]):
     phases = (REPORT, FINALIZE)
     statuses = STATUSES
     interval: ClassVar[float] = 5.0
+    #: a report's `build` reads its escrow's reports in flight (`_reserves_something`): each is
+    #: signed before the next is built
+    sign_together: ClassVar[int] = 1
 
     def due(self, session: Session) -> list[int]:
         return self.row_ids(

@@ -6,10 +6,14 @@ finalization), which rows are due (`due`), the contract call of a row (`build`),
 simulated refusal or a mined (or reverted) transaction means for the row (`refused`,
 `settled`) and, if the call carries one, the deadline after which it can only revert
 (`deadline`). The base does the rest, in one pass (`run_once`), each step committed before the
-next begins:
+next begins. Each step works in batches of up to `BATCH` rows (pipelined: a step does not wait
+for the node to mine anything): one database transaction per batch, the node's reads and
+simulations in JSON-RPC batches (`backend.chain.bulk_rpc.batch`), the broadcasts back to back.
 
-1. **sign** every due row: under the `sender_nonce` row lock (`backend/outbox/nonce.py`),
-   simulate the call with at most the phase's gas cap (`Phase.gas_setting`: `ESCROW_RELAY_MAX_GAS`,
+1. **sign** every due row: under the `sender_nonce` row lock (`backend/outbox/nonce.py`, read
+   once per batch with the node's pending count), simulate the call (all calls of the batch in
+   one JSON-RPC batch of `eth_estimateGas`; a call that does not pass is simulated again alone)
+   with at most the phase's gas cap (`Phase.gas_setting`: `ESCROW_RELAY_MAX_GAS`,
    `ESCROW_REPORT_MAX_GAS`, `ESCROW_FINALIZE_MAX_GAS`; `backend.chain.transactions.estimate_within`:
    a revert is handed to `refused`, decoded, and so is a call that needs more gas than the cap,
    `GasOverCap`; neither uses a nonce), check the row's spend bound (`over_budget`, the relayer's
@@ -17,12 +21,14 @@ next begins:
    sign it with the next nonce at the fees of `backend/outbox/fees.py` (EIP-1559 type 2 when the
    chain has a base fee) and a gas limit of the estimate * `GAS_MARGIN`, at most the cap and the
    block's gas limit, store the raw bytes, hash, fees, gas limit and whom it is for in
-   `outbox_transaction` and point the row at it, bump the nonce; commit. Nothing has left the
-   process yet. (Signing is deterministic: a
+   `outbox_transaction` and point the row at it, bump the nonce; commit (the whole batch).
+   Nothing has left the process yet. (Signing is deterministic: a
    row signed anew with the same nonce and fees, e.g. after a reorg freed the nonce, gives the
    very bytes already stored, and that stored transaction is the one sent again.)
-2. **broadcast** every signed transaction of the account in nonce order: send the stored bytes;
-   mark the transaction and its row sent (and the earlier versions of its nonce `replaced`).
+2. **broadcast** every signed transaction of the account in nonce order: send the stored bytes,
+   one after another without waiting for receipts (`broadcast_all`; not a JSON-RPC batch, which
+   a node may run out of order); then, in one database transaction, mark each transaction and
+   its row sent (and the earlier versions of its nonce `replaced`).
    "Already known" / "nonce too low" mean the node has seen it, or another version of the nonce
    was mined: the transactions are looked up by hash. A nonce another transaction took makes
    the stored bytes unminable: the transaction is kept as `superseded` and the row is signed
@@ -34,10 +40,12 @@ next begins:
    node's words; with later nonces signed already a no-op filler (below) takes it, stored
    before it is broadcast, and the row fails with the same reason once the filler is mined. A
    restart meets the same refusal and does the same, so it is never stuck either.
-3. **settle** every sent transaction by whichever version of its nonce has a receipt: the
+3. **settle** every sent transaction by whichever version of its nonce has a receipt (the
+   receipts of all versions read in JSON-RPC batches, the head once): the
    receipt's block number and hash (and its `gasUsed` and `effectiveGasPrice`, what it cost)
    are recorded, and it is re-read on every pass until it is
-   `ESCROW_CONFIRMATIONS` deep; then that version is mined (status 1) or reverted with the
+   `ESCROW_CONFIRMATIONS` deep; then (all of the batch in one database transaction) that
+   version is mined (status 1) or reverted with the
    reason decoded by replaying the call (status 0), the others are `replaced` / `superseded`,
    the row points at the mined one and `settled` says what it means for the row. A receipt that
    vanished or moved to another block (a reorg) is forgotten and counting starts again; a
@@ -68,8 +76,10 @@ The process can die between any two steps: every state on disk says what to do n
 stored bytes are ever broadcast, so a restart loses nothing and sends nothing twice (all
 versions of a nonce share it: at most one is mined). A `hook(step, row)` runs at each step
 boundary (`STEPS`, and `REPLACE_STEPS` around a replacement, prefixed by the phase's `prefix`;
-tests crash the sender there). One process owns a (sender, chain, account) at a time
-(`backend/outbox/owner.py`), held by the one worker loop `run_forever`.
+tests crash the sender there): the rows of a batch meet "signing", "broadcast" and "receipt"
+before their step's database transaction commits and "signed", "sent" and "finished" after.
+One process owns a (sender, chain, account) at a time (`backend/outbox/owner.py`), held by the
+one worker loop `run_forever`.
 """
 
 from __future__ import annotations
@@ -77,7 +87,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
@@ -86,15 +96,21 @@ from hexbytes import HexBytes
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from web3.exceptions import TransactionNotFound
-from web3.types import Nonce, TxParams, TxReceipt
+from web3.types import TxParams, TxReceipt
 
+from backend.chain import bulk_rpc
 from backend.chain.errors import (
     ChainError,
     EscrowUnknown,
     TransactionFailed,
     is_transport_failure,
 )
-from backend.chain.transactions import REVERT_EXCEPTIONS, as_chain_error, estimate_within
+from backend.chain.transactions import (
+    REVERT_EXCEPTIONS,
+    as_chain_error,
+    calldata,
+    estimate_within,
+)
 from backend.chain.types import EscrowParams
 from backend.db.models import EscrowRow, OutboxRow, OutboxTransaction
 from backend.logs import gwei
@@ -123,6 +139,9 @@ STEPS = ("signing", "signed", "broadcast", "sent", "receipt", "finished")
 #: step boundaries of a replacement (a fee bump or a nonce filler): signed in the database
 #: transaction, then committed; its broadcast passes "broadcast" and "sent" again
 REPLACE_STEPS = ("replacing", "replaced")
+#: rows signed, transactions broadcast or settled per database transaction (and per JSON-RPC
+#: batch, at most the node's batch size) in one step of a pass
+BATCH = 100
 #: the simulated gas is raised by this factor, for state that changes before inclusion
 GAS_MARGIN = 1.25
 #: states of an `OutboxTransaction`
@@ -221,12 +240,35 @@ class Phase:
         return cast(str, getattr(row, self.state_attr))
 
     def link(self, row: Any, tx: OutboxTransaction | None) -> None:
-        """Points the row at `tx` (its relationship is the link column without `_id`)."""
+        """Points the row at `tx` (its relationship is the link column without `_id`; a
+        transaction not flushed yet gives the column its id at the flush)."""
         setattr(row, self.link_attr.removesuffix("_id"), tx)
-        setattr(row, self.link_attr, None if tx is None else tx.id)
+        if tx is None or tx.id is not None:
+            setattr(row, self.link_attr, None if tx is None else tx.id)
 
     def linked(self, row: Any) -> int | None:
         return cast("int | None", getattr(row, self.link_attr))
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[RowT]):
+    """A transaction read for a step of a pass: the row it carries, the phase, and the versions
+    of its nonce (`backend.outbox.versions.nonce_versions`)."""
+
+    tx: OutboxTransaction
+    row: RowT
+    phase: Phase
+    versions: list[OutboxTransaction]
+
+
+@dataclass(frozen=True)
+class Call(Generic[RowT]):
+    """A row's contract call to sign: the function `build` gave and its call data."""
+
+    row: RowT
+    #: a web3 `ContractFunction` (its `address`, and `estimate_gas` for `estimate_within`)
+    fn: Any
+    data: bytes
 
 
 def hex0x(value: bytes) -> str:
@@ -282,6 +324,9 @@ class Sender(ABC, Generic[RowT]):
     statuses: ClassVar[tuple[str, ...]]
     #: seconds the worker loop waits after an idle pass
     interval: ClassVar[float] = 1.0
+    #: rows built, simulated and signed together (`sign_batch`): all are built before any is
+    #: signed, so a subclass whose `build` reads the rows signed before it says 1
+    sign_together: ClassVar[int] = BATCH
 
     def __init__(
         self,
@@ -346,6 +391,12 @@ class Sender(ABC, Generic[RowT]):
     def prepare(self, report: SendReport) -> None:
         """Work before the pass signs (queueing rows, following mined ones up); none here."""
 
+    def has_work(self) -> bool:
+        """Whether a pass may have something to do; when not, it ends before asking the node
+        anything (an idle sender that polls often costs the node nothing). By default a pass
+        always runs (`prepare` may find work)."""
+        return True
+
     def scope(self, row: RowT) -> tuple[int | None, str | None]:
         """Whom the row's transactions are sent for, recorded on each of them for the spend
         bounds (`backend/outbox/spend.py`): (escrow id, the party on whose behalf). By default
@@ -371,6 +422,8 @@ class Sender(ABC, Generic[RowT]):
         """One pass: prepare, sign, broadcast, settle. Nothing at all while the chain no longer
         has the deployment served (`Services.deployment`): no old row is sent to a new chain."""
         report = SendReport()
+        if not self.has_work():
+            return report
         if self.services.deployment.check() is not None:
             return report
         self._market = None  # read the fee market afresh once per pass, when needed
@@ -492,6 +545,8 @@ class Sender(ABC, Generic[RowT]):
         """Makes the escrow's parameters known to the client that builds calls; False (and the
         row failed, `EscrowUnknown`) when neither the index nor the chain has the escrow (a
         reset dev chain)."""
+        if self.services.escrow.remembers(escrow_id):
+            return True
         try:
             self.services.escrow.remember(escrow_id, self.escrow_params(session, escrow_id))
         except EscrowUnknown as exc:
@@ -520,44 +575,123 @@ class Sender(ABC, Generic[RowT]):
     # ----------------------------------------------------------------- 1. sign
 
     def sign_pending(self, report: SendReport) -> None:
+        """Signs the due rows (`due`), `sign_together` rows per database transaction
+        (`sign_batch`)."""
         with self.session() as session:
             ids = self.due(session)
-        for row_id in ids:
-            self.sign(row_id, self.phases[0], report)
+        size = self.sign_together
+        for start in range(0, len(ids), size):
+            self.sign_batch(ids[start:start + size], self.phases[0], report)
 
     def sign(self, row_id: int, phase: Phase, report: SendReport) -> None:
-        """Simulates and signs the row's transaction of `phase` under the nonce lock, if the row
-        is still `phase.pending`; stores bytes and hash (committed) before anything is sent."""
+        """`sign_batch` of one row."""
+        self.sign_batch([row_id], phase, report)
+
+    def sign_batch(self, row_ids: list[int], phase: Phase, report: SendReport) -> None:
+        """Simulates and signs the transactions of `phase` of those rows of `row_ids` that are
+        still `phase.pending`, in one database transaction under the nonce lock (consecutive
+        nonces, in row order): the simulations are asked of the node in one JSON-RPC batch
+        (`simulate`); bytes, hashes and fees are stored and committed before anything is sent.
+        The hook meets each row that moved at "signing" (before the commit) and each signed one
+        at "signed" (after it)."""
+        moved: list[RowT] = []
         with self.session() as session, session.begin():
             nonce_row = take_nonce(session, self.chain_id, self.address, self.chain_nonce())
-            row = self.lock(session, row_id)
-            if row is None or phase.state(row) != phase.pending:
-                return
-            fn = self.build(session, row, phase, report)
-            if fn is not None:
-                self._sign_call(session, nonce_row, row, phase, fn, report)
-            if phase.state(row) == phase.pending:
-                return  # nothing changed (e.g. too early): no step was taken
-            self.step(phase, "signing", row)
-        if phase.state(row) == phase.signed:
-            self.step(phase, "signed", row)
+            calls: list[Call[RowT]] = []
+            for row in self.lock_all(session, row_ids):
+                if phase.state(row) != phase.pending:
+                    continue
+                fn = self.build(session, row, phase, report)
+                if fn is not None:
+                    calls.append(Call(row, fn, calldata(fn)))
+                elif phase.state(row) != phase.pending:
+                    moved.append(row)
+            stored = self._stored_from(session, nonce_row.next_nonce)
+            for call, simulated in zip(calls, self.simulate(calls, phase), strict=True):
+                self._sign_call(session, nonce_row, call, phase, simulated, stored, report)
+                if phase.state(call.row) != phase.pending:  # else nothing changed (too early)
+                    moved.append(call.row)
+            moved.sort(key=lambda r: r.id)
+            for row in moved:
+                self.step(phase, "signing", row)
+        for row in moved:
+            if phase.state(row) == phase.signed:
+                self.step(phase, "signed", row)
+
+    def lock_all(self, session: Session, row_ids: list[int]) -> list[RowT]:
+        """The rows of `row_ids` that exist, under row locks, freshly read, in id order."""
+        if not row_ids:
+            return []
+        model = self.model
+        return cast("list[RowT]", list(session.scalars(
+            select(model).where(model.id.in_(row_ids)).order_by(model.id)
+            .with_for_update().execution_options(populate_existing=True)
+        )))
+
+    def _stored_from(self, session: Session, nonce: int) -> dict[str, OutboxTransaction]:
+        """This account's stored transactions from `nonce` on, by hash: the only ones a
+        transaction signed now (with `nonce` or a later one) can be identical to."""
+        return {tx.tx_hash: tx for tx in session.scalars(
+            select(OutboxTransaction).where(
+                OutboxTransaction.chain_id == self.chain_id,
+                OutboxTransaction.account == self.address,
+                OutboxTransaction.nonce >= nonce,
+            )
+        )}
+
+    def simulate(self, calls: list[Call[RowT]], phase: Phase) -> list[int | None]:
+        """The gas each of `calls` needs, simulated from
+        the sender's address with at most the phase's gas cap (and the block's gas limit): one
+        `eth_estimateGas` per call, asked in JSON-RPC batches (`backend.chain.bulk_rpc.batch`).
+        None for a call the node did not simulate successfully within the cap: `_sign_call`
+        simulates it again on its own (`estimate_within`), which tells a revert from a call over
+        the cap. A transport failure is raised."""
+        if not calls or not bulk_rpc.speaks_batches(self.w3):
+            return [None] * len(calls)  # (a provider without batches: each simulated alone)
+        cap = self.gas_cap(phase)
+        limit = self.market().gas_limit
+        if cap is not None and limit is not None:
+            cap = min(cap, limit)
+        requests_: list[tuple[str, list[Any]]] = []
+        for call in calls:
+            params: dict[str, Any] = {
+                "from": self.address, "to": call.fn.address, "data": hex0x(call.data),
+            }
+            if cap is not None:
+                params["gas"] = hex(cap)
+            requests_.append(("eth_estimateGas", [params]))
+        try:
+            replies = bulk_rpc.batch(self.w3, requests_)
+        except Exception as exc:
+            if is_transport_failure(exc):
+                raise
+            return [None] * len(calls)  # every call simulated again on its own
+        out: list[int | None] = []
+        for reply in replies:
+            result = reply.get("result") if reply.get("error") is None else None
+            out.append(None if result is None else bulk_rpc.quantity(result))
+        return out
 
     def _sign_call(
-        self, session: Session, nonce_row: Any, row: RowT, phase: Phase, fn: Any,
-        report: SendReport,
+        self, session: Session, nonce_row: Any, call: Call[RowT], phase: Phase,
+        simulated: int | None, stored: dict[str, OutboxTransaction], report: SendReport,
     ) -> None:
-        """Simulates `fn` within the phase's gas cap (`estimate_within`), checks the spend bound
-        (`over_budget`) and signs it with the next nonce. A revert, a call over the cap and a
-        spend over the bound use no nonce: the first goes to `refused`, the others fail the
-        row with the reason."""
+        """Signs `call` with the next nonce, `simulated` the gas it needs (None: simulated here,
+        within the phase's gas cap, `estimate_within`), after checking the spend bound
+        (`over_budget`). A revert, a call over the cap and a spend over the bound use no nonce:
+        the first goes to `refused`, the others fail the row with the reason. `stored`: the
+        transactions a signature made now could be identical to (`_stored_from`)."""
+        row, fn = call.row, call.fn
         market = self.market()
         cap = self.gas_cap(phase)
+        if cap is not None and market.gas_limit is not None:
+            cap = min(cap, market.gas_limit)
         try:
-            if cap is None:
+            if simulated is not None:
+                gas = simulated
+            elif cap is None:
                 gas = int(fn.estimate_gas({"from": self.address}))
             else:
-                if market.gas_limit is not None:
-                    cap = min(cap, market.gas_limit)
                 gas = estimate_within(
                     fn, self.address, cap, what=f"{self.name} {phase.purpose} ({row_about(row)})",
                     setting=phase.gas_setting, block_gas_limit=market.gas_limit,
@@ -581,30 +715,22 @@ class Sender(ABC, Generic[RowT]):
             self.move(row, phase, phase.failed, refusal)
             report.failed += 1
             return
-        self._store(session, row, phase, fn, limit, nonce_row.next_nonce, fees)
+        self._store(session, call, phase, limit, nonce_row.next_nonce, fees, stored)
         nonce_row.next_nonce += 1
         report.signed += 1
 
     def _store(
-        self, session: Session, row: RowT, phase: Phase, fn: Any, gas: int, nonce: int,
-        fees: Fees,
+        self, session: Session, call: Call[RowT], phase: Phase, gas: int, nonce: int,
+        fees: Fees, stored: dict[str, OutboxTransaction],
     ) -> None:
-        """Signs `fn` with gas limit `gas` at `nonce` and `fees`, stores it and points the row
-        at it."""
-        params = cast(TxParams, {
-            "from": self.address,
-            "nonce": Nonce(nonce),
-            "gas": gas,
-            "chainId": self.chain_id,
-            **fees.params(),
+        """Signs `call` with gas limit `gas` at `nonce` and `fees`, stores it (unless `stored`
+        has it already) and points the row at it."""
+        row = call.row
+        signed = self.account.sign_transaction({
+            "to": call.fn.address, "data": call.data, "value": 0, "nonce": nonce, "gas": gas,
+            "chainId": self.chain_id, **fees.params(),
         })
-        signed = self.account.sign_transaction(cast(dict[str, Any], fn.build_transaction(params)))
-        tx = session.scalar(
-            select(OutboxTransaction).where(
-                OutboxTransaction.chain_id == self.chain_id,
-                OutboxTransaction.tx_hash == hex0x(signed.hash),
-            )
-        )
+        tx = stored.get(hex0x(signed.hash))
         if tx is not None:
             # Signatures are deterministic: the same call, nonce and fees give the same bytes,
             # e.g. a transaction a reorg took away whose nonce is free again. It is stored
@@ -619,8 +745,8 @@ class Sender(ABC, Generic[RowT]):
             previous = None if before is None else session.get(OutboxTransaction, before)
             tx = self._new_tx(phase.purpose, nonce, signed, fees, previous, gas_limit=gas,
                               scope=self.scope(row))
-            session.add(tx)
-            session.flush()
+            session.add(tx)  # inserted with the others of the batch at the commit
+            stored[tx.tx_hash] = tx
         phase.link(row, tx)
         self.move(row, phase, phase.signed, None)
 
@@ -661,28 +787,6 @@ class Sender(ABC, Generic[RowT]):
             )
         )
 
-    def _carrier(self, session: Session, tx: OutboxTransaction) -> tuple[RowT, Phase] | None:
-        """The outbox row, and the phase, that `tx` is a transaction of (the row points at one
-        of the transactions signed for it in that phase)."""
-        ids = [t.id for t in history(session, tx)]
-        for phase in self.phases:
-            column = getattr(self.model, phase.link_attr)
-            row = session.scalar(select(self.model).where(column.in_(ids)))
-            if row is not None:
-                return cast(RowT, row), phase
-        return None
-
-    def _load(
-        self, tx_id: int, status: str
-    ) -> tuple[OutboxTransaction, RowT, Phase] | None:
-        """The transaction (still in `status`), the row it carries and the phase."""
-        with self.session() as session:
-            tx = session.get(OutboxTransaction, tx_id)
-            if tx is None or tx.status != status:
-                return None
-            found = self._carrier(session, tx)
-        return None if found is None else (tx, found[0], found[1])
-
     def _locked(
         self, session: Session, tx: OutboxTransaction, row: RowT, phase: Phase
     ) -> tuple[OutboxTransaction, RowT] | None:
@@ -697,52 +801,185 @@ class Sender(ABC, Generic[RowT]):
             return None
         return locked_tx, locked
 
-    def _queue(self, status: str) -> Iterator[tuple[OutboxTransaction, RowT, Phase]]:
-        """This sender's transactions in `status` in nonce order, each read when its turn comes
-        (an earlier one's step may have moved it), with the row it carries and the phase."""
+    def _loaded(self, status: str) -> list[Loaded[RowT]]:
+        """This sender's transactions in `status` (at most `BATCH`), in nonce order, each with
+        the row it carries, the phase and the versions of its nonce, read in one session with
+        a few queries for all of them (a later step re-reads each under its lock,
+        `_lock_loaded`, and skips what moved since)."""
         with self.session() as session:
-            ids = self._transactions(session, status)
-        for tx_id in ids:
-            loaded = self._load(tx_id, status)
-            if loaded is not None:
-                yield loaded
+            txs = list(session.scalars(
+                select(OutboxTransaction)
+                .where(OutboxTransaction.id.in_(self._transactions(session, status)))
+                .order_by(OutboxTransaction.nonce, OutboxTransaction.id)
+            ))
+            histories = self._histories(session, txs)
+            carriers = self._carriers(session, histories)
+            out: list[Loaded[RowT]] = []
+            for tx in txs:
+                signed_for = histories.get(tx.root_id, [])
+                found = next((carriers[t.id] for t in signed_for if t.id in carriers), None)
+                if found is not None:
+                    versions = [t for t in signed_for if t.nonce == tx.nonce]
+                    out.append(Loaded(tx, found[0], found[1], versions))
+        return out
+
+    def _histories(
+        self, session: Session, txs: list[OutboxTransaction]
+    ) -> dict[int, list[OutboxTransaction]]:
+        """`history` of each of `txs` in one query: every transaction signed for its row and
+        phase, oldest first, keyed by their `root_id`."""
+        roots = sorted({tx.root_id for tx in txs})
+        out: dict[int, list[OutboxTransaction]] = {root: [] for root in roots}
+        if not roots:
+            return out
+        for tx in session.scalars(
+            select(OutboxTransaction)
+            .where(or_(OutboxTransaction.id.in_(roots), OutboxTransaction.first_id.in_(roots)))
+            .order_by(OutboxTransaction.id)
+        ):
+            out[tx.root_id].append(tx)
+        return out
+
+    def _carriers(
+        self, session: Session, histories: dict[int, list[OutboxTransaction]]
+    ) -> dict[int, tuple[RowT, Phase]]:
+        """The outbox rows (and phases) that point at a transaction of `histories` (a row points
+        at one of the transactions signed for it in that phase), keyed by the id of the
+        transaction each points at; one query per phase."""
+        ids = [tx.id for signed_for in histories.values() for tx in signed_for]
+        out: dict[int, tuple[RowT, Phase]] = {}
+        if not ids:
+            return out
+        for phase in reversed(self.phases):  # the first phase wins, as in `_carrier`
+            column = getattr(self.model, phase.link_attr)
+            for row in session.scalars(select(self.model).where(column.in_(ids))):
+                out[cast(int, phase.linked(row))] = (cast(RowT, row), phase)
+        return out
+
+    def _lock_loaded(
+        self, session: Session, items: list[Loaded[RowT]]
+    ) -> dict[int, tuple[OutboxTransaction, RowT, list[OutboxTransaction]]]:
+        """`_locked` of many, in three queries: by the id of each item's transaction, the
+        transaction and its row under row locks, with the transaction's `history`, for those no
+        other pass moved since they were read."""
+        if not items:
+            return {}
+        txs = {tx.id: tx for tx in session.scalars(
+            select(OutboxTransaction)
+            .where(OutboxTransaction.id.in_(sorted({item.tx.id for item in items})))
+            .order_by(OutboxTransaction.id)
+            .with_for_update().execution_options(populate_existing=True)
+        )}
+        rows = {row.id: row for row in self.lock_all(session, sorted({i.row.id for i in items}))}
+        histories = self._histories(session, list(txs.values()))
+        out: dict[int, tuple[OutboxTransaction, RowT, list[OutboxTransaction]]] = {}
+        for item in items:
+            locked_tx, locked = txs.get(item.tx.id), rows.get(item.row.id)
+            if locked_tx is None or locked_tx.status != item.tx.status or locked is None:
+                continue
+            signed_for = histories.get(locked_tx.root_id, [])
+            if item.phase.linked(locked) in {t.id for t in signed_for}:
+                out[item.tx.id] = (locked_tx, locked, signed_for)
+        return out
+
+    def head(self) -> int:
+        """The node's latest block number."""
+        return int(self.w3.eth.block_number)
 
     def broadcast_signed(self, report: SendReport) -> None:
-        for tx, row, phase in self._queue(SIGNED):
-            outcome, detail = self.broadcast(tx)
-            self.step(phase, "broadcast", row)
-            with self.session() as session, session.begin():
-                both = self._locked(session, tx, row, phase)
-                if both is None:
+        """Broadcasts the signed transactions (`broadcast_all`: in nonce order, back to back,
+        without waiting for receipts) and records what the node answered in one database
+        transaction; after a refusal that leaves the transaction signed or refused nothing later
+        is recorded (later nonces cannot be mined before it or its filler: a later pass sends
+        them). The hook meets each row sent at "broadcast" (nothing recorded yet) and at "sent"
+        (recorded)."""
+        loaded = self._loaded(SIGNED)
+        if not loaded:
+            return
+        head = self.head()  # before the sends: a transaction counts as unmined from here
+        outcomes = self.broadcast_all(
+            [item.tx for item in loaded],
+            others_out=[any(v.status == SENT and v.id != item.tx.id for v in item.versions)
+                        for item in loaded],
+        )
+        for item in loaded[:len(outcomes)]:
+            self.step(item.phase, "broadcast", item.row)
+        recorded: list[tuple[OutboxTransaction, RowT, Phase]] = []
+        with self.session() as session, session.begin():
+            locked = self._lock_loaded(session, loaded[:len(outcomes)])
+            for item, (outcome, detail) in zip(loaded, outcomes, strict=False):
+                if item.tx.id not in locked:
                     continue
-                self._record(session, both[0], both[1], phase, outcome, detail, report)
-            if outcome == "refused" and both[0].status in (SIGNED, REFUSED):
-                break  # later nonces cannot be mined before this one (or its filler)
-            if both[0].status == SENT:
+                tx, row, signed_for = locked[item.tx.id]
+                versions = [t for t in signed_for if t.nonce == tx.nonce]
+                self._record(session, tx, row, item.phase, outcome, detail, report, head=head,
+                             versions=versions)
+                recorded.append((tx, row, item.phase))
+                if outcome == "refused" and tx.status in (SIGNED, REFUSED):
+                    break
+        for tx, row, phase in recorded:
+            if tx.status == SENT:
                 report.broadcast += 1
-                self.log_sent(both[0], both[1])
-                self.step(phase, "sent", both[1])
+                self.log_sent(tx, row)
+                self.step(phase, "sent", row)
 
     def broadcast(self, tx: OutboxTransaction) -> tuple[BroadcastOutcome, str | None]:
-        """Sends the stored bytes. When the node objects ("already known", "nonce too low", or a
-        node that reports a mined revert as an error) the transaction is looked up by its hash:
-        if the node has it, it was sent; "nonce too low" with another version of the nonce
-        mined counts as sent too (settling finds that version). Raises the transport error when
-        the node is away (the whole step is retried later)."""
+        """`broadcast_all` of one transaction."""
+        return self.broadcast_all([tx])[0]
+
+    def broadcast_all(
+        self, txs: list[OutboxTransaction], *, others_out: list[bool] | None = None
+    ) -> list[tuple[BroadcastOutcome, str | None]]:
+        """Sends the stored bytes of `txs` one after another (in their order, nonce order),
+        without waiting for any to be mined; the outcome of each, and the node's words when it
+        objected, up to and including the first refusal of a transaction with no other version
+        of its nonce out there (`others_out`, per transaction: a refused fee replacement leaves
+        the version it replaces; otherwise later nonces could not be mined before it, and they
+        are not sent). One request each, not a JSON-RPC batch: a
+        node may handle the calls of a batch concurrently (Hardhat does), and a later nonce
+        that arrives first is refused ("nonce too high") where the node does not queue
+        (automining).
+
+        When the node objects ("already known", "nonce too low", or a node that reports a mined
+        revert as an error) the transaction is looked up by its hash: if the node has it, it
+        was sent; "nonce too low" with another version of the nonce mined counts as sent too
+        (settling finds that version). Raises the transport error when the node is away (the
+        whole step is retried later; what it sent is known to the node then)."""
+        out: list[tuple[BroadcastOutcome, str | None]] = []
+        for n, tx in enumerate(txs):
+            out.append(self._outcome(tx, self._send_one(tx)))
+            if out[-1][0] == "refused" and not (others_out is not None and others_out[n]):
+                break
+        return out
+
+    def _send_one(self, tx: OutboxTransaction) -> str | None:
+        """`eth_sendRawTransaction` of the stored bytes: None when the node took them, else its
+        words (`bulk_rpc.error_message`)."""
         try:
+            if bulk_rpc.speaks_batches(self.w3):  # the reply as it is, without web3's formatting
+                [reply] = bulk_rpc.batch(self.w3, [("eth_sendRawTransaction", [tx.raw_tx])])
+                return bulk_rpc.error_message(reply)
             self.w3.eth.send_raw_transaction(HexBytes(tx.raw_tx))
-            return "accepted", None
+            return None
         except Exception as exc:
             if is_transport_failure(exc):
                 raise
-            message = str(exc)
+            return str(exc)
+
+    def _outcome(
+        self, tx: OutboxTransaction, message: str | None
+    ) -> tuple[BroadcastOutcome, str | None]:
+        if message is None:
+            return "accepted", None
         if self.node_has(tx.tx_hash):
             return "known", message
         lowered = message.lower()
         if any(k in lowered for k in _NONCE_USED):
             with self.session() as session:
-                others = [t.tx_hash for t in nonce_versions(session, tx) if t.id != tx.id]
-            if any(self.receipt(h) is not None for h in others):
+                versions = [t.tx_hash for t in nonce_versions(session, tx)]
+            # mined (this version, which a node whose transaction index is pruned may not find
+            # by hash, or another): settling finds which
+            if any(self.receipt(h) is not None for h in versions):
                 return "known", message
             return "superseded", message
         if any(k in lowered for k in _KNOWN):
@@ -764,13 +1001,18 @@ class Sender(ABC, Generic[RowT]):
     def _record(
         self, session: Session, tx: OutboxTransaction, row: RowT, phase: Phase,
         outcome: BroadcastOutcome, detail: str | None, report: SendReport,
+        *, head: int | None = None, versions: list[OutboxTransaction] | None = None,
     ) -> None:
+        """Records the node's answer to the broadcast of `tx` (`head`: the latest block number
+        read at the broadcast, else read here; `versions`: those of its nonce, when read
+        already)."""
         now = self.clock.service_time()
-        versions = nonce_versions(session, tx)
+        if versions is None:
+            versions = nonce_versions(session, tx)
         if outcome in ("accepted", "known"):
             tx.status, tx.error, tx.updated_at = SENT, None, now
             if tx.sent_block is None:
-                tx.sent_block = int(self.w3.eth.block_number)
+                tx.sent_block = self.head() if head is None else head
             for other in versions:
                 if other.id != tx.id and other.status == SENT:
                     other.status, other.updated_at = REPLACED, now
@@ -863,67 +1105,92 @@ class Sender(ABC, Generic[RowT]):
     # ----------------------------------------------------------------- 3. settle
 
     def settle_sent(self, report: SendReport) -> None:
-        for tx, row, phase in self._queue(SENT):
-            self._settle(tx, row, phase, report)
-
-    def _settle(self, tx: OutboxTransaction, row: RowT, phase: Phase, report: SendReport) -> None:
-        """Settles the nonce of `tx` by whichever of its versions has a receipt."""
-        with self.session() as session:
-            versions = nonce_versions(session, tx)
-        found: tuple[OutboxTransaction, TxReceipt] | None = None
-        for version in versions:
-            receipt = self.receipt(version.tx_hash)
-            if receipt is not None:
-                found = (version, receipt)
-                break
-        if found is None:
-            self._unmined(versions, row, phase, report)
+        """Settles the sent transactions: the receipts of every version of their nonces are read
+        in JSON-RPC batches (`backend.chain.bulk_rpc.receipts`), the head once; a nonce with no
+        receipt goes to `_unmined` (reorg, lost, stuck), a shallow one has its block recorded,
+        and those `ESCROW_CONFIRMATIONS` deep are settled in one database transaction. The hook
+        meets each row settled at "receipt" (before the transaction) and "finished" (after)."""
+        loaded = self._loaded(SENT)
+        if not loaded:
             return
-        version, receipt = found
-        number, block_hash = int(receipt["blockNumber"]), hex0x(receipt["blockHash"])
-        head = int(self.w3.eth.block_number)
-        if head - number < self.confirmations:
-            if (version.block_number, version.block_hash) != (number, block_hash):
-                self._set_block(version.id, number, block_hash)
-            return  # not deep enough yet: read again next pass
-        error = None if int(receipt["status"]) == 1 else self.revert_reason(receipt)
-        self.step(phase, "receipt", row)
+        receipts = bulk_rpc.receipts(self.w3, [v.tx_hash for item in loaded for v in item.versions])
+        head = self.head()
+        settling: list[tuple[Loaded[RowT], OutboxTransaction, TxReceipt, ChainError | None]] = []
+        shallow: list[tuple[int, int, str]] = []
+        for item in loaded:
+            version = next((v for v in item.versions if v.tx_hash in receipts), None)
+            if version is None:
+                self._unmined(item.versions, item.row, item.phase, report)
+                continue
+            receipt = receipts[version.tx_hash]
+            number, block_hash = int(receipt["blockNumber"]), hex0x(receipt["blockHash"])
+            if head - number < self.confirmations:
+                if (version.block_number, version.block_hash) != (number, block_hash):
+                    shallow.append((version.id, number, block_hash))  # read again next pass
+                continue
+            error = None if int(receipt["status"]) == 1 else self.revert_reason(receipt)
+            self.step(item.phase, "receipt", item.row)
+            settling.append((item, version, receipt, error))
+        if shallow:
+            self._set_blocks(shallow)
+        if not settling:
+            return
+        done: list[tuple[OutboxTransaction, RowT, Phase, TxReceipt, ChainError | None]] = []
         with self.session() as session, session.begin():
-            both = self._locked(session, tx, row, phase)
-            if both is None:
-                return
-            locked_tx, locked = both
-            now = self.clock.service_time()
-            mined: OutboxTransaction | None = None
-            for other in nonce_versions(session, locked_tx):
-                if other.id == version.id:
-                    other.status = MINED if error is None else REVERTED
-                    other.error = None if error is None else error.message
-                    other.block_number, other.block_hash = number, block_hash
-                    other.gas_used = int(receipt["gasUsed"])
-                    price = receipt.get("effectiveGasPrice")
-                    other.gas_price = None if price is None else str(int(price))
-                    other.updated_at = now
-                    mined = other
-                elif other.status in (SIGNED, SENT):
-                    other.status, other.updated_at = SUPERSEDED, now
-                    other.error = f"nonce {other.nonce} went to {version.tx_hash}"
-            if mined is None:
-                return
-            if mined.purpose != FILL:
-                phase.link(locked, mined)
-            if mined.purpose == FILL:
-                # a filler took the nonce: of a call whose deadline passed (the row is sent) or
-                # of bytes the node refused for good (the row is signed or sent)
-                if phase.state(locked) in (phase.signed, phase.sent):
-                    reason = fill_reason(nonce_versions(session, locked_tx))
-                    self.log_failed(locked, phase, reason)
-                    self.move(locked, phase, phase.failed, reason)
-                    report.failed += 1
-            elif phase.state(locked) == phase.sent:
-                self.settled(locked, phase, receipt, error, report)
-        self.log_mined(mined, locked, receipt, head, error)
-        self.step(phase, "finished", locked)
+            locked = self._lock_loaded(session, [item for item, *_ in settling])
+            for item, version, receipt, error in settling:
+                if item.tx.id in locked:
+                    found = self._settle(item, locked[item.tx.id], version, receipt, error,
+                                         report)
+                    if found is not None:
+                        done.append((*found, item.phase, receipt, error))
+        for mined, row, phase, receipt, error in done:
+            self.log_mined(mined, row, receipt, head, error)
+            self.step(phase, "finished", row)
+
+    def _settle(
+        self, item: Loaded[RowT],
+        locked_item: tuple[OutboxTransaction, RowT, list[OutboxTransaction]],
+        version: OutboxTransaction, receipt: TxReceipt, error: ChainError | None,
+        report: SendReport,
+    ) -> tuple[OutboxTransaction, RowT] | None:
+        """Settles the nonce of `item` by `version`, mined in `receipt` (reverted with `error`),
+        in the database transaction that locked it (`locked_item`: the transaction, its row
+        and its history, `_lock_loaded`); the mined version and the row."""
+        phase = item.phase
+        locked_tx, locked, signed_for = locked_item
+        versions = [t for t in signed_for if t.nonce == locked_tx.nonce]
+        number, block_hash = int(receipt["blockNumber"]), hex0x(receipt["blockHash"])
+        now = self.clock.service_time()
+        mined: OutboxTransaction | None = None
+        for other in versions:
+            if other.id == version.id:
+                other.status = MINED if error is None else REVERTED
+                other.error = None if error is None else error.message
+                other.block_number, other.block_hash = number, block_hash
+                other.gas_used = int(receipt["gasUsed"])
+                price = receipt.get("effectiveGasPrice")
+                other.gas_price = None if price is None else str(int(price))
+                other.updated_at = now
+                mined = other
+            elif other.status in (SIGNED, SENT):
+                other.status, other.updated_at = SUPERSEDED, now
+                other.error = f"nonce {other.nonce} went to {version.tx_hash}"
+        if mined is None:
+            return None
+        if mined.purpose != FILL:
+            phase.link(locked, mined)
+        if mined.purpose == FILL:
+            # a filler took the nonce: of a call whose deadline passed (the row is sent) or
+            # of bytes the node refused for good (the row is signed or sent)
+            if phase.state(locked) in (phase.signed, phase.sent):
+                reason = fill_reason(versions)
+                self.log_failed(locked, phase, reason)
+                self.move(locked, phase, phase.failed, reason)
+                report.failed += 1
+        elif phase.state(locked) == phase.sent:
+            self.settled(locked, phase, receipt, error, report)
+        return mined, locked
 
     def log_mined(
         self, tx: OutboxTransaction, row: RowT, receipt: TxReceipt, head: int,
@@ -951,11 +1218,17 @@ class Sender(ABC, Generic[RowT]):
 
     def _set_block(self, tx_id: int, number: int | None, block_hash: str | None) -> None:
         """Records (or, after a reorg, clears) the block of a transaction's receipt."""
+        self._set_blocks([(tx_id, number, block_hash)])
+
+    def _set_blocks(self, blocks: Sequence[tuple[int, int | None, str | None]]) -> None:
+        """`_set_block` of many (transaction id, block number, block hash), in one database
+        transaction."""
         with self.session() as session, session.begin():
-            tx = session.get(OutboxTransaction, tx_id, with_for_update=True)
-            if tx is not None:
-                tx.block_number, tx.block_hash = number, block_hash
-                tx.updated_at = self.clock.service_time()
+            now = self.clock.service_time()
+            for tx_id, number, block_hash in blocks:
+                tx = session.get(OutboxTransaction, tx_id, with_for_update=True)
+                if tx is not None:
+                    tx.block_number, tx.block_hash, tx.updated_at = number, block_hash, now
 
     def receipt(self, tx_hash: str) -> TxReceipt | None:
         try:

@@ -633,7 +633,8 @@ def test_typed_data_answers_503_with_retry_after_when_the_node_does_not(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     escrow_id = hardhat_env.create_active()
-    monkeypatch.setattr(services.w3.eth, "get_block", _down)
+    # the chain's state comes in one batch (`Web3ChainReader.snapshot`): it goes unanswered
+    monkeypatch.setattr(services.w3.provider, "make_batch_request", _down)
     response = client.post(
         f"/api/escrows/{escrow_id}/milestones/0/typed-data", json={"rating": 5}
     )

@@ -66,6 +66,23 @@ class CrashOnceEverywhere:
             raise Crash(step)
 
 
+#: the step boundaries every row of a batch meets before its step's database transaction commits;
+#: after a commit ("signed", "sent", "finished") the rows of the batch are in one state, and a
+#: `CrashOnceEverywhere` hook dies at the first row it meets there, the state every later row of
+#: the batch would have died in
+BEFORE_COMMIT = ("signing", "broadcast", "receipt")
+
+
+def assert_crashed_everywhere(
+    hook: CrashOnceEverywhere, ids: list[int], steps: tuple[str, ...], prefixes: tuple[str, ...]
+) -> None:
+    """Every boundary of `steps` was met and crashed at, and at every `BEFORE_COMMIT` boundary
+    (with each of the phases' `prefixes`) for each row of `ids`."""
+    assert {step for step, _ in hook.crashed} == set(steps)
+    before = {(p + step, i) for p in prefixes for step in BEFORE_COMMIT for i in ids}
+    assert before <= hook.crashed, sorted(before - hook.crashed)
+
+
 def run_through_crashes(stack: Stack, run: Callable[[], object]) -> None:
     """Runs `run` until it returns, restarting the stack after each crash, as a supervisor
     restarting a dying process would."""
@@ -342,12 +359,12 @@ def versions(case: Case, row_id: int) -> list[OutboxTransaction]:
 def spy_broadcasts(sender: Sender[Any]) -> list[str]:
     """Records the outcome of every broadcast the sender makes."""
     outcomes: list[str] = []
-    original = sender.broadcast
+    original = sender.broadcast_all
 
-    def spy(tx: OutboxTransaction) -> Any:
-        outcome = original(tx)
-        outcomes.append(outcome[0])
-        return outcome
+    def spy(txs: list[OutboxTransaction]) -> Any:
+        found = original(txs)
+        outcomes.extend(outcome for outcome, _detail in found)
+        return found
 
-    sender.broadcast = spy  # type: ignore[method-assign]
+    sender.broadcast_all = spy  # type: ignore[method-assign]
     return outcomes

@@ -1,5 +1,6 @@
-"""A signed transaction the node refuses for good never holds the account's later nonces (issue
-12, item 2), for every sender, on a real Hardhat node and both databases.
+"""A signed transaction the node refuses for good never holds the account's later nonces
+(docs/reliability.md "Hostile input, faults and abuse"), for every sender, on a real Hardhat node
+and both databases.
 
 Observed before: the node refused a signed transaction (its gas limit above the block's), the
 sender tried the same bytes again on every pass and after every restart, and every later row of
@@ -18,7 +19,6 @@ from typing import Any
 import pytest
 from eth_utils import keccak
 from sqlalchemy import select
-from web3.exceptions import Web3RPCError
 
 from backend.db.models import OutboxTransaction, SenderNonce
 from backend.outbox.sender import NODE_REFUSED, SendReport, for_good
@@ -68,16 +68,31 @@ REFUSAL = "Transaction gas limit is 75000000 and exceeds block gas limit of 6000
 def refuse(monkeypatch: pytest.MonkeyPatch, case: Case, tx_hash: str) -> None:
     """The node refuses the stored bytes of `tx_hash` for good, as Hardhat does a transaction
     whose gas limit is above the block's (a test double: the two reports of one escrow are
-    signed with the same gas limit, so no block gas limit refuses only the first)."""
-    eth = case.services.w3.eth
-    original = eth.send_raw_transaction
+    signed with the same gas limit, so no block gas limit refuses only the first). It answers
+    in the JSON-RPC reply, alone or inside a batch, as the node does; every other call of the
+    batch goes to the node."""
+    provider: Any = case.services.w3.provider
+    single, batch = provider.make_request, provider.make_batch_request
 
-    def send_raw_transaction(raw: Any) -> Any:
-        if "0x" + bytes(keccak(bytes(raw))).hex() == tx_hash:
-            raise Web3RPCError(str({"code": -32000, "message": REFUSAL}))
-        return original(raw)
+    def refused(method: Any, params: Any) -> bool:
+        if str(method) != "eth_sendRawTransaction":
+            return False
+        raw = bytes.fromhex(str(params[0]).removeprefix("0x"))
+        return "0x" + bytes(keccak(raw)).hex() == tx_hash
 
-    monkeypatch.setattr(eth, "send_raw_transaction", send_raw_transaction)
+    def refusal() -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": 0, "error": {"code": -32000, "message": REFUSAL}}
+
+    def make_request(method: Any, params: Any) -> Any:
+        return refusal() if refused(method, params) else single(method, params)
+
+    def make_batch_request(calls: list[tuple[Any, Any]]) -> Any:
+        passed = [call for call in calls if not refused(*call)]
+        answers = iter(batch(passed) if passed else [])
+        return [refusal() if refused(*call) else next(answers) for call in calls]
+
+    monkeypatch.setattr(provider, "make_request", make_request)
+    monkeypatch.setattr(provider, "make_batch_request", make_batch_request)
 
 
 def test_a_transaction_refused_for_good_gives_way_to_the_rows_signed_after_it_even_after_restart(

@@ -1,0 +1,652 @@
+"""Relay benchmark: how fast signed confirmations settle on chain through the service, beside
+what the node itself can mine.
+
+Starts a fresh Hardhat node, deploys the escrow (`tests.support.build_env`, the deployment recorded
+in a throwaway data folder as `escrow deploy` records it), creates active ETH escrows of
+`--milestones` milestones each (4 by default), enough for 2 x N milestones (N = `--count`), and a
+fresh database (a throwaway PostgreSQL database, or a SQLite file) in which the escrows are indexed
+in process. N confirmations are signed for the service as `scripts/bench_api.py` signs its bursts
+(typed data from the app, the client's key signs), then the stack runs as an operator scales it
+out, each part its own process on loopback: `escrow serve --no-workers` (the API), `escrow relay`
+and `escrow index` (`--one-process`: `escrow serve` with its workers in threads instead). Once
+`/api/health` answers 200 and the relayer has logged that it started, the N confirmation POSTs are
+sent at once (a minimal asyncio HTTP client, N connections) while the database is polled every 20
+ms for the confirmation requests' status; each POST is timed from its sending to its answer, and to
+the first poll that saw its request mined (or settled by someone else's transaction).
+
+Then, on the other N milestones, the node's raw pipelined capacity in the same run: N
+`confirmWithSig` transactions signed beforehand from a funded development account the service
+does not use (dev key #6; the relayer is #5), consecutive nonces, a fixed 200,000 gas and fees
+from the node, sent back to back with web3's `eth.send_raw_transaction` in a plain loop without
+waiting for receipts, then every receipt awaited: capacity = N / (last receipt seen - first
+send). The ratio of the service's settled-per-second to that capacity, and the POST-to-settlement
+p99, are printed beside their targets (ratio >= 0.5, p99 < 3 s). A benchmark, not a test: it
+reports what it measured and never fails on a missed target.
+
+    .venv/bin/python scripts/bench_relay.py [--count 200] [--db postgresql|sqlite]
+        [--one-process] [--api-processes 1] [--milestones 4] [--timeout 120] [--json]
+        [--write] [--logs DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+from bench_api import (
+    Post,
+    answer_class,
+    burst_milestones,
+    database,
+    server_buckets,
+    server_quantile,
+    sign_confirmations,
+)
+from sqlalchemy import select
+from web3.exceptions import TransactionNotFound
+
+from backend.chain.artifacts import load_artifact
+from backend.chain.connect import connect
+from backend.chain.deploy import Deployment, write_deployment
+from backend.chain.node import find_free_port, start_hardhat_node
+from backend.config import Settings
+from backend.db.models import ConfirmationRequest
+from backend.db.session import make_engine
+from backend.services import build_services
+from tests.support import EscrowEnv, build_env
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- relay:begin -->", "<!-- relay:end -->"
+#: statuses of a confirmation request whose milestone the chain has settled, and the final refusal
+SETTLED = ("mined", "settled")
+FAILED = "failed"
+#: seconds between two reads of the confirmation requests' status
+POLL_INTERVAL = 0.02
+#: milestones per escrow by default: an escrow of a few milestones, as the service's users make
+#: them (64, the contract's maximum, is the worst case: every call carries all their amounts)
+MILESTONES = 4
+#: gas limit of each raw `confirmWithSig` (the relayer's default cap, `ESCROW_RELAY_MAX_GAS`)
+RAW_GAS = 200_000
+#: the development key the raw transactions are sent from (#5 is the relayer)
+RAW_SENDER_INDEX = 6
+#: targets printed beside the figures
+TARGET_RATIO = 0.5
+TARGET_SETTLEMENT_P99_S = 3.0
+#: seconds each part of the stack may take to start
+START_TIMEOUT = 60.0
+#: what the relayer logs once it holds its lease and sends (`backend/outbox/sender.py`)
+RELAY_STARTED = re.compile(r"\brelayer 0x[0-9a-fA-F]{40} started\b")
+
+Progress = Callable[[str], None]
+
+
+# ------------------------------------------------------------------ figures
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    """The `q` quantile (inclusive interpolation, so within the values' range); None if empty."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    cuts = statistics.quantiles(sorted(values), n=100, method="inclusive")
+    return cuts[round(q * 100) - 1]
+
+
+def spread(values: list[float]) -> dict[str, float | None]:
+    return {"p50": quantile(values, 0.5), "p99": quantile(values, 0.99),
+            "max": max(values) if values else None}
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "missed"
+
+
+# ------------------------------------------------------------------ the stack
+
+
+def escrow_command() -> list[str]:
+    """The venv's `escrow` entry point, else the same command through this interpreter."""
+    found = shutil.which("escrow", path=str(Path(sys.executable).parent))
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from backend.cli import app; app()"]
+
+
+def record_deployment(env: EscrowEnv, data_dir: Path) -> None:
+    """Records the escrow's deployment under `data_dir` as `escrow deploy` does, so the stack's
+    processes find the contract and its deployment block the way an operator's do."""
+    w3 = env.w3
+    block = w3.eth.get_block(env.deployment_block)
+    for item in block["transactions"]:
+        tx_hash = item if isinstance(item, bytes) else item["hash"]
+        receipt = w3.eth.get_transaction_receipt(tx_hash)
+        if receipt["contractAddress"] == env.escrow.address:
+            write_deployment(data_dir, Deployment(
+                address=env.escrow.address, chain_id=int(w3.eth.chain_id),
+                block=env.deployment_block, tx_hash="0x" + bytes(tx_hash).hex(),
+                deployer=env.parties.deployer.address,
+                sources_hash=load_artifact("QualityEscrow").sources_hash,
+            ))
+            return
+    raise RuntimeError(f"no deployment of {env.escrow.address} in block {env.deployment_block}")
+
+
+@dataclass
+class Part:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"`escrow {self.name}` exited with {self.process.returncode}:\n"
+                               f"{self.tail()}")
+
+
+def wait_until(what: str, ready: Callable[[], bool], parts: list[Part],
+               timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        for part in parts:
+            part.check()
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in parts)
+            raise RuntimeError(f"{what}: not within {timeout:.0f} s\n{tails}")
+        time.sleep(0.1)
+
+
+def healthy(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(f"{url}/api/health", timeout=2).status_code == 200
+    return False
+
+
+@contextlib.contextmanager
+def stack(rpc_url: str, database_url: str, workdir: Path, *, one_process: bool,
+          progress: Progress, keep_logs: Path | None = None,
+          api_processes: int = 1) -> Iterator[tuple[str, list[Part]]]:
+    """The service on loopback: `escrow serve --no-workers`, `escrow relay` and `escrow index`,
+    each its own process (or `escrow serve` with its workers in threads), started one after the
+    other; yields the API's URL once it is healthy and the relayer has started. Every process is
+    stopped on the way out (SIGTERM, then SIGKILL after 15 s), and its log copied into
+    `keep_logs` when given. `api_processes` > 1: `escrow serve --workers` (PostgreSQL)."""
+    port = find_free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, ESCROW_RPC_URL=rpc_url, ESCROW_DATABASE_URL=database_url,
+               ESCROW_DATA_DIR=str(workdir), ESCROW_LOG_LEVEL="INFO")
+    env.pop("ESCROW_CONTRACT_ADDRESS", None)
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    if api_processes > 1:
+        serve += ["--workers", str(api_processes)]
+    commands = ([("serve", serve)] if one_process else [
+        ("serve", [*serve, "--no-workers"]), ("relay", ["relay", "--no-standby"]),
+        ("index", ["index", "--no-standby"]),
+    ])
+    parts: list[Part] = []
+    try:
+        for name, arguments in commands:
+            log = workdir / f"{name}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen([*escrow_command(), *arguments], stdout=out,
+                                           stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+            parts.append(Part(name, process, log))
+            progress(f"started `escrow {' '.join(arguments)}` (pid {process.pid})")
+            if name == "serve":
+                wait_until("/api/health 200", lambda: healthy(url), parts)
+        relay = parts[0] if one_process else parts[1]
+        wait_until("the relayer's start",
+                   lambda: bool(RELAY_STARTED.search(relay.log.read_text(errors="replace"))),
+                   parts)
+        progress(f"the stack is up at {url}: health 200, relayer started")
+        yield url, parts
+    finally:
+        for part in reversed(parts):
+            if part.process.poll() is None:
+                part.process.terminate()
+        for part in reversed(parts):
+            try:
+                part.process.wait(15)
+            except subprocess.TimeoutExpired:
+                part.process.kill()
+                part.process.wait(5)
+        if keep_logs is not None:
+            keep_logs.mkdir(parents=True, exist_ok=True)
+            for part in parts:
+                shutil.copy(part.log, keep_logs / part.log.name)
+
+
+# ------------------------------------------------------------------ the burst
+
+
+@dataclass
+class Answer:
+    escrow_id: int
+    milestone: int
+    sent: float
+    answered: float | None = None
+    status: int | None = None
+
+    @property
+    def category(self) -> str:
+        return "error" if self.status is None else answer_class(self.status)
+
+
+@dataclass
+class Watch:
+    """What the database poller saw: when each request was first seen settled or failed."""
+
+    settled: dict[tuple[int, int], float] = field(default_factory=dict)
+    failed: dict[tuple[int, int], float] = field(default_factory=dict)
+    polls: int = 0
+    errors: int = 0
+
+
+def watch_requests(database_url: str, watch: Watch, stop: threading.Event, deadline: float
+                   ) -> None:
+    """Reads the confirmation requests' status every `POLL_INTERVAL` s until `stop` or
+    `deadline` (perf_counter), noting when each was first seen settled or failed."""
+    engine = make_engine(database_url)
+    query = select(ConfirmationRequest.escrow_id, ConfirmationRequest.milestone,
+                   ConfirmationRequest.status).where(
+        ConfirmationRequest.status.in_((*SETTLED, FAILED)))
+    try:
+        while not stop.is_set() and time.perf_counter() < deadline:
+            try:
+                with engine.connect() as conn:
+                    rows = conn.execute(query).all()
+            except Exception:  # a busy SQLite file: read again at the next poll
+                watch.errors += 1
+                rows = []
+            seen = time.perf_counter()
+            watch.polls += 1
+            for escrow_id, milestone, status in rows:
+                key = (int(escrow_id), int(milestone))
+                target = watch.failed if status == FAILED else watch.settled
+                if key not in watch.settled and key not in watch.failed:
+                    target[key] = seen
+            stop.wait(POLL_INTERVAL)
+    finally:
+        engine.dispose()
+
+
+async def send_all(url: str, posts: list[Post], answers: list[Answer]) -> None:
+    """Sends every POST at once, each on a connection of its own, with a minimal HTTP/1.1 client
+    on asyncio streams (the body encoded beforehand, `Connection: close`, the whole answer read
+    to its end). The load generator shares the machine with the stack it measures: httpx's
+    asyncio client took 1.7 s of CPU per 4 s of a 200-POST burst, more than the relay."""
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    raw = []
+    for path, body in posts:
+        data = json.dumps(body).encode()
+        raw.append(
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            "Connection: close\r\n\r\n".encode() + data
+        )
+
+    async def one(request: bytes, answer: Answer) -> None:
+        answer.sent = time.perf_counter()
+        try:
+            async with asyncio.timeout(60):
+                reader, writer = await asyncio.open_connection(host, port)
+                try:
+                    writer.write(request)
+                    await writer.drain()
+                    status_line = await reader.readline()
+                    await reader.read()  # to the end: the server closes after its answer
+                finally:
+                    writer.close()
+        except (OSError, TimeoutError):
+            return
+        fields = status_line.split()
+        if len(fields) < 2 or not fields[1].isdigit():
+            return
+        answer.answered = time.perf_counter()
+        answer.status = int(fields[1])
+
+    await asyncio.gather(*(one(request, answer)
+                           for request, answer in zip(raw, answers, strict=True)))
+
+
+def burst(url: str, database_url: str, posts: list[Post], milestones: list[tuple[int, int]],
+          timeout: float, progress: Progress) -> dict[str, Any]:
+    """Sends every POST at once and follows the accepted ones to settlement (at most `timeout`
+    seconds from the first sending)."""
+    answers = [Answer(escrow_id, milestone, 0.0) for escrow_id, milestone in milestones]
+    watch = Watch()
+    stop = threading.Event()
+    began = time.perf_counter()
+    deadline = began + timeout
+    poller = threading.Thread(target=watch_requests, args=(database_url, watch, stop, deadline),
+                              name="poller", daemon=True)
+    before = server_buckets(url)
+    poller.start()
+    try:
+        asyncio.run(send_all(url, posts, answers))
+        after = server_buckets(url)
+        first_sent = min(a.sent for a in answers)
+        accepted = {(a.escrow_id, a.milestone) for a in answers if a.category == "2xx"}
+        progress(f"{len(posts)} POSTs answered in {time.perf_counter() - first_sent:.1f} s, "
+                 f"{len(accepted)} accepted; waiting for their settlement", )
+        while poller.is_alive() and not accepted <= (watch.settled.keys() | watch.failed.keys()):
+            poller.join(0.05)
+    finally:
+        stop.set()
+        poller.join(10)
+    counts = {"2xx": 0, "503": 0, "4xx": 0, "5xx": 0, "error": 0}
+    for a in answers:
+        counts[a.category] = counts.get(a.category, 0) + 1
+    post_s = [a.answered - a.sent for a in answers if a.answered is not None]
+    settlement = [watch.settled[(a.escrow_id, a.milestone)] - a.sent for a in answers
+                  if (a.escrow_id, a.milestone) in accepted
+                  and (a.escrow_id, a.milestone) in watch.settled]
+    settled = sum(1 for key in accepted if key in watch.settled)
+    failed = sum(1 for key in accepted if key in watch.failed)
+    last = max((watch.settled[key] for key in accepted if key in watch.settled), default=None)
+    first = min((watch.settled[key] for key in accepted if key in watch.settled), default=None)
+    rate = settled / (last - first_sent) if last is not None and last > first_sent else 0.0
+    return {
+        "answers": counts,
+        "post_ms": {k: None if v is None else v * 1000 for k, v in spread(post_s).items()},
+        # the same POSTs as the server timed them (`/metrics` histogram bucket bounds), without
+        # the time the load generator takes to open its connections and send
+        "server_post": {name: server_quantile(before, after, q)
+                        for name, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))},
+        "settlement_s": spread(settlement),
+        "accepted": len(accepted),
+        "settled": settled,
+        "failed": failed,
+        "unsettled": len(accepted) - settled - failed,
+        "settled_per_s": rate,
+        "seconds": (last - first_sent) if last is not None else None,
+        #: from the first sending to the first settlement seen
+        "first_settled_s": (first - first_sent) if first is not None else None,
+        "polls": watch.polls,
+        "poll_errors": watch.errors,
+    }
+
+
+# ------------------------------------------------------------------ the node's capacity
+
+
+def node_capacity(env: EscrowEnv, milestones: list[tuple[int, int]], timeout: float,
+                  progress: Progress) -> dict[str, Any]:
+    """Signs a `confirmWithSig` per milestone from dev key #6 (consecutive nonces, fixed gas,
+    fees from the node), sends them back to back (web3, no waiting), then waits for every
+    receipt: capacity = transactions / (last receipt seen - first send)."""
+    w3 = env.w3
+    sender = env.parties.stranger  # dev key #6 (`tests.support.Parties`), never the service's
+    deadline = env.now() + 6 * 3_600
+    base_fee = int(w3.eth.get_block("latest")["baseFeePerGas"])
+    tip = int(w3.eth.max_priority_fee)
+    nonce = int(w3.eth.get_transaction_count(sender.address, "pending"))
+    chain_id = int(w3.eth.chain_id)
+    raw: list[bytes] = []
+    for n, (escrow_id, milestone) in enumerate(milestones):
+        rating = 1 + n % 5
+        comment_hash = b"\x00" * 32
+        confirmation = env.confirmation(escrow_id, milestone, rating, comment_hash, deadline)
+        call = env.escrow.tx_for("confirmWithSig", escrow_id, milestone, rating, comment_hash,
+                                 deadline, env.sign(confirmation))
+        signed = sender.sign_transaction({
+            "type": 2, "chainId": chain_id, "nonce": nonce + n, "to": call["to"],
+            "data": call["data"], "value": 0, "gas": RAW_GAS,
+            "maxFeePerGas": 2 * base_fee + tip, "maxPriorityFeePerGas": tip,
+        })
+        raw.append(bytes(signed.raw_transaction))
+    progress(f"{len(raw)} raw confirmWithSig transactions signed from {sender.address}; sending")
+    began = time.perf_counter()
+    hashes = [w3.eth.send_raw_transaction(tx) for tx in raw]
+    sent = time.perf_counter()
+    statuses: dict[int, int] = {}
+    last = began
+    stop_at = began + timeout
+    while len(statuses) < len(hashes) and time.perf_counter() < stop_at:
+        for i, tx_hash in enumerate(hashes):
+            if i in statuses:
+                continue
+            try:
+                receipt = w3.eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound:
+                break  # consecutive nonces: the later ones are not mined either
+            statuses[i] = int(receipt["status"])
+            last = time.perf_counter()
+        if len(statuses) < len(hashes):
+            time.sleep(POLL_INTERVAL)
+    seconds = last - began
+    mined = len(statuses)
+    return {
+        "transactions": len(hashes),
+        "mined": mined,
+        "status_1": sum(1 for s in statuses.values() if s == 1),
+        "statuses": [statuses.get(i) for i in range(len(hashes))],
+        "send_seconds": sent - began,
+        "seconds": seconds,
+        "capacity_per_s": mined / seconds if seconds > 0 else 0.0,
+        "sender": sender.address,
+        "gas": RAW_GAS,
+        "sent_with": "web3 eth.send_raw_transaction, one request each, no waiting",
+    }
+
+
+# ------------------------------------------------------------------ the run
+
+
+def run(count: int, db: str, one_process: bool, timeout: float, progress: Progress,
+        keep_logs: Path | None = None, api_processes: int = 1,
+        per_escrow: int = MILESTONES) -> dict[str, Any]:
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    mode = "one process (serve with worker threads)" if one_process else \
+        "separate processes (serve --no-workers, relay, index)"
+    if api_processes > 1:
+        mode += f", {api_processes} API processes"
+    mode += f", escrows of {per_escrow} milestones"
+    with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp, \
+            start_hardhat_node() as node:
+        workdir = Path(tmp)
+        progress(f"Hardhat node at {node.url}; deploying")
+        env = build_env(connect(node.url))
+        record_deployment(env, workdir)
+        progress(f"creating escrows for {2 * count} milestones ...")
+        milestones = burst_milestones(env, 2 * count, per_escrow)
+        ours, raw = milestones[:count], milestones[count:]
+        with database(db, workdir) as url:
+            services = build_services(
+                Settings(rpc_url=node.url, database_url=url, data_dir=workdir), w3=env.w3)
+            try:
+                progress(f"{db}: indexing and signing {count} confirmations ...")
+                posts = sign_confirmations(env, services, ours)
+            finally:
+                services.engine.dispose()
+            with stack(node.url, url, workdir, one_process=one_process, progress=progress,
+                       keep_logs=keep_logs, api_processes=api_processes) as (base, _parts):
+                progress(f"sending {count} confirmation POSTs at once ...")
+                relay = burst(base, url, posts, ours, timeout, progress)
+                progress(f"relay: {relay['settled']} settled, {relay['failed']} failed, "
+                         f"{relay['unsettled']} unsettled, {relay['settled_per_s']:.1f}/s")
+            node_figures = node_capacity(env, raw, timeout, progress)
+            progress(f"node: {node_figures['mined']} mined, "
+                     f"{node_figures['capacity_per_s']:.1f}/s")
+    capacity = node_figures["capacity_per_s"]
+    ratio = relay["settled_per_s"] / capacity if capacity > 0 else 0.0
+    p99 = relay["settlement_s"]["p99"]
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in os.getloadavg()],
+            "python": f"{platform.python_implementation()} {platform.python_version()}",
+        },
+        "db": db,
+        "mode": mode,
+        "count": count,
+        "relay": relay,
+        "node": node_figures,
+        "ratio": ratio,
+        "targets": {
+            "ratio": {"target": f">= {TARGET_RATIO}", "verdict": verdict(ratio >= TARGET_RATIO)},
+            "settlement_p99_s": {"target": f"< {TARGET_SETTLEMENT_P99_S:g}",
+                                 "verdict": verdict(p99 is not None
+                                                    and p99 < TARGET_SETTLEMENT_P99_S)},
+        },
+        "seconds": time.perf_counter() - started,
+    }
+
+
+# ------------------------------------------------------------------ report
+
+
+def _f(value: float | None, digits: int = 0, scale: float = 1.0) -> str:
+    return "n/a" if value is None else f"{value * scale:,.{digits}f}"
+
+
+def text_report(r: dict[str, Any]) -> str:
+    relay, node, targets, m = r["relay"], r["node"], r["targets"], r["machine"]
+    a, post, settle = relay["answers"], relay["post_ms"], relay["settlement_s"]
+    return "\n".join([
+        f"{r['count']} confirmations, {r['db']}, {r['mode']}",
+        f"  answers: 2xx {a['2xx']}, 503 {a['503']}, other 4xx {a['4xx']}, 5xx {a['5xx']}, "
+        f"errors {a['error']}",
+        f"  POST latency: p50 {_f(post['p50'])} ms, p99 {_f(post['p99'])} ms (server: p50 "
+        f"{relay['server_post']['p50']}, p99 {relay['server_post']['p99']}, max "
+        f"{relay['server_post']['max']})",
+        f"  POST to settlement: p50 {_f(settle['p50'], 2)} s, p99 {_f(settle['p99'], 2)} s, "
+        f"max {_f(settle['max'], 2)} s (target p99 < {TARGET_SETTLEMENT_P99_S:g} s: "
+        f"{targets['settlement_p99_s']['verdict']})",
+        f"  settled {relay['settled']} of {relay['accepted']} accepted, failed "
+        f"{relay['failed']}, unsettled {relay['unsettled']}: {relay['settled_per_s']:.1f} "
+        f"settled/s (first settled {_f(relay['first_settled_s'], 2)} s after the first POST)",
+        f"  node capacity: {node['mined']} of {node['transactions']} raw confirmWithSig mined "
+        f"(status 1: {node['status_1']}) in {node['seconds']:.2f} s: "
+        f"{node['capacity_per_s']:.1f}/s",
+        f"  ratio {r['ratio']:.2f} (target >= {TARGET_RATIO}: {targets['ratio']['verdict']})",
+        f"  {m['cpus']} CPUs, load average {m['load_before'][0]:.2f} to "
+        f"{m['load_after'][0]:.2f}, {m['python']}, run {r['seconds']:.0f} s",
+    ])
+
+
+def fill(paragraph: str) -> str:
+    """A paragraph wrapped as docs/performance.md wraps its prose (100 columns)."""
+    return textwrap.fill(paragraph, width=100, break_long_words=False, break_on_hyphens=False)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    relay, node, targets, m = r["relay"], r["node"], r["targets"], r["machine"]
+    a, post, settle = relay["answers"], relay["post_ms"], relay["settlement_s"]
+    return "\n".join([
+        fill(f"Measured on {r['date']} by `scripts/bench_relay.py --count {r['count']} "
+        f"--db {r['db']}{' --one-process' if 'one process' in r['mode'] else ''}`: {r['mode']}, "
+        f"{m['cpus']} CPUs shared by the node, the service and the load generator (load average "
+        f"{m['load_before'][0]:.2f} before, {m['load_after'][0]:.2f} after), {m['python']}."),
+        "",
+        "| database | N | 2xx | 503 | other 4xx | 5xx | errors | POST p50 / p99 ms "
+        "| server POST p50 / p99 | POST to settled p50 / p99 / max s | settled | failed "
+        "| settled/s | node capacity/s | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|---:|",
+        f"| {r['db']} | {r['count']} | {a['2xx']} | {a['503']} | {a['4xx']} | {a['5xx']} "
+        f"| {a['error']} | {_f(post['p50'])} / {_f(post['p99'])} "
+        f"| {relay['server_post']['p50']} / {relay['server_post']['p99']} "
+        f"| {_f(settle['p50'], 2)} / {_f(settle['p99'], 2)} / {_f(settle['max'], 2)} "
+        f"| {relay['settled']} | {relay['failed']} | {relay['settled_per_s']:.1f} "
+        f"| {node['capacity_per_s']:.1f} | {r['ratio']:.2f} |",
+        "",
+        fill(f"Targets: ratio >= {TARGET_RATIO} **{targets['ratio']['verdict']}**; "
+        f"POST-to-settlement p99 < {TARGET_SETTLEMENT_P99_S:g} s "
+        f"**{targets['settlement_p99_s']['verdict']}**. "
+        f"Node capacity: {node['transactions']} raw `confirmWithSig` from one account sent back "
+        f"to back, {node['status_1']} receipts with status 1."),
+    ])
+
+
+def write_doc(body: str) -> None:
+    text = DOC.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{DOC} has no {BEGIN} ... {END} block under '## Relay'")
+    block = f"{BEGIN}\n{body}\n{END}"
+    DOC.write_text(re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _m: block, text,
+                          flags=re.S))
+
+
+def _stop_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the node, the stack and the database are stopped."""
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200,
+                        help="confirmations sent to the service (and as many raw transactions)")
+    parser.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--one-process", action="store_true",
+                        help="`escrow serve` with its workers in threads, not separate processes")
+    parser.add_argument("--milestones", type=int, default=MILESTONES,
+                        help="milestones per escrow (1 to 64): each call carries the escrow's "
+                        "parameters, its milestone amounts included")
+    parser.add_argument("--api-processes", type=int, default=1,
+                        help="API processes (`escrow serve --workers`; PostgreSQL only)")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds to wait for the settlements (and for the raw receipts)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--write", action="store_true", help="record in docs/performance.md")
+    parser.add_argument("--logs", type=Path, default=None,
+                        help="a folder to keep the stack's logs in (serve.log, relay.log ...)")
+    args = parser.parse_args(argv)
+    if args.count < 1:
+        parser.error("--count must be at least 1")
+    if args.api_processes < 1 or (args.api_processes > 1 and args.db != "postgresql"):
+        parser.error("--api-processes: at least 1, and more than 1 needs --db postgresql")
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    out = sys.stderr if args.json else sys.stdout
+
+    def progress(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    if not 1 <= args.milestones <= 64:
+        parser.error("--milestones must be 1 to 64 (the contract's maximum)")
+    report = run(args.count, args.db, args.one_process, args.timeout, progress, args.logs,
+                 args.api_processes, args.milestones)
+    if args.json:
+        print(json.dumps(report, indent=2), flush=True)
+    else:
+        print(text_report(report), flush=True)
+    if args.write:
+        write_doc(markdown(report))
+        progress(f"written to {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

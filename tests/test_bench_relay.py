@@ -1,0 +1,133 @@
+"""`scripts/bench_relay.py` reports the relay's settlement beside the node's raw capacity.
+
+The benchmark runs once as a subprocess with a small burst (8 confirmations, SQLite, its own
+Hardhat node and stack) under a hard time bound; its JSON document is checked for its shape and
+for the relations between its figures, never for hard-coded figures. Whatever happens, the
+subprocess is told to stop (SIGTERM: it stops its node, its stack and its database) and killed
+with its process group if it does not.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.hardhat
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "bench_relay.py"
+COUNT = 8
+#: seconds the whole benchmark run may take
+BOUND = 85.0
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_relay", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_relay"] = module  # dataclasses look their module up while decorating
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_script()
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM (the script unwinds and stops what it started), then SIGKILL of its group."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def report() -> Iterator[dict[str, Any]]:
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--count", str(COUNT), "--db", "sqlite", "--json",
+         "--timeout", "30"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=BOUND)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        out, err = process.communicate()
+        pytest.fail(f"the benchmark took more than {BOUND:.0f} s:\n{err[-3000:]}")
+    finally:
+        _stop(process)
+    assert process.returncode == 0, err[-3000:]
+    yield json.loads(out)
+
+
+def _ordered(figures: dict[str, Any]) -> None:
+    assert figures["p50"] is not None
+    assert 0 <= figures["p50"] <= figures["p99"] <= figures["max"]
+
+
+def test_every_confirmation_is_answered_accepted_and_settled(report: dict[str, Any]) -> None:
+    relay = report["relay"]
+    assert report["count"] == COUNT and report["db"] == "sqlite"
+    assert "separate processes" in report["mode"]
+    assert relay["answers"] == {"2xx": COUNT, "503": 0, "4xx": 0, "5xx": 0, "error": 0}
+    assert relay["accepted"] == relay["settled"] == COUNT
+    assert relay["failed"] == relay["unsettled"] == 0
+    _ordered(relay["post_ms"])
+    _ordered(relay["settlement_s"])
+    assert set(relay["server_post"]) == {"p50", "p99", "max"}
+    assert 0 < relay["first_settled_s"] <= relay["seconds"]
+    # the rate counts from the first sending to the last settlement seen
+    assert relay["settled_per_s"] == pytest.approx(COUNT / relay["seconds"])
+    assert relay["seconds"] >= relay["settlement_s"]["max"] > 0
+
+
+def test_the_node_capacity_is_measured_on_successful_transactions(
+    report: dict[str, Any],
+) -> None:
+    node = report["node"]
+    assert node["transactions"] == node["mined"] == node["status_1"] == COUNT
+    assert node["statuses"] == [1] * COUNT
+    assert node["capacity_per_s"] > 0
+    assert node["capacity_per_s"] == pytest.approx(COUNT / node["seconds"])
+    assert 0 < node["send_seconds"] <= node["seconds"]
+
+
+def test_the_ratio_and_the_verdicts_follow_from_the_figures(report: dict[str, Any]) -> None:
+    relay, node, targets = report["relay"], report["node"], report["targets"]
+    assert report["ratio"] == pytest.approx(relay["settled_per_s"] / node["capacity_per_s"])
+    assert targets["ratio"]["verdict"] == (
+        "met" if report["ratio"] >= bench.TARGET_RATIO else "missed")
+    assert targets["settlement_p99_s"]["verdict"] == (
+        "met" if relay["settlement_s"]["p99"] < bench.TARGET_SETTLEMENT_P99_S else "missed")
+    machine = report["machine"]
+    assert machine["cpus"] >= 1 and len(machine["load_before"]) == len(machine["load_after"]) == 3
+
+
+def test_the_written_table_carries_the_run(report: dict[str, Any], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = tmp_path / "performance.md"
+    doc.write_text(f"## Relay\n\n{bench.BEGIN}\nold\n{bench.END}\n\n## KPI evaluation\n")
+    monkeypatch.setattr(bench, "DOC", doc)
+    bench.write_doc(bench.markdown(report))
+    text = doc.read_text()
+    assert "old" not in text and text.endswith("## KPI evaluation\n")
+    block = text.split(bench.BEGIN)[1].split(bench.END)[0]
+    row = next(line for line in block.splitlines() if line.startswith("| sqlite |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == str(COUNT) and cells[2] == str(COUNT)
+    assert cells[-1] == f"{report['ratio']:.2f}"
+    assert f"--count {COUNT} --db sqlite" in block
