@@ -6,9 +6,13 @@ test runs against both.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -197,3 +201,15 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float =
             return found
         assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
         time.sleep(every)
+
+
+def load_script(path: Path) -> ModuleType:
+    """The module of a script of `scripts/` (not a package), loaded under its file name and kept
+    in `sys.modules` (dataclasses look their module up while decorating)."""
+    name = path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

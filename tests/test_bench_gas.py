@@ -8,31 +8,19 @@ from zero costs more than one already non-zero, a cleared slot earns a refund).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from backend.chain import devchain
-from tests.support import EscrowEnv
+from tests.support import EscrowEnv, load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_gas.py"
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_gas", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_gas"] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_script()
+bench = load_script(SCRIPT)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ with its process group if it does not.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -17,10 +16,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.support import load_script
 
 pytestmark = pytest.mark.hardhat
 
@@ -31,16 +31,7 @@ COUNT = 8
 BOUND = 85.0
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_relay", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_relay"] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_script()
+bench = load_script(SCRIPT)
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

@@ -73,6 +73,11 @@ class Admission:
     def in_use(self) -> int:
         return self._in_use
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a place now."""
+        return self._waiting
+
     def max_waiting(self) -> int | None:
         """How many requests may wait for a place: as many as the places serve within
         `queue_timeout` at the smoothed hold time (at least `limit`); None (no bound) before

@@ -3,7 +3,8 @@
 Request counts and latencies per route template are recorded by a small ASGI middleware
 (`RequestMetricsMiddleware`, installed by `install_metrics`); the state gauges (indexed and head
 block, escrows by status, every sender's outbox by status and the age of its oldest transaction
-in flight) are read from the database and the node at scrape time by `StateCollector`; the node
+in flight) are read from the database and the node at scrape time by `StateCollector`, the API
+process's admission places by `AdmissionCollector`; the node
 through `services.probe`, so a node that does not answer within `ESCROW_HEALTH_NODE_TIMEOUT`
 seconds leaves the head out instead of holding the scrape. Each app has its own registry, so
 several apps in one process (tests) never share counters.
@@ -12,16 +13,17 @@ several apps in one process (tests) never share counters.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend.api.admission import Admission
 from backend.confirmations.relayer import Relayer
 from backend.db.models import ChainCursor, EscrowRow
 from backend.escrows.listing import STATUSES
@@ -120,10 +122,49 @@ def outbox_metrics(session: Session, chain_id: int, now: int) -> Iterator[Metric
     yield oldest
 
 
-class AppMetrics:
-    """The registry of one app with its request metrics."""
+class AdmissionCollector(Collector):
+    """The API process's places (`backend/api/admission.py`), read on each scrape:
+    `escrow_api_places` (the limit), `escrow_api_places_in_use`, `escrow_api_places_peak`,
+    `escrow_api_waiting` (requests waiting for a place), and the counters
+    `escrow_api_admitted_total` and `escrow_api_refused_total` (503 `overloaded`) since start;
+    nothing before the app has its admission."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, admission: Callable[[], Admission | None]) -> None:
+        self.admission = admission
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        admission = self.admission()
+        if admission is None:
+            return
+        for name, what, value in (
+            ("escrow_api_places", "Requests this API process admits at once", admission.limit),
+            ("escrow_api_places_in_use", "Places taken now", admission.in_use),
+            ("escrow_api_places_peak", "Most places taken at once since start", admission.peak),
+            ("escrow_api_waiting", "Requests waiting for a place now", admission.waiting),
+        ):
+            gauge = GaugeMetricFamily(name, what)
+            gauge.add_metric([], value)
+            yield gauge
+        for name, what, value in (
+            ("escrow_api_admitted", "Requests given a place since start", admission.admitted),
+            ("escrow_api_refused", "Requests refused with 503 overloaded since start",
+             admission.refused),
+        ):
+            counter = CounterMetricFamily(name, what)
+            counter.add_metric([], value)
+            yield counter
+
+
+class AppMetrics:
+    """The registry of one app with its request metrics (and its admission's, when
+    `admission` is given: a callable, as the app makes its admission when it is created)."""
+
+    def __init__(
+        self, services: Services, admission: Callable[[], Admission | None] | None = None
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "escrow_http_requests",
@@ -139,6 +180,8 @@ class AppMetrics:
             registry=self.registry,
         )
         self.registry.register(StateCollector(services))
+        if admission is not None:
+            self.registry.register(AdmissionCollector(admission))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

@@ -183,3 +183,24 @@ def test_metrics_answer_within_seconds_while_the_node_accepts_connections_and_ne
     names = {f.name for f in text_string_to_metric_families(response.text)}
     assert "escrow_head_block" not in names
     assert {"escrow_indexed_block", "escrow_escrows", "escrow_outbox_rows"} <= names
+
+
+def test_metrics_show_the_api_process_admission_places_and_what_they_admitted_and_refused(
+    api: Api,
+) -> None:
+    env = api.env
+    escrow_id = env.create()
+    api.index()
+    for _ in range(3):
+        api.ok("GET", f"/api/escrows/{escrow_id}")
+    admission = api.app.state.admission
+    admission.refused += 2  # as two requests refused with 503 overloaded would have counted
+
+    got = samples(api)
+
+    assert got[("escrow_api_places", ())] == admission.limit
+    assert got[("escrow_api_places_in_use", ())] == 0  # the scrape itself is not admitted
+    assert got[("escrow_api_waiting", ())] == 0
+    assert got[("escrow_api_admitted_total", ())] == admission.admitted >= 3
+    assert got[("escrow_api_refused_total", ())] == 2
+    assert 1 <= got[("escrow_api_places_peak", ())] <= admission.limit

@@ -7,7 +7,6 @@ The analysis runs offline with the project's solc (solc-js here): about 7 s for 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from backend.paths import CONTRACTS_DIR, REPO_ROOT
+from tests.support import load_script
 
 GATE = REPO_ROOT / "scripts" / "slither_gate.py"
 TRIAGE = CONTRACTS_DIR / "slither-triage.json"
@@ -69,12 +69,7 @@ def _write_triage(path: Path, entries: list[dict[str, Any]]) -> Path:
 
 
 def _load_gate() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("slither_gate", GATE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("slither_gate", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(GATE)
 
 
 def test_slither_finds_no_untriaged_finding_of_medium_impact_or_above(tmp_path: Path) -> None:

@@ -23,7 +23,9 @@ def app_metrics(app: FastAPI) -> AppMetrics:
             metrics = getattr(app.state, "metrics", None)
             if metrics is None:
                 services: Services = app.state.services
-                metrics = AppMetrics(services)
+                metrics = AppMetrics(
+                    services, admission=lambda: getattr(app.state, "admission", None)
+                )
                 app.state.metrics = metrics
     return metrics
 
@@ -45,7 +47,7 @@ def install_metrics(app: FastAPI) -> None:
     ),
 )
 def metrics(request: Request) -> Response:
-    """Request counts and latencies per route, indexed and head block, escrows by status and the
-    relayer's outbox by status."""
+    """Request counts and latencies per route, indexed and head block, escrows by status, the
+    senders' outboxes by status, the workers of this process and its admission places."""
     body = app_metrics(request.app).render()
     return Response(body, media_type=CONTENT_TYPE_LATEST)
