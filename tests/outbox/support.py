@@ -361,8 +361,8 @@ def spy_broadcasts(sender: Sender[Any]) -> list[str]:
     outcomes: list[str] = []
     original = sender.broadcast_all
 
-    def spy(txs: list[OutboxTransaction]) -> Any:
-        found = original(txs)
+    def spy(txs: list[OutboxTransaction], **kwargs: Any) -> Any:
+        found = original(txs, **kwargs)
         outcomes.extend(outcome for outcome, _detail in found)
         return found
 
