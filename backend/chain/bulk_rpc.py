@@ -136,7 +136,9 @@ def _hex(value: Any) -> str:
     return "0x" + bytes(value).hex()
 
 
-def _int(value: Any) -> int:
+def quantity(value: Any) -> int:
+    """A JSON-RPC quantity as an int: a 0x hex string (the standard form), or a plain JSON
+    number as some providers answer (the in-process chain)."""
     return int(value, 16) if isinstance(value, str) else int(value)
 
 
@@ -144,12 +146,6 @@ def _bytes(value: Any) -> bytes:
     if isinstance(value, str):
         return bytes.fromhex(value[2:] if value.startswith("0x") else value)
     return bytes(value)
-
-
-def quantity(value: Any) -> int:
-    """A JSON-RPC quantity as an int: a 0x hex string (the standard form), or a plain JSON
-    number as some providers answer (the in-process chain)."""
-    return int(value, 16) if isinstance(value, str) else int(value)
 
 
 def speaks_batches(w3: Web3) -> bool:
@@ -163,13 +159,11 @@ def error_message(reply: RPCResponse) -> str | None:
     error = reply.get("error")
     if error is None:
         return None
-    if isinstance(error, Mapping):
-        message = str(error.get("message", error))
-        data = error.get("data")
-        if isinstance(data, str) and data and data not in message and not data.startswith("0x"):
-            message = f"{message}: {data}"
-        return message
-    return str(error)
+    message = _message(error)
+    data = error.get("data") if isinstance(error, Mapping) else None
+    if isinstance(data, str) and data and data not in message and not data.startswith("0x"):
+        message = f"{message}: {data}"
+    return message
 
 
 def _raw(w3: Web3) -> HTTPProvider | None:
@@ -179,19 +173,17 @@ def _raw(w3: Web3) -> HTTPProvider | None:
 
 def _result(reply: RPCResponse, method: str) -> Any:
     if "error" in reply and reply["error"] is not None:
-        error = reply["error"]
-        message = error.get("message", error) if isinstance(error, Mapping) else error
-        raise NodeRefused(f"{method}: {message}", rpc_response=reply)
+        raise NodeRefused(f"{method}: {_message(reply['error'])}", rpc_response=reply)
     return reply.get("result")
 
 
 def _log(item: Mapping[str, Any]) -> RawLog:
     return RawLog(
-        block_number=_int(item["blockNumber"]),
+        block_number=quantity(item["blockNumber"]),
         block_hash=_hex(item["blockHash"]),
         tx_hash=_hex(item["transactionHash"]),
-        tx_index=_int(item["transactionIndex"]),
-        log_index=_int(item["logIndex"]),
+        tx_index=quantity(item["transactionIndex"]),
+        log_index=quantity(item["logIndex"]),
         topics=tuple(_bytes(t) for t in item["topics"]),
         data=_bytes(item["data"]),
         removed=bool(item.get("removed", False)),
@@ -212,11 +204,11 @@ def receipt(item: Mapping[str, Any]) -> TxReceipt:
             "address": address(log["address"]),
             "topics": [HexBytes(t) for t in log["topics"]],
             "data": HexBytes(log["data"]),
-            "blockNumber": _int(log["blockNumber"]),
+            "blockNumber": quantity(log["blockNumber"]),
             "blockHash": HexBytes(log["blockHash"]),
             "transactionHash": HexBytes(log["transactionHash"]),
-            "transactionIndex": _int(log["transactionIndex"]),
-            "logIndex": _int(log["logIndex"]),
+            "transactionIndex": quantity(log["transactionIndex"]),
+            "logIndex": quantity(log["logIndex"]),
             "removed": bool(log.get("removed", False)),
         })
         for log in item.get("logs") or []
@@ -224,16 +216,16 @@ def receipt(item: Mapping[str, Any]) -> TxReceipt:
     price = item.get("effectiveGasPrice")
     return cast(TxReceipt, AttributeDict({
         "transactionHash": HexBytes(item["transactionHash"]),
-        "transactionIndex": _int(item["transactionIndex"]),
+        "transactionIndex": quantity(item["transactionIndex"]),
         "blockHash": HexBytes(item["blockHash"]),
-        "blockNumber": _int(item["blockNumber"]),
+        "blockNumber": quantity(item["blockNumber"]),
         "from": address(item.get("from")),
         "to": address(item.get("to")),
         "contractAddress": address(item.get("contractAddress")),
-        "status": _int(item["status"]),
-        "gasUsed": _int(item["gasUsed"]),
-        "cumulativeGasUsed": _int(item["cumulativeGasUsed"]),
-        "effectiveGasPrice": None if price is None else _int(price),
+        "status": quantity(item["status"]),
+        "gasUsed": quantity(item["gasUsed"]),
+        "cumulativeGasUsed": quantity(item["cumulativeGasUsed"]),
+        "effectiveGasPrice": None if price is None else quantity(price),
         "logs": logs,
     }))
 
@@ -286,10 +278,10 @@ def get_logs(
 
 def _header(block: Mapping[str, Any]) -> BlockHeader:
     return BlockHeader(
-        number=_int(block["number"]),
+        number=quantity(block["number"]),
         hash=_hex(block["hash"]),
         parent_hash=_hex(block["parentHash"]),
-        timestamp=_int(block["timestamp"]),
+        timestamp=quantity(block["timestamp"]),
     )
 
 

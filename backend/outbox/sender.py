@@ -126,7 +126,7 @@ from backend.outbox.fees import (
 )
 from backend.outbox.nonce import IN_FLIGHT, take_nonce
 from backend.outbox.owner import ownership
-from backend.outbox.versions import FILL, history, nonce_versions
+from backend.outbox.versions import FILL, histories_of, nonce_versions
 from backend.services import Services
 
 logger = logging.getLogger(__name__)
@@ -771,35 +771,13 @@ class Sender(ABC, Generic[RowT]):
 
     # ----------------------------------------------------------------- 2. broadcast
 
-    def _transactions(self, session: Session, status: str) -> list[int]:
-        """Ids of this sender's transactions in `status`, in nonce order."""
-        return list(
-            session.scalars(
-                select(OutboxTransaction.id)
-                .where(
-                    OutboxTransaction.chain_id == self.chain_id,
-                    OutboxTransaction.account == self.address,
-                    OutboxTransaction.sender == self.name,
-                    OutboxTransaction.status == status,
-                )
-                .order_by(OutboxTransaction.nonce, OutboxTransaction.id)
-                .limit(100)
-            )
-        )
-
     def _locked(
         self, session: Session, tx: OutboxTransaction, row: RowT, phase: Phase
     ) -> tuple[OutboxTransaction, RowT] | None:
-        """Both, under row locks, if no other pass moved them since they were read."""
-        locked_tx = session.get(
-            OutboxTransaction, tx.id, with_for_update=True, populate_existing=True
-        )
-        locked = self.lock(session, row.id)
-        if locked_tx is None or locked_tx.status != tx.status or locked is None:
-            return None
-        if phase.linked(locked) not in {t.id for t in history(session, locked_tx)}:
-            return None
-        return locked_tx, locked
+        """Both, under row locks, if no other pass moved them since they were read
+        (`_lock_loaded` of one)."""
+        found = self._lock_loaded(session, [Loaded(tx, row, phase, [])]).get(tx.id)
+        return None if found is None else (found[0], found[1])
 
     def _loaded(self, status: str) -> list[Loaded[RowT]]:
         """This sender's transactions in `status` (at most `BATCH`), in nonce order, each with
@@ -809,10 +787,16 @@ class Sender(ABC, Generic[RowT]):
         with self.session() as session:
             txs = list(session.scalars(
                 select(OutboxTransaction)
-                .where(OutboxTransaction.id.in_(self._transactions(session, status)))
+                .where(
+                    OutboxTransaction.chain_id == self.chain_id,
+                    OutboxTransaction.account == self.address,
+                    OutboxTransaction.sender == self.name,
+                    OutboxTransaction.status == status,
+                )
                 .order_by(OutboxTransaction.nonce, OutboxTransaction.id)
+                .limit(BATCH)
             ))
-            histories = self._histories(session, txs)
+            histories = histories_of(session, txs)
             carriers = self._carriers(session, histories)
             out: list[Loaded[RowT]] = []
             for tx in txs:
@@ -821,23 +805,6 @@ class Sender(ABC, Generic[RowT]):
                 if found is not None:
                     versions = [t for t in signed_for if t.nonce == tx.nonce]
                     out.append(Loaded(tx, found[0], found[1], versions))
-        return out
-
-    def _histories(
-        self, session: Session, txs: list[OutboxTransaction]
-    ) -> dict[int, list[OutboxTransaction]]:
-        """`history` of each of `txs` in one query: every transaction signed for its row and
-        phase, oldest first, keyed by their `root_id`."""
-        roots = sorted({tx.root_id for tx in txs})
-        out: dict[int, list[OutboxTransaction]] = {root: [] for root in roots}
-        if not roots:
-            return out
-        for tx in session.scalars(
-            select(OutboxTransaction)
-            .where(or_(OutboxTransaction.id.in_(roots), OutboxTransaction.first_id.in_(roots)))
-            .order_by(OutboxTransaction.id)
-        ):
-            out[tx.root_id].append(tx)
         return out
 
     def _carriers(
@@ -850,7 +817,7 @@ class Sender(ABC, Generic[RowT]):
         out: dict[int, tuple[RowT, Phase]] = {}
         if not ids:
             return out
-        for phase in reversed(self.phases):  # the first phase wins, as in `_carrier`
+        for phase in reversed(self.phases):  # the first phase of a row wins
             column = getattr(self.model, phase.link_attr)
             for row in session.scalars(select(self.model).where(column.in_(ids))):
                 out[cast(int, phase.linked(row))] = (cast(RowT, row), phase)
@@ -871,7 +838,7 @@ class Sender(ABC, Generic[RowT]):
             .with_for_update().execution_options(populate_existing=True)
         )}
         rows = {row.id: row for row in self.lock_all(session, sorted({i.row.id for i in items}))}
-        histories = self._histories(session, list(txs.values()))
+        histories = histories_of(session, list(txs.values()))
         out: dict[int, tuple[OutboxTransaction, RowT, list[OutboxTransaction]]] = {}
         for item in items:
             locked_tx, locked = txs.get(item.tx.id), rows.get(item.row.id)

@@ -19,14 +19,24 @@ FILL = "fill"
 
 def history(session: Session, tx: OutboxTransaction) -> list[OutboxTransaction]:
     """Every transaction signed for the outbox row and phase `tx` belongs to, oldest first."""
-    root = tx.root_id
-    return list(
-        session.scalars(
-            select(OutboxTransaction)
-            .where(or_(OutboxTransaction.id == root, OutboxTransaction.first_id == root))
-            .order_by(OutboxTransaction.id)
-        )
-    )
+    return histories_of(session, [tx])[tx.root_id]
+
+
+def histories_of(
+    session: Session, txs: list[OutboxTransaction]
+) -> dict[int, list[OutboxTransaction]]:
+    """`history` of each of `txs`, in one query, keyed by their `root_id`."""
+    roots = sorted({tx.root_id for tx in txs})
+    out: dict[int, list[OutboxTransaction]] = {root: [] for root in roots}
+    if not roots:
+        return out
+    for tx in session.scalars(
+        select(OutboxTransaction)
+        .where(or_(OutboxTransaction.id.in_(roots), OutboxTransaction.first_id.in_(roots)))
+        .order_by(OutboxTransaction.id)
+    ):
+        out[tx.root_id].append(tx)
+    return out
 
 
 def nonce_versions(session: Session, tx: OutboxTransaction) -> list[OutboxTransaction]:
