@@ -185,16 +185,35 @@ def wait_until(what: str, ready: Callable[[], bool], parts: list[Part],
         time.sleep(0.1)
 
 
+def warm_up(url: str, escrow_id: int, milestone: int) -> None:
+    """One typed-data request before the burst: a process routes its first request through
+    every router (FastAPI builds each router's route table on first use, ~0.2 s here), which a
+    service that has been up for a while has done long ago. Nothing is stored."""
+    response = httpx.post(f"{url}/api/escrows/{escrow_id}/milestones/{milestone}/typed-data",
+                          json={"rating": 3}, timeout=30)
+    response.raise_for_status()
+
+
 def healthy(url: str) -> bool:
     with contextlib.suppress(httpx.HTTPError):
         return httpx.get(f"{url}/api/health", timeout=2).status_code == 200
     return False
 
 
+@dataclass
+class Running:
+    """The stack `stack` started: the API's URL, its processes, and `start` to start one more
+    (`escrow <arguments>` with the stack's environment, logging to `<name>.log`)."""
+
+    url: str
+    parts: list[Part]
+    start: Callable[[str, list[str]], Part]
+
+
 @contextlib.contextmanager
 def stack(rpc_url: str, database_url: str, workdir: Path, *, one_process: bool,
           progress: Progress, keep_logs: Path | None = None,
-          api_processes: int = 1) -> Iterator[tuple[str, list[Part]]]:
+          api_processes: int = 1) -> Iterator[Running]:
     """The service on loopback: `escrow serve --no-workers`, `escrow relay` and `escrow index`,
     each its own process (or `escrow serve` with its workers in threads), started one after the
     other; yields the API's URL once it is healthy and the relayer has started. Every process is
@@ -213,14 +232,20 @@ def stack(rpc_url: str, database_url: str, workdir: Path, *, one_process: bool,
         ("index", ["index", "--no-standby"]),
     ])
     parts: list[Part] = []
+
+    def start(name: str, arguments: list[str]) -> Part:
+        log = workdir / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen([*escrow_command(), *arguments], stdout=out,
+                                       stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        part = Part(name, process, log)
+        parts.append(part)
+        progress(f"started `escrow {' '.join(arguments)}` (pid {process.pid})")
+        return part
+
     try:
         for name, arguments in commands:
-            log = workdir / f"{name}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen([*escrow_command(), *arguments], stdout=out,
-                                           stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-            parts.append(Part(name, process, log))
-            progress(f"started `escrow {' '.join(arguments)}` (pid {process.pid})")
+            start(name, arguments)
             if name == "serve":
                 wait_until("/api/health 200", lambda: healthy(url), parts)
         relay = parts[0] if one_process else parts[1]
@@ -228,7 +253,7 @@ def stack(rpc_url: str, database_url: str, workdir: Path, *, one_process: bool,
                    lambda: bool(RELAY_STARTED.search(relay.log.read_text(errors="replace"))),
                    parts)
         progress(f"the stack is up at {url}: health 200, relayer started")
-        yield url, parts
+        yield Running(url, parts, start)
     finally:
         for part in reversed(parts):
             if part.process.poll() is None:
@@ -397,6 +422,50 @@ def burst(url: str, database_url: str, posts: list[Post], milestones: list[tuple
     }
 
 
+def relay_alone(running: Running, database_url: str, posts: list[Post],
+                milestones: list[tuple[int, int]], timeout: float, progress: Progress
+                ) -> dict[str, Any]:
+    """The relay's own pace, without the API in front of it: the relayer is stopped, the POSTs
+    are accepted (queued, nothing sent), then a new `escrow relay` starts and works them off.
+    Counted from the moment it logs that it started to the last settlement seen."""
+    relay = next(part for part in running.parts if part.name == "relay")
+    relay.process.terminate()
+    relay.process.wait(30)
+    answers = [Answer(escrow_id, milestone, 0.0) for escrow_id, milestone in milestones]
+    asyncio.run(send_all(running.url, posts, answers))
+    accepted = {(a.escrow_id, a.milestone) for a in answers if a.category == "2xx"}
+    progress(f"{len(accepted)} of {len(posts)} POSTs queued with the relayer stopped; "
+             "starting it")
+    watch = Watch()
+    stop = threading.Event()
+    poller = threading.Thread(target=watch_requests,
+                              args=(database_url, watch, stop, time.perf_counter() + timeout),
+                              name="poller", daemon=True)
+    again = running.start("relay-alone", ["relay", "--no-standby"])
+    try:
+        wait_until("the relayer's start",
+                   lambda: bool(RELAY_STARTED.search(again.log.read_text(errors="replace"))),
+                   [part for part in running.parts if part is not relay])
+        began = time.perf_counter()
+        poller.start()
+        while poller.is_alive() and not accepted <= (watch.settled.keys() | watch.failed.keys()):
+            poller.join(0.05)
+    finally:
+        stop.set()
+        if poller.is_alive():
+            poller.join(10)
+    settled = [watch.settled[key] - began for key in accepted if key in watch.settled]
+    last = max(settled, default=None)
+    return {
+        "queued": len(accepted),
+        "settled": len(settled),
+        "failed": sum(1 for key in accepted if key in watch.failed),
+        "seconds": last,
+        "settled_per_s": len(settled) / last if last else 0.0,
+        "settlement_s": spread(settled),
+    }
+
+
 # ------------------------------------------------------------------ the node's capacity
 
 
@@ -479,28 +548,38 @@ def run(count: int, db: str, one_process: bool, timeout: float, progress: Progre
         progress(f"Hardhat node at {node.url}; deploying")
         env = build_env(connect(node.url))
         record_deployment(env, workdir)
-        progress(f"creating escrows for {2 * count} milestones ...")
-        milestones = burst_milestones(env, 2 * count, per_escrow)
-        ours, raw = milestones[:count], milestones[count:]
+        progress(f"creating escrows for {3 * count} milestones ...")
+        milestones = burst_milestones(env, 3 * count, per_escrow)
+        ours, queued = milestones[:count], milestones[count:2 * count]
+        raw = milestones[2 * count:]
         with database(db, workdir) as url:
             services = build_services(
                 Settings(rpc_url=node.url, database_url=url, data_dir=workdir), w3=env.w3)
             try:
-                progress(f"{db}: indexing and signing {count} confirmations ...")
-                posts = sign_confirmations(env, services, ours)
+                progress(f"{db}: indexing and signing {2 * count} confirmations ...")
+                signed = sign_confirmations(env, services, ours + queued)
+                posts, queued_posts = signed[:count], signed[count:]
             finally:
                 services.engine.dispose()
             with stack(node.url, url, workdir, one_process=one_process, progress=progress,
-                       keep_logs=keep_logs, api_processes=api_processes) as (base, _parts):
+                       keep_logs=keep_logs, api_processes=api_processes) as running:
+                warm_up(running.url, *ours[0])
                 progress(f"sending {count} confirmation POSTs at once ...")
-                relay = burst(base, url, posts, ours, timeout, progress)
+                relay = burst(running.url, url, posts, ours, timeout, progress)
                 progress(f"relay: {relay['settled']} settled, {relay['failed']} failed, "
                          f"{relay['unsettled']} unsettled, {relay['settled_per_s']:.1f}/s")
+                alone = None
+                if not one_process:
+                    alone = relay_alone(running, url, queued_posts, queued, timeout, progress)
+                    progress(f"relay alone: {alone['settled']} of {alone['queued']} settled, "
+                             f"{alone['settled_per_s']:.1f}/s")
             node_figures = node_capacity(env, raw, timeout, progress)
             progress(f"node: {node_figures['mined']} mined, "
                      f"{node_figures['capacity_per_s']:.1f}/s")
     capacity = node_figures["capacity_per_s"]
     ratio = relay["settled_per_s"] / capacity if capacity > 0 else 0.0
+    if alone is not None:
+        alone["ratio"] = alone["settled_per_s"] / capacity if capacity > 0 else 0.0
     p99 = relay["settlement_s"]["p99"]
     return {
         "date": time.strftime("%Y-%m-%d"),
@@ -514,6 +593,8 @@ def run(count: int, db: str, one_process: bool, timeout: float, progress: Progre
         "mode": mode,
         "count": count,
         "relay": relay,
+        #: the relay's own pace on rows queued with it stopped (None with --one-process)
+        "relay_alone": alone,
         "node": node_figures,
         "ratio": ratio,
         "targets": {
@@ -553,9 +634,23 @@ def text_report(r: dict[str, Any]) -> str:
         f"(status 1: {node['status_1']}) in {node['seconds']:.2f} s: "
         f"{node['capacity_per_s']:.1f}/s",
         f"  ratio {r['ratio']:.2f} (target >= {TARGET_RATIO}: {targets['ratio']['verdict']})",
+        *alone_lines(r),
         f"  {m['cpus']} CPUs, load average {m['load_before'][0]:.2f} to "
         f"{m['load_after'][0]:.2f}, {m['python']}, run {r['seconds']:.0f} s",
     ])
+
+
+def alone_lines(r: dict[str, Any]) -> list[str]:
+    alone = r.get("relay_alone")
+    if alone is None:
+        return []
+    return [
+        f"  relay alone ({alone['queued']} queued with the relayer stopped, then worked off): "
+        f"{alone['settled']} settled in {_f(alone['seconds'], 2)} s, "
+        f"{alone['settled_per_s']:.1f}/s, ratio {alone['ratio']:.2f} to the node "
+        f"(p50 / p99 {_f(alone['settlement_s']['p50'], 2)} / "
+        f"{_f(alone['settlement_s']['p99'], 2)} s after its start)",
+    ]
 
 
 def fill(paragraph: str) -> str:
@@ -588,6 +683,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"**{targets['settlement_p99_s']['verdict']}**. "
         f"Node capacity: {node['transactions']} raw `confirmWithSig` from one account sent back "
         f"to back, {node['status_1']} receipts with status 1."),
+        *(["", fill(line.strip().replace("relay alone", "Relay alone", 1) + ".")]
+          if (line := "".join(alone_lines(r))) else []),
     ])
 
 

@@ -86,6 +86,20 @@ def test_every_confirmation_is_answered_accepted_and_settled(report: dict[str, A
     assert relay["seconds"] >= relay["settlement_s"]["max"] > 0
 
 
+def test_the_relay_alone_works_off_what_was_queued_while_it_was_stopped(
+    report: dict[str, Any],
+) -> None:
+    """The relay's own pace: as many more confirmations queued with the relayer stopped, then
+    settled by a relayer started afresh; the rate counts from its start to the last one."""
+    alone, node = report["relay_alone"], report["node"]
+    assert alone["queued"] == alone["settled"] == COUNT and alone["failed"] == 0
+    _ordered(alone["settlement_s"])
+    assert alone["seconds"] == alone["settlement_s"]["max"] > 0
+    assert alone["settled_per_s"] == pytest.approx(COUNT / alone["seconds"])
+    assert alone["ratio"] == pytest.approx(alone["settled_per_s"] / node["capacity_per_s"])
+    assert f"ratio {alone['ratio']:.2f} to the node" in bench.text_report(report)
+
+
 def test_the_node_capacity_is_measured_on_successful_transactions(
     report: dict[str, Any],
 ) -> None:

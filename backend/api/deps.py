@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, SessionTransaction
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from backend.api.admission import Admission
@@ -24,6 +25,8 @@ from backend.escrows.wallet_config import ServiceAccounts, service_accounts
 from backend.inputs import EscrowId
 from backend.oracle.measurements import authenticate, bearer_token, find_escrow
 from backend.services import Services
+
+T = TypeVar("T")
 
 
 async def get_services(request: Request) -> Services:
@@ -60,7 +63,7 @@ async def request_place(request: Request) -> AsyncIterator[None]:
 async def admitted(request: Request) -> AsyncIterator[None]:
     """A router dependency, first of every API router but health and metrics
     (`backend.api.app.create_app`): the request takes its place before any other dependency
-    runs on a thread (the deployment check) and before its session, so a request waits at most
+    runs (the deployment check) and before its session, so a request waits at most
     `ESCROW_API_QUEUE_TIMEOUT` seconds for anything before it starts or is refused.
 
     The body is read first, without a place (its size already bounded by `BodyBounds`; kept by
@@ -96,18 +99,40 @@ async def get_session(
                     limiter=anyio.CapacityLimiter(1),
                 )
             raise
+        if not transaction.is_active:  # committed by the route (`committed`): nothing to do
+            session.close()  # no I/O: its connection went back to the pool at the commit
+            return
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(
                 _end_transaction, session, transaction, None, limiter=anyio.CapacityLimiter(1)
             )
 
 
+async def committed(session: Session, work: Callable[[], T]) -> T:
+    """For an `async def` route: `work()` (the route's blocking work on `session`, a
+    `SessionDep`), then the commit, both in one thread of the threadpool; returns what `work`
+    returned. A sync route takes three threads one after the other (its function, the check of
+    its response against `response_model`, then the commit); this takes one, and the response
+    is checked on the event loop. Raises what `work` or the commit raises (the request's
+    transaction is then rolled back by `get_session`)."""
+
+    def work_then_commit() -> T:
+        result = work()
+        session.commit()
+        return result
+
+    return await run_in_threadpool(work_then_commit)
+
+
 def _end_transaction(
     session: Session, transaction: SessionTransaction, error: BaseException | None
 ) -> None:
     """Commits (`error` None) or rolls back the request's transaction, then closes the session,
-    returning its connection to the pool."""
+    returning its connection to the pool (closing rolls back whatever is left: a transaction
+    that `committed` ended, or whose commit failed, is not active any more)."""
     with session:
+        if not transaction.is_active:
+            return
         if error is None:
             transaction.commit()
         else:
@@ -121,19 +146,20 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 DEPLOYMENT_CHECK_SECONDS = 5.0
 
 
-def live_deployment(request: Request, services: ServicesDep) -> None:
+async def live_deployment(request: Request, services: ServicesDep) -> None:
     """Refuses every request with 503 (`DeploymentGone`) once the chain no longer has the
     deployment this process serves, so nothing of an old deployment is acted on (a POST reads
     the chain first) or shown (a GET at most `DEPLOYMENT_CHECK_SECONDS` after the reset).
 
-    The node is read through `services.probe`, one read at a time for all requests: a GET waits
+    The node is read through `services.probe`, one read at a time for all requests, awaited on
+    the event loop (no threadpool thread waits for the node): a GET waits
     for it at most `ESCROW_HEALTH_NODE_TIMEOUT` seconds and then goes on with the last answer;
     a POST waits up to `ESCROW_RPC_TIMEOUT` and is refused with 503 (`NodeNotAnswering`) past
     it. A node that never answers holds no request longer than that."""
     reading = request.method in ("GET", "HEAD", "OPTIONS")
     settings = services.settings
     try:
-        gone = services.probe.read(
+        gone = await services.probe.read_async(
             "deployment", lambda: services.deployment.recent(0.0),
             settings.health_node_timeout if reading else settings.rpc_timeout,
             what="deployment block", max_age=DEPLOYMENT_CHECK_SECONDS if reading else 0.0,

@@ -11,6 +11,7 @@ most one thread per key, never one per request.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -78,6 +79,21 @@ class NodeProbe:
         key)` past it, and whatever the read raised."""
         future = self.start(key, read, max_age=max_age)
         return wait(future, time.monotonic() + timeout, what or key, timeout)
+
+
+    async def read_async(
+        self, key: str, read: Callable[[], T], timeout: float, *, what: str = "",
+        max_age: float = 0.0,
+    ) -> T:
+        """`read` as an event loop awaits it: no thread of the caller's waits for the node (the
+        read runs in the probe's own thread, as `read` does). Same answers, same errors."""
+        future = self.start(key, read, max_age=max_age)
+        # shielded: a caller that gives up leaves the read, which others may wait on, alone
+        waiting = asyncio.shield(asyncio.wrap_future(future))
+        try:
+            return await asyncio.wait_for(waiting, timeout)
+        except TimeoutError:
+            raise NodeNotAnswering(what or key, timeout) from None
 
 
 def wait(future: Future[T], deadline: float, what: str, timeout: float) -> T:

@@ -378,8 +378,9 @@ def build_review(
     return review_document(comment, attachments_json(session, known), criteria)
 
 
-def store_review(session: Session, review: ReviewDoc, *, now: int | None = None) -> Review | None:
-    """Keeps the review's canonical text under its hash (once); nothing for an empty review."""
+def store_review(session: Session, review: ReviewDoc, *, now: int | None = None) -> str | None:
+    """Keeps the review's canonical text under its hash (once); returns that hash (`0x` hex,
+    the `review` row's key), None for an empty review, which is not stored."""
     if review.canonical is None:
         return None
     key = review.comment_hash_hex
@@ -389,7 +390,7 @@ def store_review(session: Session, review: ReviewDoc, *, now: int | None = None)
         "created_at": service_time() if now is None else now,
     }
     insert_once(session, Review, values)
-    return session.get(Review, key)
+    return key
 
 
 def load_review(session: Session, comment_hash: str) -> dict[str, Any] | None:

@@ -9,6 +9,8 @@ simulated refusal or a mined (or reverted) transaction means for the row (`refus
 next begins. Each step works in batches of up to `BATCH` rows (pipelined: a step does not wait
 for the node to mine anything): one database transaction per batch, the node's reads and
 simulations in JSON-RPC batches (`backend.chain.bulk_rpc.batch`), the broadcasts back to back.
+With many rows due, steps 1 and 2 overlap (`sign_and_broadcast`): the rows are signed in parts and
+each part is broadcast by a thread of the sender's while the next part is signed.
 
 1. **sign** every due row: under the `sender_nonce` row lock (`backend/outbox/nonce.py`, read
    once per batch with the node's pending count), simulate the call (all calls of the batch in
@@ -88,6 +90,7 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
@@ -142,6 +145,10 @@ REPLACE_STEPS = ("replacing", "replaced")
 #: rows signed, transactions broadcast or settled per database transaction (and per JSON-RPC
 #: batch, at most the node's batch size) in one step of a pass
 BATCH = 100
+#: a pass with at least 2 * `OVERLAP_MIN_ROWS` due rows signs them in up to `OVERLAP_PARTS` parts
+#: and broadcasts each part while the next is signed (`Sender.sign_and_broadcast`)
+OVERLAP_PARTS = 4
+OVERLAP_MIN_ROWS = 16
 #: the simulated gas is raised by this factor, for state that changes before inclusion
 GAS_MARGIN = 1.25
 #: states of an `OutboxTransaction`
@@ -428,8 +435,7 @@ class Sender(ABC, Generic[RowT]):
             return report
         self._market = None  # read the fee market afresh once per pass, when needed
         self.prepare(report)
-        self.sign_pending(report)
-        self.broadcast_signed(report)
+        self.sign_and_broadcast(report)
         self.settle_sent(report)
         if report.replaced:
             self.broadcast_signed(report)  # the replacements just stored go out now
@@ -579,6 +585,41 @@ class Sender(ABC, Generic[RowT]):
         (`sign_batch`)."""
         with self.session() as session:
             ids = self.due(session)
+        self.sign_rows(ids, report)
+
+    def sign_and_broadcast(self, report: SendReport) -> None:
+        """`sign_pending` then `broadcast_signed`, overlapped when many rows are due: the due
+        rows are signed in up to `OVERLAP_PARTS` parts of at least `OVERLAP_MIN_ROWS` (each part
+        `sign_batch`es of `sign_together`), and while a part is signed the one before it is
+        broadcast by a thread of the sender's own (`broadcast_signed`, one at a time, so in
+        nonce order). Signing is the sender's own work (database, signing, the node's
+        simulations), broadcasting mostly waits for the node to take each transaction (an
+        automining node mines it first): together a pass takes about the longer of the two
+        instead of their sum. Every step keeps its own database transactions, so a crash
+        anywhere leaves what the sequential order would; an error of either is raised once both
+        have stopped."""
+        with self.session() as session:
+            ids = self.due(session)
+        parts = max(1, min(OVERLAP_PARTS, len(ids) // OVERLAP_MIN_ROWS))
+        if parts == 1:
+            self.sign_rows(ids, report)
+            self.broadcast_signed(report)
+            return
+        size = -(-len(ids) // parts)
+        sent = SendReport()
+        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-broadcast") as broadcaster:
+            sending: Future[None] | None = None
+            for start in range(0, len(ids), size):
+                self.sign_rows(ids[start:start + size], report)
+                if sending is not None:
+                    sending.result()
+                sending = broadcaster.submit(self.broadcast_signed, sent)
+            assert sending is not None
+            sending.result()
+        report.add(sent)
+
+    def sign_rows(self, ids: list[int], report: SendReport) -> None:
+        """`sign_batch` of `ids`, `sign_together` rows per database transaction."""
         size = self.sign_together
         for start in range(0, len(ids), size):
             self.sign_batch(ids[start:start + size], self.phases[0], report)

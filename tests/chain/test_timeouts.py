@@ -4,6 +4,7 @@ five. The node reads of health and metrics wait even less (`backend/chain/probe.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -60,3 +61,30 @@ def test_a_probe_read_waits_at_most_its_timeout_and_shares_the_read_under_way() 
     assert probe.read("head", slow, 1.0) == 7 and len(calls) == 1  # the same read, answered
     assert probe.read("head", slow, 1.0, max_age=60) == 7 and len(calls) == 1  # recent enough
     assert probe.read("head", slow, 1.0) == 7 and len(calls) == 2  # asked again
+
+
+def test_an_awaited_probe_read_gives_up_alone_and_leaves_the_read_to_the_others() -> None:
+    """`read_async` is the event loop's `read`: the same timeout and error, no thread of the
+    caller's waiting; a caller that gives up does not cancel the read others share."""
+    probe = NodeProbe()
+    release = threading.Event()
+    calls = []
+
+    def slow() -> int:
+        calls.append(threading.current_thread().name)
+        release.wait(5)
+        return 7
+
+    async def scenario() -> tuple[str, int]:
+        with pytest.raises(NodeNotAnswering) as caught:
+            await probe.read_async("deployment", slow, 0.2, what="deployment block")
+        waiting = asyncio.create_task(probe.read_async("deployment", slow, 5.0))
+        await asyncio.sleep(0.1)
+        release.set()
+        return caught.value.message, await waiting
+
+    loop_thread = threading.current_thread().name
+    message, answer = asyncio.run(scenario())
+    assert message == "node unavailable: deployment block: no answer within 0.2 s"
+    assert answer == 7 and len(calls) == 1  # the read given up on answered the next caller
+    assert calls[0] != loop_thread  # read in the probe's thread, not on the event loop

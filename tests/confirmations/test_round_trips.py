@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import pytest
 import requests
 
@@ -19,6 +20,7 @@ from backend.chain.errors import ChainError, NodeUnavailable
 from backend.chain.revert_types import EscrowNotFound
 from backend.chain.transactions import call, calldata
 from backend.confirmations.chain_reader import Web3ChainReader, _call_result
+from backend.db.models import ConfirmationRequest
 from backend.index.indexer import index_once
 from backend.services import Services
 from tests.confirmations.support import (
@@ -75,6 +77,46 @@ def test_a_confirmation_of_an_indexed_escrow_asks_the_node_once(
     # snapshot; one call at a time it was the check and three more requests
     assert len(prepared_requests) <= 2, prepared_requests
     assert len(confirmed_requests) <= 2, confirmed_requests
+
+
+@contextmanager
+def thread_hops() -> Iterator[list[str]]:
+    """The functions handed to a worker thread (`anyio.to_thread.run_sync`: the threadpool of
+    sync routes and dependencies, the commits) while the block runs."""
+    handed: list[str] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counting(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        handed.append(getattr(func, "__qualname__", repr(func)))
+        return await run_sync(func, *args, **kwargs)
+
+    anyio.to_thread.run_sync = counting  # type: ignore[assignment]
+    try:
+        yield handed
+    finally:
+        anyio.to_thread.run_sync = run_sync
+
+
+def test_a_confirmation_takes_one_thread_of_the_threadpool(
+    hardhat_env: EscrowEnv, client: TestClient, services: Services
+) -> None:
+    """The route's work and its commit run in one worker thread, the deployment check and the
+    response's check on the event loop: a sync route took four (the deployment check, the
+    function, the response check, the commit), each a hand-over between threads that a busy
+    API process pays for in CPU and waiting."""
+    env = hardhat_env
+    escrow_id = env.create_active()
+    assert index_once(services) > 0
+    with thread_hops() as prepared_hops:
+        prepared = typed_data(client, escrow_id, 0, rating=4, comment="on time")
+    body = confirmation_body(prepared, sign(env.parties.client, prepared))
+    with thread_hops() as confirmed_hops:
+        response = post_confirmation(client, escrow_id, 0, body)
+    assert response.status_code == 202, response.text
+    with services.sessions() as session:  # committed before the answer left
+        assert session.get(ConfirmationRequest, response.json()["id"]) is not None
+    assert len(prepared_hops) == 1, prepared_hops
+    assert len(confirmed_hops) == 1, confirmed_hops
 
 
 def test_the_snapshot_reads_what_the_node_answers_one_call_at_a_time(

@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, BeforeValidator, Field, StrictInt, StrictStr, WithJsonSchema
 
 from backend.api.app_state import TokensDep
-from backend.api.deps import ServicesDep, SessionDep
+from backend.api.deps import ServicesDep, SessionDep, committed
 from backend.api.schemas import (
     ConfirmationProgress,
     ConfirmationQueued,
@@ -107,7 +107,7 @@ class ConfirmationRequestBody(TypedDataRequest):
     response_model_exclude_unset=True,
     responses=refusals(400, 404, 409, 410, 413, 422, 503),
 )
-def typed_data(
+async def typed_data(
     escrow_id: EscrowId,
     milestone: MilestoneIndex,
     body: TypedDataRequest,
@@ -117,9 +117,13 @@ def typed_data(
 ) -> dict[str, Any]:
     """The EIP-712 `Confirmation` for the client to sign with `eth_signTypedData_v4`, and
     what the rating credits each side if it settles the milestone now (`payout`)."""
-    chain = Web3ChainReader(services, session)
-    prepared = prepare(session, chain, body.to_input(escrow_id, milestone))
-    return prepared.response(tokens.get(prepared.params.token).to_json())
+
+    def work() -> dict[str, Any]:
+        chain = Web3ChainReader(services, session)
+        prepared = prepare(session, chain, body.to_input(escrow_id, milestone))
+        return prepared.response(tokens.get(prepared.params.token).to_json())
+
+    return await committed(session, work)
 
 
 @router.post(
@@ -128,7 +132,7 @@ def typed_data(
     response_model=ConfirmationQueued,
     responses=refusals(400, 403, 404, 409, 410, 413, 422, 503),
 )
-def confirm(
+async def confirm(
     escrow_id: EscrowId,
     milestone: MilestoneIndex,
     body: ConfirmationRequestBody,
@@ -136,9 +140,13 @@ def confirm(
     session: SessionDep,
 ) -> dict[str, Any]:
     """Verifies the client's signature, stores the review and queues the relay."""
-    chain = Web3ChainReader(services, session)
-    row = submit_confirmation(session, chain, body.to_input(escrow_id, milestone), body.signature)
-    return request_json(row)
+
+    def work() -> dict[str, Any]:
+        chain = Web3ChainReader(services, session)
+        inp = body.to_input(escrow_id, milestone)
+        return request_json(submit_confirmation(session, chain, inp, body.signature))
+
+    return await committed(session, work)
 
 
 @router.get(
