@@ -174,7 +174,7 @@ class Part:
 
 
 def wait_until(what: str, ready: Callable[[], bool], parts: list[Part],
-               timeout: float = START_TIMEOUT) -> None:
+               timeout: float = START_TIMEOUT, poll: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         for part in parts:
@@ -182,7 +182,7 @@ def wait_until(what: str, ready: Callable[[], bool], parts: list[Part],
         if time.monotonic() > deadline:
             tails = "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in parts)
             raise RuntimeError(f"{what}: not within {timeout:.0f} s\n{tails}")
-        time.sleep(0.1)
+        time.sleep(poll)
 
 
 def warm_up(url: str, escrow_id: int, milestone: int) -> None:
@@ -427,7 +427,8 @@ def relay_alone(running: Running, database_url: str, posts: list[Post],
                 ) -> dict[str, Any]:
     """The relay's own pace, without the API in front of it: the relayer is stopped, the POSTs
     are accepted (queued, nothing sent), then a new `escrow relay` starts and works them off.
-    Counted from the moment it logs that it started to the last settlement seen."""
+    Counted from the moment it logs that it started (read every 10 ms) to the last settlement
+    seen."""
     relay = next(part for part in running.parts if part.name == "relay")
     relay.process.terminate()
     relay.process.wait(30)
@@ -445,7 +446,7 @@ def relay_alone(running: Running, database_url: str, posts: list[Post],
     try:
         wait_until("the relayer's start",
                    lambda: bool(RELAY_STARTED.search(again.log.read_text(errors="replace"))),
-                   [part for part in running.parts if part is not relay])
+                   [part for part in running.parts if part is not relay], poll=0.01)
         began = time.perf_counter()
         poller.start()
         while poller.is_alive() and not accepted <= (watch.settled.keys() | watch.failed.keys()):

@@ -12,7 +12,7 @@ import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
@@ -27,6 +27,9 @@ from backend.oracle.measurements import authenticate, bearer_token, find_escrow
 from backend.services import Services
 
 T = TypeVar("T")
+
+#: `session.info` key: the request's transaction was committed by the route (`committed`)
+COMMITTED = "committed_by_route"
 
 
 async def get_services(request: Request) -> Services:
@@ -85,26 +88,28 @@ async def get_session(
     The session is made on the event loop (no I/O: the connection is taken at the first
     statement, in the route's thread); the commit or rollback runs in a thread of its own
     (not one of the threadpool's), so ending a transaction never waits for a thread
-    (backend/api/admission.py says why that stalled the service)."""
+    (backend/api/admission.py says why that stalled the service). A route that committed in
+    its own thread (`committed`) has nothing left to end: the session is closed on the event
+    loop, without I/O."""
     async with request_place(request):
         session = services.sessions()
-        transaction = session.begin()
+        session.begin()
         try:
             yield session
         except BaseException as exc:
             # shielded: a cancelled request still rolls back and returns its connection
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(
-                    _end_transaction, session, transaction, exc,
+                    _end_transaction, session, exc,
                     limiter=anyio.CapacityLimiter(1),
                 )
             raise
-        if not transaction.is_active:  # committed by the route (`committed`): nothing to do
+        if session.info.pop(COMMITTED, False) and not session.in_transaction():
             session.close()  # no I/O: its connection went back to the pool at the commit
             return
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(
-                _end_transaction, session, transaction, None, limiter=anyio.CapacityLimiter(1)
+                _end_transaction, session, None, limiter=anyio.CapacityLimiter(1)
             )
 
 
@@ -114,29 +119,32 @@ async def committed(session: Session, work: Callable[[], T]) -> T:
     returned. A sync route takes three threads one after the other (its function, the check of
     its response against `response_model`, then the commit); this takes one, and the response
     is checked on the event loop. Raises what `work` or the commit raises (the request's
-    transaction is then rolled back by `get_session`)."""
+    transaction is then rolled back by `get_session`).
+
+    The commit comes before the response is checked and does not depend on the client still
+    waiting: what `work` returns must fit the route's `response_model` (a mismatch is a 500
+    after the commit), and a client that hung up finds its write done (a confirmation's
+    status is at `GET /api/confirmations/{id}`, and sending it again answers 409 with it)."""
 
     def work_then_commit() -> T:
         result = work()
         session.commit()
+        session.info[COMMITTED] = True
         return result
 
     return await run_in_threadpool(work_then_commit)
 
 
-def _end_transaction(
-    session: Session, transaction: SessionTransaction, error: BaseException | None
-) -> None:
+def _end_transaction(session: Session, error: BaseException | None) -> None:
     """Commits (`error` None) or rolls back the request's transaction, then closes the session,
-    returning its connection to the pool (closing rolls back whatever is left: a transaction
-    that `committed` ended, or whose commit failed, is not active any more)."""
+    returning its connection to the pool."""
     with session:
-        if not transaction.is_active:
-            return
         if error is None:
-            transaction.commit()
+            # the request's transaction, or the one a route began after `committed`; a
+            # transaction that a failed flush left behind raises here
+            session.commit()
         else:
-            transaction.rollback()
+            session.rollback()  # nothing to do for a transaction that ended already
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -170,7 +178,8 @@ async def live_deployment(request: Request, services: ServicesDep) -> None:
         gone = services.deployment.gone
     if gone is not None:
         raise DeploymentGone(gone)
-#: committed when the route function returns, so a 2xx never reaches the client before its row
+#: committed when the route function returns (or by the route itself: `committed`), so a 2xx
+#: never reaches the client before its row
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 #: one of the process's places (`admitted`), taken before anything else of the request runs
 AdmittedDep = Depends(admitted, scope="function")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import os
 import random
 import sys
 import time
@@ -85,34 +84,6 @@ class RpcPolicy:
         return float(full * random.uniform(0.5, 1.0))
 
 
-#: connections kept open to the node, shared by every thread of the process (an API process
-#: runs up to `ESCROW_API_THREADS` threads; more connections than that are opened when needed
-#: and closed after use)
-NODE_CONNECTIONS = 64
-
-
-def node_session(endpoint_uri: str) -> requests.Session:
-    """The one `requests.Session` of a provider, for all its threads: what requests reads from
-    the environment for every request (`HTTP(S)_PROXY`/`NO_PROXY`, `~/.netrc`,
-    `REQUESTS_CA_BUNDLE`/`CURL_CA_BUNDLE`) is read once here for the node's one URL; per
-    request it was a walk over the environment and a look for `.netrc` files, about a tenth of
-    a confirmation's CPU in the API. A changed environment needs a new process, as a changed
-    setting does."""
-    session = requests.Session()
-    session.trust_env = False
-    session.proxies.update(requests.utils.get_environ_proxies(endpoint_uri))
-    session.auth = requests.utils.get_netrc_auth(endpoint_uri)
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle
-    adapter = requests.adapters.HTTPAdapter(
-        pool_connections=1, pool_maxsize=NODE_CONNECTIONS
-    )
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
 class LimitedHTTPProvider(HTTPProvider):
     """web3.py's HTTP provider that backs off and tries again when the node rate-limits a
     request or a batch (see the module's docstring), and remembers its `policy`."""
@@ -138,7 +109,6 @@ class LimitedHTTPProvider(HTTPProvider):
         super().__init__(
             endpoint_uri,
             request_kwargs=kwargs,
-            session=node_session(endpoint_uri),
             exception_retry_configuration=ExceptionRetryConfiguration(
                 errors=(ConnectionError, requests.ConnectTimeout)
             ),

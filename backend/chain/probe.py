@@ -80,7 +80,6 @@ class NodeProbe:
         future = self.start(key, read, max_age=max_age)
         return wait(future, time.monotonic() + timeout, what or key, timeout)
 
-
     async def read_async(
         self, key: str, read: Callable[[], T], timeout: float, *, what: str = "",
         max_age: float = 0.0,

@@ -94,14 +94,11 @@ def enqueue(
     deadline: int,
     signature: str,
     signer: ChecksumAddress,
-    earlier: ConfirmationRequest | None,
     now: int | None = None,
 ) -> ConfirmationRequest:
-    """Writes the outbox row, or revives `earlier`: the milestone's failed request, or a mined
-    one whose milestone the caller found unsettled on the chain (its transaction is marked
-    `reorged`), as `ensure_not_queued` returned it in the same database transaction. A request
-    accepted concurrently meanwhile is refused with 409 at the flush (the unique
-    `(chain_id, escrow_id, milestone)`)."""
+    """Writes the outbox row (or revives a failed one, or a mined one whose milestone the caller
+    found unsettled on the chain: its transaction is marked `reorged`); 409 if a live one
+    exists."""
     stamp = service_time() if now is None else now
     values: dict[str, Any] = {
         "rating": rating,
@@ -114,7 +111,7 @@ def enqueue(
         "error": None,
         "updated_at": stamp,
     }
-    row = earlier
+    row = ensure_not_queued(session, chain_id, escrow_id, milestone)
     if row is None:
         row = ConfirmationRequest(
             chain_id=chain_id, escrow_id=escrow_id, milestone=milestone, created_at=stamp, **values

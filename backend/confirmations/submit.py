@@ -28,5 +28,4 @@ def submit_confirmation(
         deadline=confirmation.deadline,
         signature="0x" + verified.signature.hex(),
         signer=verified.signer,
-        earlier=verified.prepared.earlier,
     )

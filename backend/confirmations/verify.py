@@ -45,7 +45,6 @@ from backend.confirmations.reviews import (
     check_criteria_count,
     parse_criteria,
 )
-from backend.db.models import ConfirmationRequest
 from backend.errors import (
     AlreadyDoneError,
     DeadlinePassedError,
@@ -201,9 +200,6 @@ class Prepared:
     typed_data: dict[str, Any]
     digest: bytes
     payout: MilestonePayout
-    #: the milestone's earlier relay request, failed or mined (`ensure_not_queued`), which the
-    #: new one replaces (`backend.confirmations.outbox.enqueue`); None when there is none
-    earlier: ConfirmationRequest | None = None
 
     def response(self, token: dict[str, Any]) -> dict[str, Any]:
         """The typed-data endpoint's answer; `token` is the escrow's token as
@@ -284,10 +280,10 @@ def check_open(
     escrow_id: int,
     milestone: int,
 ) -> EscrowView:
-    """409 when settled, disputed or the escrow is not active; 410 when the delivered
-    milestone's review window has closed (a request already queued was refused before:
-    `ensure_not_queued`). The index answers first, the contract (as `snapshot` read it) has the
-    last word; returns the contract's `getEscrow` view."""
+    """409 when already queued, settled, disputed or the escrow is not active; 410 when the
+    delivered milestone's review window has closed. The index answers first, the contract (as
+    `snapshot` read it) has the last word; returns the contract's `getEscrow` view."""
+    ensure_not_queued(session, chain.chain_id, escrow_id, milestone)
     indexed = chain.ledger(escrow_id)
     if (
         indexed is not None
@@ -347,7 +343,6 @@ def _prepare(
     deadline = now + DEFAULT_DEADLINE_SECONDS if inp.deadline is None else inp.deadline
     if deadline <= now:
         raise DeadlinePassedError("signature", deadline, now)
-    earlier = ensure_not_queued(session, chain.chain_id, inp.escrow_id, inp.milestone)
     view = check_open(session, chain, snapshot, params, inp.escrow_id, inp.milestone)
     check_criteria(session, params, inp.escrow_id, values.criteria)
     review = build_review(session, inp.comment, values.digests, values.criteria)
@@ -361,7 +356,6 @@ def _prepare(
         typed_data=confirmation.typed_data(chain.chain_id, chain.contract),
         digest=confirmation.digest(chain.chain_id, chain.contract),
         payout=milestone_payout(params, view, inp.milestone, inp.rating),
-        earlier=earlier,
     )
 
 

@@ -6,11 +6,12 @@ finalization), which rows are due (`due`), the contract call of a row (`build`),
 simulated refusal or a mined (or reverted) transaction means for the row (`refused`,
 `settled`) and, if the call carries one, the deadline after which it can only revert
 (`deadline`). The base does the rest, in one pass (`run_once`), each step committed before the
-next begins. Each step works in batches of up to `BATCH` rows (pipelined: a step does not wait
-for the node to mine anything): one database transaction per batch, the node's reads and
-simulations in JSON-RPC batches (`backend.chain.bulk_rpc.batch`), the broadcasts back to back.
-With many rows due, steps 1 and 2 overlap (`sign_and_broadcast`): the rows are signed in parts and
-each part is broadcast by a thread of the sender's while the next part is signed.
+next step of the same rows begins. Each step works in batches of up to `BATCH` rows (pipelined:
+a step does not wait for the node to mine anything): one database transaction per batch, the
+node's reads and simulations in JSON-RPC batches (`backend.chain.bulk_rpc.batch`), the
+broadcasts back to back. With many rows due, steps 1 and 2 overlap (`sign_and_broadcast`): the
+rows are signed in parts and each part is broadcast by a thread of the sender's while the next
+part is signed.
 
 1. **sign** every due row: under the `sender_nonce` row lock (`backend/outbox/nonce.py`, read
    once per batch with the node's pending count), simulate the call (all calls of the batch in
@@ -594,10 +595,12 @@ class Sender(ABC, Generic[RowT]):
         broadcast by a thread of the sender's own (`broadcast_signed`, one at a time, so in
         nonce order). Signing is the sender's own work (database, signing, the node's
         simulations), broadcasting mostly waits for the node to take each transaction (an
-        automining node mines it first): together a pass takes about the longer of the two
-        instead of their sum. Every step keeps its own database transactions, so a crash
-        anywhere leaves what the sequential order would; an error of either is raised once both
-        have stopped."""
+        automining node mines it first), so the two share the pass's time. Every step keeps
+        its own database transactions: a crash leaves some parts sent and later ones signed or
+        pending, which the next pass goes on from as from any other crash. An error of either
+        side is raised once both have stopped; when both fail, the broadcast's error is logged
+        and the signing's raised. The hook may meet a row's "broadcast" on the broadcasting
+        thread."""
         with self.session() as session:
             ids = self.due(session)
         parts = max(1, min(OVERLAP_PARTS, len(ids) // OVERLAP_MIN_ROWS))
@@ -609,11 +612,19 @@ class Sender(ABC, Generic[RowT]):
         sent = SendReport()
         with ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-broadcast") as broadcaster:
             sending: Future[None] | None = None
-            for start in range(0, len(ids), size):
-                self.sign_rows(ids[start:start + size], report)
-                if sending is not None:
-                    sending.result()
-                sending = broadcaster.submit(self.broadcast_signed, sent)
+            try:
+                for start in range(0, len(ids), size):
+                    self.sign_rows(ids[start:start + size], report)
+                    if sending is not None:
+                        sending.result()
+                    sending = broadcaster.submit(self.broadcast_signed, sent)
+            except BaseException:
+                if sending is not None and not sending.cancelled():
+                    lost = sending.exception()  # waits for the part under way
+                    if lost is not None:
+                        logger.error("%s broadcast failed while signing failed too: %s",
+                                     self.name, lost, exc_info=lost)
+                raise
             assert sending is not None
             sending.result()
         report.add(sent)

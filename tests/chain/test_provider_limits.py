@@ -5,7 +5,6 @@ node accepts and remembered, `eth_getLogs` paged and remembered; through a JSON-
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -291,38 +290,3 @@ def test_a_result_cap_halves_the_range_but_is_no_cap_for_good(
 
 def _raise(exc: BaseException) -> Any:
     raise exc
-
-
-def test_the_provider_reads_proxies_and_netrc_from_the_environment_once(
-    hardhat_env: EscrowEnv, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """requests reads the environment (proxies, `.netrc`) on every request of a session that
-    trusts it: a tenth of a confirmation's CPU in the API. The provider's one session reads it
-    when made and is shared by every thread."""
-    url = hardhat_env.w3.provider.endpoint_uri  # type: ignore[attr-defined]
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
-    w3 = connect(str(url))
-    session = w3.provider._request_session_manager.cache_and_return_session(url)  # type: ignore[attr-defined]
-    assert session.trust_env is False and "http" not in session.proxies  # NO_PROXY honoured
-
-    def no_environment(*_args: Any, **_kwargs: Any) -> Any:
-        raise AssertionError("the environment was read for a request")
-
-    monkeypatch.setattr(requests.sessions, "get_environ_proxies", no_environment)
-    monkeypatch.setattr(requests.sessions, "get_netrc_auth", no_environment)
-    answers: list[int] = []
-    readers = [threading.Thread(target=lambda: answers.append(int(w3.eth.block_number)))
-               for _ in range(3)]
-    for reader in readers:
-        reader.start()
-    for reader in readers:
-        reader.join(30)
-    assert len(answers) == 3 and min(answers) >= 0
-
-    monkeypatch.delenv("NO_PROXY")
-    proxied = LimitedHTTPProvider("http://node.invalid:8545")
-    shared = proxied._request_session_manager.cache_and_return_session(  # type: ignore[attr-defined]
-        "http://node.invalid:8545"
-    )
-    assert shared.proxies.get("http") == "http://proxy.invalid:3128"

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from backend.chain.types import MilestoneState
-from backend.confirmations.outbox import enqueue, ensure_not_queued, get_request, request_json
+from backend.confirmations.outbox import enqueue, get_request, request_json
 from backend.db.models import OutboxTransaction
 from backend.outbox.sender import SendReport
 from backend.outbox.versions import history
@@ -87,11 +87,10 @@ def test_a_request_revived_after_a_mined_revert_gets_a_new_transaction_and_keeps
     assert statuses == ["reverted"]
     # a later confirmation of the same milestone (the row is revived, not duplicated)
     with services.sessions() as session, session.begin():
-        earlier = ensure_not_queued(session, services.chain_id, escrow_id, 0)
         row = enqueue(
             session, chain_id=services.chain_id, escrow_id=escrow_id, milestone=0, rating=3,
             comment_hash="0x" + "00" * 32, deadline=int(time.time()) + 3600,
-            signature="0x" + "11" * 65, signer=env.client, earlier=earlier,
+            signature="0x" + "11" * 65, signer=env.client,
         )
         assert (row.id, row.transaction_id, row.status) == (request_id, None, "pending")
 
@@ -103,7 +102,7 @@ def test_a_request_for_an_escrow_the_chain_does_not_have_fails_without_using_a_n
         request_id = enqueue(
             session, chain_id=services.chain_id, escrow_id=10**6, milestone=0, rating=3,
             comment_hash="0x" + "00" * 32, deadline=int(time.time()) + 3600,
-            signature="0x" + "11" * 65, signer=hardhat_env.client, earlier=None,
+            signature="0x" + "11" * 65, signer=hardhat_env.client,
         ).id
     sent_before = relayer_tx_count(services)
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import pytest
@@ -61,18 +61,33 @@ def outcome(read: Callable[[], object]) -> object:
         return type(exc), str(exc)
 
 
+T = TypeVar("T")
+
+
+def confirm_watched(
+    env: EscrowEnv, client: TestClient, services: Services,
+    watch: Callable[[], AbstractContextManager[list[T]]],
+) -> tuple[list[T], list[T], int]:
+    """The typed data and the signed confirmation of a fresh indexed escrow's first milestone,
+    each while `watch()` records: (what the typed data recorded, what the confirmation
+    recorded, the request's id)."""
+    escrow_id = env.create_active()
+    assert index_once(services) > 0  # the escrow's parameters come from the index
+    with watch() as prepared_seen:
+        prepared = typed_data(client, escrow_id, 0, rating=4, comment="on time")
+    body = confirmation_body(prepared, sign(env.parties.client, prepared))
+    with watch() as confirmed_seen:
+        response = post_confirmation(client, escrow_id, 0, body)
+    assert response.status_code == 202, response.text
+    return prepared_seen, confirmed_seen, int(response.json()["id"])
+
+
 def test_a_confirmation_of_an_indexed_escrow_asks_the_node_once(
     hardhat_env: EscrowEnv, client: TestClient, services: Services
 ) -> None:
-    env = hardhat_env
-    escrow_id = env.create_active()
-    assert index_once(services) > 0  # the escrow's parameters come from the index
-    with node_requests() as prepared_requests:
-        prepared = typed_data(client, escrow_id, 0, rating=4, comment="on time")
-    body = confirmation_body(prepared, sign(env.parties.client, prepared))
-    with node_requests() as confirmed_requests:
-        response = post_confirmation(client, escrow_id, 0, body)
-    assert response.status_code == 202, response.text
+    prepared_requests, confirmed_requests, _ = confirm_watched(
+        hardhat_env, client, services, node_requests
+    )
     # the API's deployment check (`backend.api.deps.live_deployment`, one block hash) and the
     # snapshot; one call at a time it was the check and three more requests
     assert len(prepared_requests) <= 2, prepared_requests
@@ -104,17 +119,11 @@ def test_a_confirmation_takes_one_thread_of_the_threadpool(
     response's check on the event loop: a sync route took four (the deployment check, the
     function, the response check, the commit), each a hand-over between threads that a busy
     API process pays for in CPU and waiting."""
-    env = hardhat_env
-    escrow_id = env.create_active()
-    assert index_once(services) > 0
-    with thread_hops() as prepared_hops:
-        prepared = typed_data(client, escrow_id, 0, rating=4, comment="on time")
-    body = confirmation_body(prepared, sign(env.parties.client, prepared))
-    with thread_hops() as confirmed_hops:
-        response = post_confirmation(client, escrow_id, 0, body)
-    assert response.status_code == 202, response.text
+    prepared_hops, confirmed_hops, request_id = confirm_watched(
+        hardhat_env, client, services, thread_hops
+    )
     with services.sessions() as session:  # committed before the answer left
-        assert session.get(ConfirmationRequest, response.json()["id"]) is not None
+        assert session.get(ConfirmationRequest, request_id) is not None
     assert len(prepared_hops) == 1, prepared_hops
     assert len(confirmed_hops) == 1, confirmed_hops
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 import requests
 from sqlalchemy import event, select
 
@@ -176,3 +177,31 @@ def test_a_pass_with_many_due_rows_broadcasts_one_part_while_it_signs_the_next(
         statuses = {rows[i].status for i in ids}
     assert nonces == sorted(nonces) and len(set(nonces)) == count
     assert statuses <= {"sent", "mined"}, statuses
+
+
+def test_when_signing_and_the_overlapped_broadcast_both_fail_the_broadcast_error_is_logged(
+    stack: Stack, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The signing's error is raised once the broadcast under way has stopped, and the
+    broadcast's own error is not lost: it is logged."""
+    services = stack.services
+    relayer = Relayer(services, relayer_account(services.w3, services.settings))
+    signed_parts: list[list[int]] = []
+
+    def sign_rows(ids: list[int], report: SendReport) -> None:
+        signed_parts.append(ids)
+        if len(signed_parts) == 2:
+            raise RuntimeError("database away while signing")
+
+    def broadcast_signed(report: SendReport) -> None:
+        raise ConnectionError("node away while broadcasting")
+
+    monkeypatch.setattr(relayer, "due", lambda session: list(range(1, 2 * OVERLAP_MIN_ROWS + 1)))
+    monkeypatch.setattr(relayer, "sign_rows", sign_rows)
+    monkeypatch.setattr(relayer, "broadcast_signed", broadcast_signed)
+
+    with caplog.at_level("ERROR"), pytest.raises(RuntimeError, match="while signing"):
+        relayer.sign_and_broadcast(SendReport())
+
+    assert len(signed_parts) == 2
+    assert any("node away while broadcasting" in r.getMessage() for r in caplog.records)
