@@ -618,10 +618,10 @@ class Sender(ABC, Generic[RowT]):
                     if sending is not None:
                         sending.result()
                     sending = broadcaster.submit(self.broadcast_signed, sent)
-            except BaseException:
+            except BaseException as failed:
                 if sending is not None and not sending.cancelled():
                     lost = sending.exception()  # waits for the part under way
-                    if lost is not None:
+                    if lost is not None and lost is not failed:  # not the one raised here
                         logger.error("%s broadcast failed while signing failed too: %s",
                                      self.name, lost, exc_info=lost)
                 raise

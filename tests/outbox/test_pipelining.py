@@ -205,3 +205,26 @@ def test_when_signing_and_the_overlapped_broadcast_both_fail_the_broadcast_error
 
     assert len(signed_parts) == 2
     assert any("node away while broadcasting" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failed_overlapped_broadcast_is_raised_once_and_stops_the_signing(
+    stack: Stack, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broadcast that fails while the signing goes well is the pass's error (raised, logged
+    once by the worker loop), and no later part is signed after it."""
+    services = stack.services
+    relayer = Relayer(services, relayer_account(services.w3, services.settings))
+    signed_parts: list[list[int]] = []
+
+    def broadcast_signed(report: SendReport) -> None:
+        raise ConnectionError("node away while broadcasting")
+
+    monkeypatch.setattr(relayer, "due", lambda session: list(range(1, 4 * OVERLAP_MIN_ROWS + 1)))
+    monkeypatch.setattr(relayer, "sign_rows", lambda ids, report: signed_parts.append(ids))
+    monkeypatch.setattr(relayer, "broadcast_signed", broadcast_signed)
+
+    with caplog.at_level("ERROR"), pytest.raises(ConnectionError, match="while broadcasting"):
+        relayer.sign_and_broadcast(SendReport())
+
+    assert len(signed_parts) == 2  # the first part's broadcast failed after the second was signed
+    assert not [r for r in caplog.records if "failed too" in r.getMessage()]
