@@ -173,6 +173,10 @@ class Part:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def started_relaying(self) -> bool:
+        """Whether its log says the relayer holds its lease and sends (`RELAY_STARTED`)."""
+        return bool(RELAY_STARTED.search(self.log.read_text(errors="replace")))
+
     def check(self) -> None:
         if self.process.poll() is not None:
             raise RuntimeError(f"`escrow {self.name}` exited with {self.process.returncode}:\n"
@@ -255,9 +259,7 @@ def stack(rpc_url: str, database_url: str, workdir: Path, *, one_process: bool,
             if name == "serve":
                 wait_until("/api/health 200", lambda: healthy(url), parts)
         relay = parts[0] if one_process else parts[1]
-        wait_until("the relayer's start",
-                   lambda: bool(RELAY_STARTED.search(relay.log.read_text(errors="replace"))),
-                   parts)
+        wait_until("the relayer's start", relay.started_relaying, parts)
         progress(f"the stack is up at {url}: health 200, relayer started")
         yield Running(url, parts, start)
     finally:
@@ -370,31 +372,53 @@ async def send_all(url: str, posts: list[Post], answers: list[Answer]) -> None:
                            for request, answer in zip(raw, answers, strict=True)))
 
 
-def burst(url: str, database_url: str, posts: list[Post], milestones: list[tuple[int, int]],
-          timeout: float, progress: Progress) -> dict[str, Any]:
-    """Sends every POST at once and follows the accepted ones to settlement (at most `timeout`
-    seconds from the first sending)."""
+Key = tuple[int, int]
+
+
+def post_all(url: str, posts: list[Post], milestones: list[Key]
+             ) -> tuple[list[Answer], set[Key]]:
+    """Every POST sent at once (`send_all`): the answers, and the (escrow, milestone) accepted."""
     answers = [Answer(escrow_id, milestone, 0.0) for escrow_id, milestone in milestones]
+    asyncio.run(send_all(url, posts, answers))
+    return answers, {(a.escrow_id, a.milestone) for a in answers if a.category == "2xx"}
+
+
+@contextlib.contextmanager
+def watching(database_url: str, timeout: float
+             ) -> Iterator[tuple[Watch, Callable[[set[Key]], None]]]:
+    """The database polled (`watch_requests`) from now for at most `timeout` seconds; yields what
+    it sees and `until_done(keys)`, which waits until every one of `keys` is settled or failed
+    (or the polling ends). The poller is stopped on the way out."""
     watch = Watch()
     stop = threading.Event()
-    began = time.perf_counter()
-    deadline = began + timeout
-    poller = threading.Thread(target=watch_requests, args=(database_url, watch, stop, deadline),
+    poller = threading.Thread(target=watch_requests,
+                              args=(database_url, watch, stop, time.perf_counter() + timeout),
                               name="poller", daemon=True)
-    before = server_buckets(url)
     poller.start()
-    try:
-        asyncio.run(send_all(url, posts, answers))
-        after = server_buckets(url)
-        first_sent = min(a.sent for a in answers)
-        accepted = {(a.escrow_id, a.milestone) for a in answers if a.category == "2xx"}
-        progress(f"{len(posts)} POSTs answered in {time.perf_counter() - first_sent:.1f} s, "
-                 f"{len(accepted)} accepted; waiting for their settlement", )
-        while poller.is_alive() and not accepted <= (watch.settled.keys() | watch.failed.keys()):
+
+    def until_done(keys: set[Key]) -> None:
+        while poller.is_alive() and not keys <= (watch.settled.keys() | watch.failed.keys()):
             poller.join(0.05)
+
+    try:
+        yield watch, until_done
     finally:
         stop.set()
         poller.join(10)
+
+
+def burst(url: str, database_url: str, posts: list[Post], milestones: list[Key],
+          timeout: float, progress: Progress) -> dict[str, Any]:
+    """Sends every POST at once and follows the accepted ones to settlement (at most `timeout`
+    seconds from the first sending)."""
+    before = server_buckets(url)
+    with watching(database_url, timeout) as (watch, until_done):
+        answers, accepted = post_all(url, posts, milestones)
+        after = server_buckets(url)
+        first_sent = min(a.sent for a in answers)
+        progress(f"{len(posts)} POSTs answered in {time.perf_counter() - first_sent:.1f} s, "
+                 f"{len(accepted)} accepted; waiting for their settlement", )
+        until_done(accepted)
     counts = {"2xx": 0, "503": 0, "4xx": 0, "5xx": 0, "error": 0}
     for a in answers:
         counts[a.category] = counts.get(a.category, 0) + 1
@@ -428,9 +452,8 @@ def burst(url: str, database_url: str, posts: list[Post], milestones: list[tuple
     }
 
 
-def relay_alone(running: Running, database_url: str, posts: list[Post],
-                milestones: list[tuple[int, int]], timeout: float, progress: Progress
-                ) -> dict[str, Any]:
+def relay_alone(running: Running, database_url: str, posts: list[Post], milestones: list[Key],
+                timeout: float, progress: Progress) -> dict[str, Any]:
     """The relay's own pace, without the API in front of it: the relayer is stopped, the POSTs
     are accepted (queued, nothing sent), then a new `escrow relay` starts and works them off.
     Counted from the moment it logs that it started (read every 10 ms) to the last settlement
@@ -438,29 +461,15 @@ def relay_alone(running: Running, database_url: str, posts: list[Post],
     relay = next(part for part in running.parts if part.name == "relay")
     relay.process.terminate()
     relay.process.wait(30)
-    answers = [Answer(escrow_id, milestone, 0.0) for escrow_id, milestone in milestones]
-    asyncio.run(send_all(running.url, posts, answers))
-    accepted = {(a.escrow_id, a.milestone) for a in answers if a.category == "2xx"}
+    _answers, accepted = post_all(running.url, posts, milestones)
     progress(f"{len(accepted)} of {len(posts)} POSTs queued with the relayer stopped; "
              "starting it")
-    watch = Watch()
-    stop = threading.Event()
-    poller = threading.Thread(target=watch_requests,
-                              args=(database_url, watch, stop, time.perf_counter() + timeout),
-                              name="poller", daemon=True)
     again = running.start("relay-alone", ["relay", "--no-standby"])
-    try:
-        wait_until("the relayer's start",
-                   lambda: bool(RELAY_STARTED.search(again.log.read_text(errors="replace"))),
-                   [part for part in running.parts if part is not relay], poll=0.01)
-        began = time.perf_counter()
-        poller.start()
-        while poller.is_alive() and not accepted <= (watch.settled.keys() | watch.failed.keys()):
-            poller.join(0.05)
-    finally:
-        stop.set()
-        if poller.is_alive():
-            poller.join(10)
+    wait_until("the relayer's start", again.started_relaying,
+               [part for part in running.parts if part is not relay], poll=0.01)
+    began = time.perf_counter()
+    with watching(database_url, timeout) as (watch, until_done):
+        until_done(accepted)
     settled = [watch.settled[key] - began for key in accepted if key in watch.settled]
     last = max(settled, default=None)
     return {

@@ -618,15 +618,14 @@ class Sender(ABC, Generic[RowT]):
                     if sending is not None:
                         sending.result()
                     sending = broadcaster.submit(self.broadcast_signed, sent)
+                if sending is not None:
+                    sending.result()
             except BaseException as failed:
-                if sending is not None and not sending.cancelled():
-                    lost = sending.exception()  # waits for the part under way
-                    if lost is not None and lost is not failed:  # not the one raised here
-                        logger.error("%s broadcast failed while signing failed too: %s",
-                                     self.name, lost, exc_info=lost)
+                lost = None if sending is None else sending.exception()  # waits for it to end
+                if lost is not None and lost is not failed:  # not the one raised here
+                    logger.error("%s broadcast failed while signing failed too: %s",
+                                 self.name, lost, exc_info=lost)
                 raise
-            assert sending is not None
-            sending.result()
         report.add(sent)
 
     def sign_rows(self, ids: list[int], report: SendReport) -> None:
