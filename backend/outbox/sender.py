@@ -6,12 +6,9 @@ finalization), which rows are due (`due`), the contract call of a row (`build`),
 simulated refusal or a mined (or reverted) transaction means for the row (`refused`,
 `settled`) and, if the call carries one, the deadline after which it can only revert
 (`deadline`). The base does the rest, in one pass (`run_once`), each step committed before the
-next step of the same rows begins. Each step works in batches of up to `BATCH` rows (pipelined:
-a step does not wait for the node to mine anything): one database transaction per batch, the
-node's reads and simulations in JSON-RPC batches (`backend.chain.bulk_rpc.batch`), the
-broadcasts back to back. With many rows due, steps 1 and 2 overlap (`sign_and_broadcast`): the
-rows are signed in parts and each part is broadcast by a thread of the sender's while the next
-part is signed.
+next begins. Each step works in batches of up to `BATCH` rows (pipelined: a step does not wait
+for the node to mine anything): one database transaction per batch, the node's reads and
+simulations in JSON-RPC batches (`backend.chain.bulk_rpc.batch`), the broadcasts back to back.
 
 1. **sign** every due row: under the `sender_nonce` row lock (`backend/outbox/nonce.py`, read
    once per batch with the node's pending count), simulate the call (all calls of the batch in
@@ -91,7 +88,6 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
@@ -146,10 +142,6 @@ REPLACE_STEPS = ("replacing", "replaced")
 #: rows signed, transactions broadcast or settled per database transaction (and per JSON-RPC
 #: batch, at most the node's batch size) in one step of a pass
 BATCH = 100
-#: a pass with at least 2 * `OVERLAP_MIN_ROWS` due rows signs them in up to `OVERLAP_PARTS` parts
-#: and broadcasts each part while the next is signed (`Sender.sign_and_broadcast`)
-OVERLAP_PARTS = 4
-OVERLAP_MIN_ROWS = 16
 #: the simulated gas is raised by this factor, for state that changes before inclusion
 GAS_MARGIN = 1.25
 #: states of an `OutboxTransaction`
@@ -436,7 +428,8 @@ class Sender(ABC, Generic[RowT]):
             return report
         self._market = None  # read the fee market afresh once per pass, when needed
         self.prepare(report)
-        self.sign_and_broadcast(report)
+        self.sign_pending(report)
+        self.broadcast_signed(report)
         self.settle_sent(report)
         if report.replaced:
             self.broadcast_signed(report)  # the replacements just stored go out now
@@ -586,50 +579,6 @@ class Sender(ABC, Generic[RowT]):
         (`sign_batch`)."""
         with self.session() as session:
             ids = self.due(session)
-        self.sign_rows(ids, report)
-
-    def sign_and_broadcast(self, report: SendReport) -> None:
-        """`sign_pending` then `broadcast_signed`, overlapped when many rows are due: the due
-        rows are signed in up to `OVERLAP_PARTS` parts of at least `OVERLAP_MIN_ROWS` (each part
-        `sign_batch`es of `sign_together`), and while a part is signed the one before it is
-        broadcast by a thread of the sender's own (`broadcast_signed`, one at a time, so in
-        nonce order). Signing is the sender's own work (database, signing, the node's
-        simulations), broadcasting mostly waits for the node to take each transaction (an
-        automining node mines it first), so the two share the pass's time. Every step keeps
-        its own database transactions: a crash leaves some parts sent and later ones signed or
-        pending, which the next pass goes on from as from any other crash. An error of either
-        side is raised once both have stopped; when both fail, the broadcast's error is logged
-        and the signing's raised. The hook may meet a row's "broadcast" on the broadcasting
-        thread."""
-        with self.session() as session:
-            ids = self.due(session)
-        parts = max(1, min(OVERLAP_PARTS, len(ids) // OVERLAP_MIN_ROWS))
-        if parts == 1:
-            self.sign_rows(ids, report)
-            self.broadcast_signed(report)
-            return
-        size = -(-len(ids) // parts)
-        sent = SendReport()
-        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-broadcast") as broadcaster:
-            sending: Future[None] | None = None
-            try:
-                for start in range(0, len(ids), size):
-                    self.sign_rows(ids[start:start + size], report)
-                    if sending is not None:
-                        sending.result()
-                    sending = broadcaster.submit(self.broadcast_signed, sent)
-                if sending is not None:
-                    sending.result()
-            except BaseException as failed:
-                lost = None if sending is None else sending.exception()  # waits for it to end
-                if lost is not None and lost is not failed:  # not the one raised here
-                    logger.error("%s broadcast failed while signing failed too: %s",
-                                 self.name, lost, exc_info=lost)
-                raise
-        report.add(sent)
-
-    def sign_rows(self, ids: list[int], report: SendReport) -> None:
-        """`sign_batch` of `ids`, `sign_together` rows per database transaction."""
         size = self.sign_together
         for start in range(0, len(ids), size):
             self.sign_batch(ids[start:start + size], self.phases[0], report)

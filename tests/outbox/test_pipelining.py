@@ -11,19 +11,17 @@ transactions, one row after another."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
 import requests
 from sqlalchemy import event, select
 
 from backend.chain.keys import relayer_account
 from backend.confirmations.relayer import Relayer
 from backend.db.models import ConfirmationRequest, OutboxTransaction
-from backend.outbox.sender import OVERLAP_MIN_ROWS, SendReport
+from backend.outbox.sender import SendReport
 from tests.confirmations.support import api_client, sign_and_confirm
 from tests.outbox.support import Stack
 from tests.support import ETH
@@ -133,98 +131,3 @@ def test_a_broadcast_stops_at_a_refusal_unless_another_version_of_its_nonce_is_o
     sent.clear()
     outcomes = relayer.broadcast_all(txs, others_out=[True, False, False])
     assert (sent, [o for o, _ in outcomes]) == ([1, 2, 3], ["refused", "accepted", "accepted"])
-
-
-def test_a_pass_with_many_due_rows_broadcasts_one_part_while_it_signs_the_next(
-    stack: Stack, monkeypatch: Any
-) -> None:
-    """Signing is the relayer's own work and broadcasting mostly waits for the node: with at
-    least 2 * OVERLAP_MIN_ROWS rows due, a pass broadcasts what it signed first (in a thread of
-    its own) while it signs the rest, and still signs, sends and settles every row in that one
-    pass, in nonce order. Before, every row was signed before the first was broadcast."""
-    count = 2 * OVERLAP_MIN_ROWS
-    ids = queue(stack, count)
-    services = stack.services
-    steps: list[tuple[str, int, str]] = []
-
-    def record(step: str, row: Any) -> None:
-        steps.append((step, int(row.id), threading.current_thread().name))
-
-    relayer = Relayer(services, relayer_account(services.w3, services.settings), hook=record)
-    send_one = relayer._send_one
-
-    def sending(tx: OutboxTransaction) -> str | None:
-        steps.append(("send", tx.nonce, threading.current_thread().name))
-        return send_one(tx)
-
-    monkeypatch.setattr(relayer, "_send_one", sending)
-    report = relayer.run_once()
-
-    assert (report.signed, report.broadcast, report.failed) == (count, count, 0)
-    order = [(step, row_id) for step, row_id, _ in steps]
-    first_send = order.index(next(s for s in order if s[0] == "send"))
-    last_signing = max(i for i, s in enumerate(order) if s[0] == "signing")
-    assert first_send < last_signing, order  # a part went out before the last was signed
-    broadcasters = {name for step, _, name in steps if step in ("send", "broadcast", "sent")}
-    assert broadcasters and threading.current_thread().name not in broadcasters
-    signed = {row_id for step, row_id, _ in steps if step == "signed"}
-    assert signed == set(ids) and len(steps) >= 5 * count  # signing, signed, send, broadcast, sent
-    with services.sessions() as session:
-        rows = {r.id: r for r in session.scalars(
-            select(ConfirmationRequest).where(ConfirmationRequest.id.in_(ids))
-        )}
-        nonces = [rows[i].transaction.nonce for i in sorted(ids)]  # type: ignore[union-attr]
-        statuses = {rows[i].status for i in ids}
-    assert nonces == sorted(nonces) and len(set(nonces)) == count
-    assert statuses <= {"sent", "mined"}, statuses
-
-
-def test_when_signing_and_the_overlapped_broadcast_both_fail_the_broadcast_error_is_logged(
-    stack: Stack, monkeypatch: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The signing's error is raised once the broadcast under way has stopped, and the
-    broadcast's own error is not lost: it is logged."""
-    services = stack.services
-    relayer = Relayer(services, relayer_account(services.w3, services.settings))
-    signed_parts: list[list[int]] = []
-
-    def sign_rows(ids: list[int], report: SendReport) -> None:
-        signed_parts.append(ids)
-        if len(signed_parts) == 2:
-            raise RuntimeError("database away while signing")
-
-    def broadcast_signed(report: SendReport) -> None:
-        raise ConnectionError("node away while broadcasting")
-
-    monkeypatch.setattr(relayer, "due", lambda session: list(range(1, 2 * OVERLAP_MIN_ROWS + 1)))
-    monkeypatch.setattr(relayer, "sign_rows", sign_rows)
-    monkeypatch.setattr(relayer, "broadcast_signed", broadcast_signed)
-
-    with caplog.at_level("ERROR"), pytest.raises(RuntimeError, match="while signing"):
-        relayer.sign_and_broadcast(SendReport())
-
-    assert len(signed_parts) == 2
-    assert any("node away while broadcasting" in r.getMessage() for r in caplog.records)
-
-
-def test_a_failed_overlapped_broadcast_is_raised_once_and_stops_the_signing(
-    stack: Stack, monkeypatch: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A broadcast that fails while the signing goes well is the pass's error (raised, logged
-    once by the worker loop), and no later part is signed after it."""
-    services = stack.services
-    relayer = Relayer(services, relayer_account(services.w3, services.settings))
-    signed_parts: list[list[int]] = []
-
-    def broadcast_signed(report: SendReport) -> None:
-        raise ConnectionError("node away while broadcasting")
-
-    monkeypatch.setattr(relayer, "due", lambda session: list(range(1, 4 * OVERLAP_MIN_ROWS + 1)))
-    monkeypatch.setattr(relayer, "sign_rows", lambda ids, report: signed_parts.append(ids))
-    monkeypatch.setattr(relayer, "broadcast_signed", broadcast_signed)
-
-    with caplog.at_level("ERROR"), pytest.raises(ConnectionError, match="while broadcasting"):
-        relayer.sign_and_broadcast(SendReport())
-
-    assert len(signed_parts) == 2  # the first part's broadcast failed after the second was signed
-    assert not [r for r in caplog.records if "failed too" in r.getMessage()]

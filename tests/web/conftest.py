@@ -107,9 +107,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """Headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, session-wide."""
+    """Headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, one per test module.
+
+    Not session-wide: while Playwright's sync API runs, its event loop is the running loop of
+    the main thread, so a later test's `asyncio.run` in the same process (the pytest-xdist
+    worker that ran a page test) would raise "cannot be called from a running event loop"."""
     if not os.access(CHROMIUM, os.X_OK):
         missing = f"no {CHROMIUM}: run scripts/setup as root on Debian (apt-get install chromium)"
         if os.environ.get("CI"):
