@@ -286,13 +286,21 @@ def _header(block: Mapping[str, Any]) -> BlockHeader:
 
 
 def block_hash(w3: Web3, number: int) -> str | None:
-    """The chain's hash of block `number` now, or None when the chain has no such block."""
+    """The chain's hash of block `number` now, or None when the chain has no such block. Over
+    HTTP one `eth_getBlockByNumber` read as it came (web3.py's formatting of a whole block cost
+    more CPU than the request itself; the API asks this before every POST); an error reply
+    raises `NodeRefused` (a `Web3RPCError`, as through web3.py)."""
     if number < 0:
         return None
-    try:
-        return _hex(w3.eth.get_block(number)["hash"])
-    except BlockNotFound:
-        return None
+    provider = _raw(w3)
+    if provider is None:
+        try:
+            return _hex(w3.eth.get_block(number)["hash"])
+        except BlockNotFound:
+            return None
+    method = "eth_getBlockByNumber"
+    block = _result(provider.make_request(RPCEndpoint(method), [hex(number), False]), method)
+    return None if block is None else _hex(block["hash"])
 
 
 def block_headers(w3: Web3, numbers: Iterable[int]) -> dict[int, BlockHeader]:

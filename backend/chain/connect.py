@@ -24,7 +24,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import requests
+from eth_typing import URI
 from web3 import Web3
+from web3._utils.http_session_manager import HTTPSessionManager
 from web3.providers.rpc import HTTPProvider
 from web3.providers.rpc.utils import ExceptionRetryConfiguration, check_if_retry_on_failure
 from web3.types import RPCEndpoint, RPCResponse
@@ -122,6 +124,19 @@ class LimitedHTTPProvider(HTTPProvider):
         self.policy = policy or RpcPolicy()
         #: how to wait (tests put a recorder here)
         self.sleep: Callable[[float], None] = time.sleep
+        # What requests would read from the environment for this URL on every request (proxy
+        # variables, a CA bundle, ~/.netrc: about a third of a request's CPU on loopback), read
+        # once here and handed to every request; the sessions then leave the environment alone
+        with requests.Session() as reader:
+            environment = reader.merge_environment_settings(endpoint_uri, {}, None, None, None)
+        for key in ("proxies", "verify", "cert"):
+            if environment.get(key) is not None:
+                kwargs.setdefault(key, environment[key])
+        netrc = requests.utils.get_netrc_auth(endpoint_uri)
+        if netrc is not None:
+            kwargs.setdefault("auth", netrc)
+        self._request_kwargs = kwargs
+        self._request_session_manager = _EnvironmentReadOnce()
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         return self._patiently(
@@ -173,6 +188,19 @@ class LimitedHTTPProvider(HTTPProvider):
                 what, reason, wait, attempt + 1, policy.max_attempts,
             )
             self.sleep(wait)
+
+
+class _EnvironmentReadOnce(HTTPSessionManager):
+    """web3.py's sessions (one per thread and URL), told not to read the environment on each
+    request (`requests.Session.trust_env`): `LimitedHTTPProvider` read it once."""
+
+    def cache_and_return_session(
+        self, endpoint_uri: URI, session: requests.Session = None,  # type: ignore[assignment]
+        request_timeout: float | None = None,
+    ) -> requests.Session:
+        cached = super().cache_and_return_session(endpoint_uri, session, request_timeout)
+        cached.trust_env = False
+        return cached
 
 
 def _rate_limit_of(reply: Any) -> tuple[str, float | None] | None:

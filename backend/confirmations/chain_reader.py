@@ -36,8 +36,6 @@ from backend.chain.transactions import REVERT_EXCEPTIONS, as_chain_error, estima
 from backend.chain.types import EscrowParams, EscrowView, MilestoneState, MilestoneView
 from backend.db.models import EscrowRow
 from backend.errors import ConfigurationError, NotFoundError
-from backend.index.indexer import escrow_ledger
-from backend.index.ledger import EscrowLedger
 from backend.services import Services
 
 
@@ -77,8 +75,6 @@ class ChainReader(Protocol):
     def snapshot(self, escrow_id: int, milestone: int) -> ChainSnapshot: ...
 
     def params(self, escrow_id: int) -> EscrowParams: ...
-
-    def ledger(self, escrow_id: int) -> EscrowLedger | None: ...
 
     def has_code(self, address: str) -> bool: ...
 
@@ -229,9 +225,6 @@ class Web3ChainReader:
             return from_node("escrow parameters", lambda: self.services.escrow.params(escrow_id))
         except EscrowUnknown as exc:
             raise NotFoundError("escrow", escrow_id) from exc
-
-    def ledger(self, escrow_id: int) -> EscrowLedger | None:
-        return escrow_ledger(self.session, self.chain_id, escrow_id)
 
     def has_code(self, address: str) -> bool:
         return erc1271.has_code(self.services.w3, address)

@@ -33,7 +33,7 @@ from backend.chain.eip712 import (
 from backend.chain.errors import InvalidSignature
 from backend.chain.revert_types import EscrowInvalidSignature
 from backend.chain.transactions import PROBE_FACTOR
-from backend.chain.types import EscrowParams, EscrowView, MilestoneState, Status
+from backend.chain.types import EscrowParams, EscrowView, MilestoneState, MilestoneView, Status
 from backend.confirmations.chain_reader import ChainReader, ChainSnapshot
 from backend.confirmations.outbox import ensure_not_queued
 from backend.confirmations.reviews import (
@@ -281,19 +281,18 @@ def check_open(
     milestone: int,
 ) -> EscrowView:
     """409 when already queued, settled, disputed or the escrow is not active; 410 when the
-    delivered milestone's review window has closed. The index answers first, the contract (as
-    `snapshot` read it) has the last word; returns the contract's `getEscrow` view."""
+    delivered milestone's review window has closed. Judged on the contract's state as
+    `snapshot` read it (the index may trail the chain, or hold a branch a reorg took away): a
+    settled milestone is named so whatever its escrow's status; returns the contract's
+    `getEscrow` view."""
     ensure_not_queued(session, chain.chain_id, escrow_id, milestone)
-    indexed = chain.ledger(escrow_id)
-    if (
-        indexed is not None
-        and milestone < len(indexed.milestones)
-        and indexed.milestones[milestone].state == MilestoneState.SETTLED
-    ):
-        raise NotConfirmableError(escrow_id, milestone, "is already settled")
     view = snapshot.escrow()
     if view.status != Status.ACTIVE:
-        reason = f"belongs to a {view.status.name.lower()} escrow"
+        known = snapshot.milestone_view
+        settled = isinstance(known, MilestoneView) and known.state == MilestoneState.SETTLED
+        reason = "is already settled" if settled else (
+            f"belongs to a {view.status.name.lower()} escrow"
+        )
         raise NotConfirmableError(escrow_id, milestone, reason)
     state = snapshot.milestone()
     if state.state == MilestoneState.SETTLED:

@@ -88,3 +88,19 @@ def test_an_awaited_probe_read_gives_up_alone_and_leaves_the_read_to_the_others(
     assert message == "node unavailable: deployment block: no answer within 0.2 s"
     assert answer == 7 and len(calls) == 1  # the read given up on answered the next caller
     assert calls[0] != loop_thread  # read in the probe's thread, not on the event loop
+
+
+def test_a_keys_reads_share_one_thread_that_ends_once_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread per read cost the API about a millisecond of CPU per POST: the reads of a key run
+    in one thread of the probe's, one after the other, which ends after `IDLE_SECONDS` without
+    a read; the next read starts another."""
+    monkeypatch.setattr("backend.chain.probe.IDLE_SECONDS", 0.2)
+    probe = NodeProbe()
+    caller = threading.current_thread()
+    readers = [probe.read("head", threading.current_thread, 1.0) for _ in range(5)]
+    assert readers[0] is not caller and all(r is readers[0] for r in readers)
+    assert readers[0].name == "node-probe-head" and readers[0].daemon
+    readers[0].join(2.0)
+    assert not readers[0].is_alive()  # idle: ended
+    again = probe.read("head", threading.current_thread, 1.0)
+    assert again is not readers[0] and again.is_alive()

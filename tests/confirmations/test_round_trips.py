@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import pytest
 import requests
+from sqlalchemy import event
 
 from backend.chain.bulk_rpc import batch
 from backend.chain.errors import ChainError, NodeUnavailable
@@ -92,6 +93,30 @@ def test_a_confirmation_of_an_indexed_escrow_asks_the_node_once(
     # snapshot; one call at a time it was the check and three more requests
     assert len(prepared_requests) <= 2, prepared_requests
     assert len(confirmed_requests) <= 2, confirmed_requests
+
+
+def test_a_confirmation_is_judged_on_the_chain_without_reading_the_escrows_indexed_events(
+    hardhat_env: EscrowEnv, client: TestClient, services: Services
+) -> None:
+    """The snapshot has the chain's word on the milestone: the escrow's indexed events (a
+    query and a fold per POST, and a word the chain overrules) are not read besides it."""
+
+    @contextmanager
+    def statements() -> Iterator[list[str]]:
+        seen: list[str] = []
+
+        def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            seen.append(statement)
+
+        event.listen(services.engine, "before_cursor_execute", record)
+        try:
+            yield seen
+        finally:
+            event.remove(services.engine, "before_cursor_execute", record)
+
+    prepared_sql, confirmed_sql, _ = confirm_watched(hardhat_env, client, services, statements)
+    for sql in (prepared_sql, confirmed_sql):
+        assert sql and not [s for s in sql if "event_log" in s], sql
 
 
 @contextmanager
