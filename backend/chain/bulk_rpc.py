@@ -26,7 +26,7 @@ from eth_typing import HexStr
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.datastructures import AttributeDict
-from web3.exceptions import BlockNotFound, TransactionNotFound
+from web3.exceptions import BadResponseFormat, BlockNotFound, TransactionNotFound
 from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint, RPCResponse, TxReceipt
 
@@ -289,7 +289,8 @@ def block_hash(w3: Web3, number: int) -> str | None:
     """The chain's hash of block `number` now, or None when the chain has no such block. Over
     HTTP one `eth_getBlockByNumber` read as it came (web3.py's formatting of a whole block cost
     more CPU than the request itself; the API asks this before every POST); an error reply
-    raises `NodeRefused` (a `Web3RPCError`, as through web3.py)."""
+    raises `NodeRefused` (a `Web3RPCError`, as through web3.py), a reply with neither a block
+    nor null `BadResponseFormat`."""
     if number < 0:
         return None
     provider = _raw(w3)
@@ -299,8 +300,14 @@ def block_hash(w3: Web3, number: int) -> str | None:
         except BlockNotFound:
             return None
     method = "eth_getBlockByNumber"
-    block = _result(provider.make_request(RPCEndpoint(method), [hex(number), False]), method)
-    return None if block is None else _hex(block["hash"])
+    reply = provider.make_request(RPCEndpoint(method), [hex(number), False])
+    block = _result(reply, method)
+    if block is None and "result" in reply:
+        return None
+    if not isinstance(block, Mapping) or not block.get("hash"):
+        # not a node's answer: never taken for a missing block (a chain reset to the callers)
+        raise BadResponseFormat(f"{method}: a reply without a block or null: {reply!r:.200}")
+    return _hex(block["hash"])
 
 
 def block_headers(w3: Web3, numbers: Iterable[int]) -> dict[int, BlockHeader]:

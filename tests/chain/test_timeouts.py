@@ -103,4 +103,4 @@ def test_a_keys_reads_share_one_thread_that_ends_once_idle(monkeypatch: pytest.M
     readers[0].join(2.0)
     assert not readers[0].is_alive()  # idle: ended
     again = probe.read("head", threading.current_thread, 1.0)
-    assert again is not readers[0] and again.is_alive()
+    assert again is not readers[0] and again.name == "node-probe-head"

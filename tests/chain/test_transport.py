@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests
 from web3 import Web3
+from web3.exceptions import BadResponseFormat
 
 from backend.chain.bulk_rpc import block_hash
 from backend.chain.connect import LimitedHTTPProvider, connect
@@ -69,4 +70,19 @@ def test_a_block_hash_refused_by_the_node_raises_node_refused(hardhat_node: Hard
 
     provider.make_request = refusing  # type: ignore[method-assign]
     with pytest.raises(NodeRefused, match="no such thing"):
+        block_hash(w3, 0)
+
+
+def test_a_reply_without_a_block_or_null_is_not_taken_for_a_missing_block(
+    hardhat_node: HardhatNode,
+) -> None:
+    """A missing block means a chain reset to the deployment check and the indexer: a broken
+    gateway's reply with neither `result` nor `error` must not say so."""
+    w3 = Web3(LimitedHTTPProvider(hardhat_node.url))
+
+    def empty(method: Any, params: Any) -> Any:
+        return {"jsonrpc": "2.0", "id": 1}
+
+    w3.provider.make_request = empty  # type: ignore[method-assign]
+    with pytest.raises(BadResponseFormat):
         block_hash(w3, 0)

@@ -23,9 +23,9 @@ A page test walks a story the way users do, one browser per party::
 
 The fixtures (all stop what they start, in reverse order, also when the test fails):
 
-- ``chromium`` (session): a Playwright ``Browser`` on Debian's /usr/bin/chromium, headless.
-  Without it (or outside Debian) the page tests skip on a developer machine and fail under CI
-  (env ``CI`` set); ``scripts/setup`` installs it as root on Debian.
+- ``chromium`` (one per test module): a Playwright ``Browser`` on Debian's /usr/bin/chromium,
+  headless. Without it (or outside Debian) the page tests skip on a developer machine and fail
+  under CI (env ``CI`` set); ``scripts/setup`` installs it as root on Debian.
 - ``live_service``: ``LiveService(url, services, env, workers, http)``: the real app
   (``create_app``) served by uvicorn on a free 127.0.0.1 port in a thread, with every worker
   (indexer, relayer, oracle, webhooks; each polling every 0.2 s) on the session's Hardhat node
