@@ -172,9 +172,14 @@ def _raw(w3: Web3) -> HTTPProvider | None:
 
 
 def _result(reply: RPCResponse, method: str) -> Any:
+    """The reply's `result` (None for a JSON null). An error object raises `NodeRefused`; a
+    reply with neither raises `BadResponseFormat`: it is not the node's "nothing" (no block, no
+    logs), which its callers would act on (a block missing reads as a chain reset)."""
     if "error" in reply and reply["error"] is not None:
         raise NodeRefused(f"{method}: {_message(reply['error'])}", rpc_response=reply)
-    return reply.get("result")
+    if "result" not in reply:
+        raise BadResponseFormat(f"{method}: a reply with neither result nor error: {reply!r:.200}")
+    return reply["result"]
 
 
 def _log(item: Mapping[str, Any]) -> RawLog:
@@ -286,28 +291,14 @@ def _header(block: Mapping[str, Any]) -> BlockHeader:
 
 
 def block_hash(w3: Web3, number: int) -> str | None:
-    """The chain's hash of block `number` now, or None when the chain has no such block. Over
-    HTTP one `eth_getBlockByNumber` read as it came (web3.py's formatting of a whole block cost
-    more CPU than the request itself; the API asks this before every POST); an error reply
-    raises `NodeRefused` (a `Web3RPCError`, as through web3.py), a reply with neither a block
-    nor null `BadResponseFormat`."""
+    """The chain's hash of block `number` now, or None when the chain has no such block. Read
+    as `block_headers` reads blocks (over HTTP the reply as it came: web3.py's formatting of a
+    whole block cost more CPU than the request itself, and the API asks this before every
+    POST); raises as `_result`."""
     if number < 0:
         return None
-    provider = _raw(w3)
-    if provider is None:
-        try:
-            return _hex(w3.eth.get_block(number)["hash"])
-        except BlockNotFound:
-            return None
-    method = "eth_getBlockByNumber"
-    reply = provider.make_request(RPCEndpoint(method), [hex(number), False])
-    block = _result(reply, method)
-    if block is None and "result" in reply:
-        return None
-    if not isinstance(block, Mapping) or not block.get("hash"):
-        # not a node's answer: never taken for a missing block (a chain reset to the callers)
-        raise BadResponseFormat(f"{method}: a reply without a block or null: {reply!r:.200}")
-    return _hex(block["hash"])
+    found = _fetch(w3, [number])
+    return found[0].hash if found else None
 
 
 def block_headers(w3: Web3, numbers: Iterable[int]) -> dict[int, BlockHeader]:

@@ -134,8 +134,7 @@ class LimitedHTTPProvider(HTTPProvider):
                 kwargs.setdefault(key, environment[key])
         netrc = requests.utils.get_netrc_auth(endpoint_uri)
         if netrc is not None:
-            kwargs.setdefault("auth", netrc)
-        self._request_kwargs = kwargs
+            kwargs.setdefault("auth", netrc)  # `kwargs` is the provider's own request kwargs
         self._request_session_manager = _EnvironmentReadOnce()
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:

@@ -16,6 +16,9 @@ from backend.chain.connect import LimitedHTTPProvider, connect
 from backend.chain.errors import NodeRefused
 from backend.chain.node import HardhatNode
 
+#: no node listens here: the tests that use it answer for the node themselves
+NO_NODE = "http://127.0.0.1:9"
+
 
 def test_requests_to_the_node_do_not_walk_the_environment_each_time(
     hardhat_node: HardhatNode, monkeypatch: pytest.MonkeyPatch
@@ -61,8 +64,8 @@ def test_a_block_hash_read_raw_is_web3s_and_a_missing_block_is_none(
     assert block_hash(w3, -1) is None
 
 
-def test_a_block_hash_refused_by_the_node_raises_node_refused(hardhat_node: HardhatNode) -> None:
-    w3 = Web3(LimitedHTTPProvider(hardhat_node.url))
+def test_a_block_hash_refused_by_the_node_raises_node_refused() -> None:
+    w3 = Web3(LimitedHTTPProvider(NO_NODE))
     provider = w3.provider
 
     def refusing(method: Any, params: Any) -> Any:
@@ -73,12 +76,10 @@ def test_a_block_hash_refused_by_the_node_raises_node_refused(hardhat_node: Hard
         block_hash(w3, 0)
 
 
-def test_a_reply_without_a_block_or_null_is_not_taken_for_a_missing_block(
-    hardhat_node: HardhatNode,
-) -> None:
+def test_a_reply_without_a_block_or_null_is_not_taken_for_a_missing_block() -> None:
     """A missing block means a chain reset to the deployment check and the indexer: a broken
     gateway's reply with neither `result` nor `error` must not say so."""
-    w3 = Web3(LimitedHTTPProvider(hardhat_node.url))
+    w3 = Web3(LimitedHTTPProvider(NO_NODE))
 
     def empty(method: Any, params: Any) -> Any:
         return {"jsonrpc": "2.0", "id": 1}
