@@ -408,17 +408,21 @@ def watching(database_url: str, timeout: float
 
 
 def burst(url: str, database_url: str, posts: list[Post], milestones: list[Key],
-          timeout: float, progress: Progress) -> dict[str, Any]:
+          timeout: float, progress: Progress, pids: dict[str, int] | None = None
+          ) -> dict[str, Any]:
     """Sends every POST at once and follows the accepted ones to settlement (at most `timeout`
-    seconds from the first sending)."""
+    seconds from the first sending). `pids`: the processes whose CPU time the burst is charged
+    with (`cpu_seconds`), besides this one (the load generator) and PostgreSQL's."""
     before = server_buckets(url)
     with watching(database_url, timeout) as (watch, until_done):
+        cpu_before = cpu_of(pids or {})
         answers, accepted = post_all(url, posts, milestones)
         after = server_buckets(url)
         first_sent = min(a.sent for a in answers)
         progress(f"{len(posts)} POSTs answered in {time.perf_counter() - first_sent:.1f} s, "
                  f"{len(accepted)} accepted; waiting for their settlement", )
         until_done(accepted)
+        cpu_after = cpu_of(pids or {})
     counts = {"2xx": 0, "503": 0, "4xx": 0, "5xx": 0, "error": 0}
     for a in answers:
         counts[a.category] = counts.get(a.category, 0) + 1
@@ -449,7 +453,55 @@ def burst(url: str, database_url: str, posts: list[Post], milestones: list[Key],
         "first_settled_s": (first - first_sent) if first is not None else None,
         "polls": watch.polls,
         "poll_errors": watch.errors,
+        #: CPU milliseconds (user + system) per settled confirmation, per process, from the
+        #: first POST to the last settlement
+        "cpu_ms_per_settled": {
+            name: round((cpu_after[name] - cpu_before[name]) * 1000 / settled, 1)
+            for name in cpu_before if name in cpu_after and settled
+        },
     }
+
+
+#: clock ticks per second of /proc's CPU times
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds `pid` has used (proc(5): fields 14 and 15 of /proc/PID/stat),
+    or None when the process is gone or /proc is not there."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def postgres_cpu_seconds() -> float | None:
+    """CPU seconds of every PostgreSQL process of the machine (the server, its backends: the
+    service's and the benchmark's poller), or None where /proc is not there."""
+    total, found = 0.0, False
+    for entry in Path("/proc").glob("[0-9]*") if Path("/proc").is_dir() else []:
+        try:
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if name.startswith("postgres"):
+            seconds = cpu_seconds(int(entry.name))
+            if seconds is not None:
+                total, found = total + seconds, True
+    return total if found else None
+
+
+def cpu_of(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process, of PostgreSQL (`postgresql`) and of this
+    process (`load generator`: the POSTs, the database poller); a process /proc cannot read is
+    left out."""
+    seen = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    seen["postgresql"] = postgres_cpu_seconds()
+    own = os.times()
+    seen["load generator"] = own.user + own.system
+    return {name: value for name, value in seen.items() if value is not None}
 
 
 def relay_alone(running: Running, database_url: str, posts: list[Post], milestones: list[Key],
@@ -581,7 +633,9 @@ def run(count: int, db: str, one_process: bool, timeout: float, progress: Progre
                        keep_logs=keep_logs, api_processes=api_processes) as running:
                 warm_up(running.url, *ours[0])
                 progress(f"sending {count} confirmation POSTs at once ...")
-                relay = burst(running.url, url, posts, ours, timeout, progress)
+                pids = {part.name: part.process.pid for part in running.parts}
+                pids["node"] = node.process.pid
+                relay = burst(running.url, url, posts, ours, timeout, progress, pids)
                 progress(f"relay: {relay['settled']} settled, {relay['failed']} failed, "
                          f"{relay['unsettled']} unsettled, {relay['settled_per_s']:.1f}/s")
                 alone = None
@@ -650,10 +704,19 @@ def text_report(r: dict[str, Any]) -> str:
         f"(status 1: {node['status_1']}) in {node['seconds']:.2f} s: "
         f"{node['capacity_per_s']:.1f}/s",
         f"  ratio {r['ratio']:.2f} (target >= {TARGET_RATIO}: {targets['ratio']['verdict']})",
+        *cpu_lines(r),
         *alone_lines(r),
         f"  {m['cpus']} CPUs, load average {m['load_before'][0]:.2f} to "
         f"{m['load_after'][0]:.2f}, {m['python']}, run {r['seconds']:.0f} s",
     ])
+
+
+def cpu_lines(r: dict[str, Any]) -> list[str]:
+    cpu = r["relay"].get("cpu_ms_per_settled") or {}
+    if not cpu:
+        return []
+    return ["  CPU ms per settled confirmation, first POST to last settlement: " + ", ".join(
+        f"{name} {value:.1f}" for name, value in cpu.items())]
 
 
 def alone_lines(r: dict[str, Any]) -> list[str]:
@@ -699,6 +762,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"**{targets['settlement_p99_s']['verdict']}**. "
         f"Node capacity: {node['transactions']} raw `confirmWithSig` from one account sent back "
         f"to back, {node['status_1']} receipts with status 1."),
+        *(["", fill(line.strip() + ".")] if (line := "".join(cpu_lines(r))) else []),
         *(["", fill(line.strip().replace("relay alone", "Relay alone", 1) + ".")]
           if (line := "".join(alone_lines(r))) else []),
     ])
