@@ -20,6 +20,7 @@ from eth_abi.exceptions import DecodingError
 from eth_typing import ChecksumAddress
 from eth_utils import to_checksum_address
 from eth_utils.abi import function_abi_to_4byte_selector, get_abi_input_types, get_abi_output_types
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from web3._utils.error_formatters_utils import raise_contract_logic_error_on_revert
 from web3.exceptions import BlockNotFound, Web3RPCError
@@ -218,9 +219,15 @@ class Web3ChainReader:
 
     def params(self, escrow_id: int) -> EscrowParams:
         """From the indexed `EscrowCreated`, or from the node's logs when not indexed yet."""
-        row = self.session.get(EscrowRow, (self.chain_id, escrow_id))
-        if row is not None:
-            return EscrowParams.from_json(row.params)
+        # the one column, without loading the whole row as an object
+        escrows = EscrowRow.__table__.c
+        stored = self.session.execute(
+            select(escrows.params).where(
+                escrows.chain_id == self.chain_id, escrows.escrow_id == escrow_id
+            )
+        ).scalar()
+        if stored is not None:
+            return EscrowParams.from_json(stored)
         try:
             return from_node("escrow parameters", lambda: self.services.escrow.params(escrow_id))
         except EscrowUnknown as exc:

@@ -21,15 +21,16 @@ can take a final transaction away, and the milestone may then be confirmed again
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from eth_typing import ChecksumAddress
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
 from backend.chain.clock import service_time
 from backend.db.models import ConfirmationRequest
+from backend.db.session import conflict_insert
 from backend.errors import AlreadyDoneError, NotFoundError
 from backend.inputs import parse_row_id
 from backend.outbox.sender import REORGED
@@ -43,19 +44,30 @@ STATUSES = (PENDING, SIGNED, SENT, MINED, SETTLED, FAILED)
 #: a request in these states holds its milestone: the relayer will (again) send it
 LIVE = (PENDING, SIGNED, SENT)
 
+_TABLE = ConfirmationRequest.__table__
+
 
 class AlreadyQueuedError(AlreadyDoneError):
     """409: a confirmation of this milestone was already accepted (and has not failed)."""
 
     code = "already_confirmed"
 
-    def __init__(self, row: ConfirmationRequest) -> None:
-        self.request_id = row.id
-        self.status = row.status
+    def __init__(self, request_id: int, status: str, escrow_id: int, milestone: int) -> None:
+        self.request_id = request_id
+        self.status = status
         super().__init__(
-            f"a confirmation of escrow {row.escrow_id} milestone {row.milestone} was accepted "
-            f"as request {row.id} ({row.status})"
+            f"a confirmation of escrow {escrow_id} milestone {milestone} was accepted "
+            f"as request {request_id} ({status})"
         )
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A confirmation request as `enqueue` leaves it: `pending`, no transaction signed yet."""
+
+    id: int
+    status: str = PENDING
+    tx_hash: str | None = None
 
 
 def find_request(
@@ -71,16 +83,22 @@ def find_request(
 
 def ensure_not_queued(
     session: Session, chain_id: int, escrow_id: int, milestone: int
-) -> ConfirmationRequest | None:
+) -> tuple[int, str] | None:
     """409 when a live request exists (`LIVE`: pending, signed or sent). A failed one is
-    returned, to be replaced; so is a mined one, whose milestone only the chain can say is
-    settled (a reorg deeper than `ESCROW_CONFIRMATIONS` may have taken its transaction away):
-    the caller checks the chain next, and a milestone the chain shows settled is refused there
-    (409 `not_confirmable`)."""
-    row = find_request(session, chain_id, escrow_id, milestone)
-    if row is not None and row.status in LIVE:
-        raise AlreadyQueuedError(row)
-    return row
+    returned as `(id, status)`, to be replaced; so is a mined one, whose milestone only the
+    chain can say is settled (a reorg deeper than `ESCROW_CONFIRMATIONS` may have taken its
+    transaction away): the caller checks the chain next, and a milestone the chain shows settled
+    is refused there (409 `not_confirmable`). One indexed read of two columns."""
+    found = session.execute(
+        select(_TABLE.c.id, _TABLE.c.status).where(
+            _TABLE.c.chain_id == chain_id,
+            _TABLE.c.escrow_id == escrow_id,
+            _TABLE.c.milestone == milestone,
+        )
+    ).first()
+    if found is not None and found.status in LIVE:
+        raise AlreadyQueuedError(found.id, found.status, escrow_id, milestone)
+    return None if found is None else (found.id, found.status)
 
 
 def enqueue(
@@ -95,10 +113,13 @@ def enqueue(
     signature: str,
     signer: ChecksumAddress,
     now: int | None = None,
-) -> ConfirmationRequest:
-    """Writes the outbox row (or revives a failed one, or a mined one whose milestone the caller
-    found unsettled on the chain: its transaction is marked `reorged`); 409 if a live one
-    exists."""
+) -> Accepted:
+    """Writes the outbox row, `pending` (or revives a failed one, or a mined one whose
+    milestone the caller found unsettled on the chain: its transaction is marked `reorged`).
+    Raises `AlreadyQueuedError` (409 `already_confirmed`, naming the request) when a live one
+    exists, one accepted concurrently included: the row is inserted with ON CONFLICT DO NOTHING
+    on (chain, escrow, milestone), which waits for a concurrent insert of the same milestone to
+    commit or roll back; only a milestone that has a row already is read (under a row lock)."""
     stamp = service_time() if now is None else now
     values: dict[str, Any] = {
         "rating": rating,
@@ -107,31 +128,36 @@ def enqueue(
         "signature": signature,
         "signer": signer,
         "status": PENDING,
-        "transaction": None,
+        "transaction_id": None,
         "error": None,
         "updated_at": stamp,
     }
-    row = ensure_not_queued(session, chain_id, escrow_id, milestone)
-    if row is None:
-        row = ConfirmationRequest(
-            chain_id=chain_id, escrow_id=escrow_id, milestone=milestone, created_at=stamp, **values
-        )
-        session.add(row)
-    else:
-        if row.status == MINED and row.transaction is not None:
-            # verified unsettled on the chain: a reorg took the final transaction away
-            row.transaction.status = REORGED
-            row.transaction.error = "no longer on the chain (reorg)"
-            row.transaction.updated_at = stamp
-        for key, value in values.items():
-            setattr(row, key, value)
-    try:
-        session.flush()
-    except IntegrityError as exc:  # the same confirmation, accepted concurrently
+    inserted = session.execute(
+        conflict_insert(session)(_TABLE)
+        .values(chain_id=chain_id, escrow_id=escrow_id, milestone=milestone, created_at=stamp,
+                **values)
+        .on_conflict_do_nothing()
+        .returning(_TABLE.c.id)
+    ).scalar()
+    if inserted is not None:
+        return Accepted(inserted)
+    row = find_request(session, chain_id, escrow_id, milestone, lock=True)
+    if row is None:  # not inserted, yet no row: another unique key conflicted
         raise AlreadyDoneError(
             f"a confirmation of escrow {escrow_id} milestone {milestone} was accepted"
-        ) from exc
-    return row
+        )
+    if row.status in LIVE:
+        raise AlreadyQueuedError(row.id, row.status, escrow_id, milestone)
+    if row.status == MINED and row.transaction is not None:
+        # verified unsettled on the chain: a reorg took the final transaction away
+        row.transaction.status = REORGED
+        row.transaction.error = "no longer on the chain (reorg)"
+        row.transaction.updated_at = stamp
+    values["transaction"] = values.pop("transaction_id")
+    for key, value in values.items():
+        setattr(row, key, value)
+    session.flush()
+    return Accepted(row.id)
 
 
 def get_request(session: Session, request_id: int) -> ConfirmationRequest:
@@ -141,12 +167,13 @@ def get_request(session: Session, request_id: int) -> ConfirmationRequest:
     return row
 
 
-def request_json(row: ConfirmationRequest, *, full: bool = False) -> dict[str, Any]:
-    """`{id, status, tx_hash}`; with `full`, everything a client may want to know about it,
-    `transactions` listing every version of its transaction (hash, nonce, purpose, fees,
-    status, block), oldest first."""
+def request_json(row: ConfirmationRequest | Accepted, *, full: bool = False) -> dict[str, Any]:
+    """`{id, status, tx_hash}`; with `full` (a stored row), everything a client may want to
+    know about it, `transactions` listing every version of its transaction (hash, nonce,
+    purpose, fees, status, block), oldest first."""
     out: dict[str, Any] = {"id": row.id, "status": row.status, "tx_hash": row.tx_hash}
     if full:
+        assert isinstance(row, ConfirmationRequest), "full=True takes a stored row"
         out.update(
             chain_id=row.chain_id,
             escrow_id=row.escrow_id,

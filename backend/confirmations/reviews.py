@@ -28,12 +28,12 @@ from typing import Any
 
 from eth_utils import keccak
 from sqlalchemy import inspect, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from backend.canonical import canonical_json
 from backend.chain.clock import service_time
 from backend.db.models import Attachment, Base, Review
+from backend.db.session import conflict_insert
 from backend.errors import MalformedInputError, NotFoundError, OutOfRangeError, TooLargeError
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
@@ -135,10 +135,10 @@ def clean_name(name: str | None) -> str:
 def insert_once(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING for a content-addressed row (concurrent uploads of the
     same bytes, the same review or milestone document twice); True when this call inserted it."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     [key] = inspect(model).primary_key
-    statement = insert(model).values(**values).on_conflict_do_nothing().returning(key)
+    statement = (
+        conflict_insert(session)(model).values(**values).on_conflict_do_nothing().returning(key)
+    )
     return session.execute(statement).first() is not None
 
 

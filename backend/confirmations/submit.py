@@ -6,15 +6,17 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from backend.confirmations.chain_reader import ChainReader
-from backend.confirmations.outbox import enqueue
+from backend.confirmations.outbox import Accepted, enqueue
 from backend.confirmations.reviews import store_review
 from backend.confirmations.verify import ConfirmationInput, verify
-from backend.db.models import ConfirmationRequest
 
 
 def submit_confirmation(
     session: Session, chain: ChainReader, inp: ConfirmationInput, signature: str
-) -> ConfirmationRequest:
+) -> Accepted:
+    """Verifies `signature` over `inp` (`backend.confirmations.verify.verify`), keeps the
+    review and writes the outbox row; raises what those raise (`AlreadyQueuedError` 409 for a
+    milestone with a live request)."""
     verified = verify(session, chain, inp, signature)
     confirmation = verified.prepared.confirmation
     store_review(session, verified.prepared.review)

@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.errors import UnavailableError
@@ -45,6 +46,14 @@ def database_unavailable(exc: Exception) -> DatabaseUnavailable | None:
     if isinstance(exc, sa_exc.OperationalError):
         return DatabaseUnavailable("database", "the server did not answer or broke off")
     return None
+
+
+def conflict_insert(session: Session) -> Any:
+    """The INSERT construct of the session's database, which has `on_conflict_do_nothing`
+    (INSERT ... ON CONFLICT DO NOTHING, with RETURNING): PostgreSQL's, else SQLite's (the two
+    databases the service runs on)."""
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -92,7 +92,9 @@ def test_a_request_revived_after_a_mined_revert_gets_a_new_transaction_and_keeps
             comment_hash="0x" + "00" * 32, deadline=int(time.time()) + 3600,
             signature="0x" + "11" * 65, signer=env.client,
         )
-        assert (row.id, row.transaction_id, row.status) == (request_id, None, "pending")
+        assert (row.id, row.status) == (request_id, "pending")
+    revived = outbox_row(services, request_id)
+    assert (revived.transaction_id, revived.status) == (None, "pending")
 
 
 def test_a_request_for_an_escrow_the_chain_does_not_have_fails_without_using_a_nonce(
