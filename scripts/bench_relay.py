@@ -467,14 +467,25 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds `pid` has used (proc(5): fields 14 and 15 of /proc/PID/stat),
-    or None when the process is gone or /proc is not there."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    """User + system CPU seconds `pid` and the processes it started (`escrow serve --workers
+    N`'s API processes) have used so far (proc(5): fields 14 and 15 of /proc/PID/stat), or None
+    when the process is gone or /proc is not there."""
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent pid, CPU seconds)
+    for entry in Path("/proc").glob("[0-9]*") if Path("/proc").is_dir() else []:
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    if pid not in stats:
         return None
-    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    family, grown = {pid}, True
+    while grown:
+        children = {child for child, (parent, _) in stats.items() if parent in family}
+        grown = not children <= family
+        family |= children
+    return sum(stats[member][1] for member in family)
 
 
 def postgres_cpu_seconds() -> float | None:
@@ -484,12 +495,12 @@ def postgres_cpu_seconds() -> float | None:
     for entry in Path("/proc").glob("[0-9]*") if Path("/proc").is_dir() else []:
         try:
             name = (entry / "comm").read_text().strip()
+            stat = (entry / "stat").read_text()
         except OSError:
             continue
         if name.startswith("postgres"):
-            seconds = cpu_seconds(int(entry.name))
-            if seconds is not None:
-                total, found = total + seconds, True
+            fields = stat.rsplit(")", 1)[1].split()
+            total, found = total + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, True
     return total if found else None
 
 
