@@ -24,14 +24,13 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import requests
-from eth_typing import URI
 from web3 import Web3
-from web3._utils.http_session_manager import HTTPSessionManager
 from web3.providers.rpc import HTTPProvider
 from web3.providers.rpc.utils import ExceptionRetryConfiguration, check_if_retry_on_failure
 from web3.types import RPCEndpoint, RPCResponse
 
 from backend.chain.errors import NodeUnavailable, is_rate_limit_error
+from backend.chain.transport import NodeTransport
 from backend.config import Settings, get_settings
 from backend.errors import ConfigurationError
 
@@ -135,7 +134,9 @@ class LimitedHTTPProvider(HTTPProvider):
         netrc = requests.utils.get_netrc_auth(endpoint_uri)
         if netrc is not None:
             kwargs.setdefault("auth", netrc)  # `kwargs` is the provider's own request kwargs
-        self._request_session_manager = _EnvironmentReadOnce()
+        # how each request travels (backend/chain/transport.py): straight over a kept-alive
+        # connection when nothing of the environment reroutes it
+        self._request_session_manager = NodeTransport(endpoint_uri, kwargs)
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         return self._patiently(
@@ -187,19 +188,6 @@ class LimitedHTTPProvider(HTTPProvider):
                 what, reason, wait, attempt + 1, policy.max_attempts,
             )
             self.sleep(wait)
-
-
-class _EnvironmentReadOnce(HTTPSessionManager):
-    """web3.py's sessions (one per thread and URL), told not to read the environment on each
-    request (`requests.Session.trust_env`): `LimitedHTTPProvider` read it once."""
-
-    def cache_and_return_session(
-        self, endpoint_uri: URI, session: requests.Session = None,  # type: ignore[assignment]
-        request_timeout: float | None = None,
-    ) -> requests.Session:
-        cached = super().cache_and_return_session(endpoint_uri, session, request_timeout)
-        cached.trust_env = False
-        return cached
 
 
 def _rate_limit_of(reply: Any) -> tuple[str, float | None] | None:

@@ -1,9 +1,18 @@
-"""What each HTTP request to the node costs besides the node's answer: the environment (proxy
-variables, CA bundle, ~/.netrc) is read once per provider, not per request, and a block's hash
-is read without web3.py's formatting of the whole block; on the session's Hardhat node."""
+"""What each HTTP request to the node costs besides the node's answer, and how it travels
+(`backend/chain/transport.py`): the environment (proxy variables, CA bundle, ~/.netrc) is read
+once per provider, not per request; a plain http:// node is posted to over one kept-alive
+connection per thread, which is replaced when the node closed it while idle, and fails as
+`requests` fails; a block's hash is read without web3.py's formatting of the whole block."""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +22,9 @@ from web3.exceptions import BadResponseFormat
 
 from backend.chain.bulk_rpc import block_hash
 from backend.chain.connect import LimitedHTTPProvider, connect
-from backend.chain.errors import NodeRefused
+from backend.chain.errors import NodeRefused, is_transport_failure
 from backend.chain.node import HardhatNode
+from backend.chain.transport import NodeTransport
 
 #: no node listens here: the tests that use it answer for the node themselves
 NO_NODE = "http://127.0.0.1:9"
@@ -87,3 +97,144 @@ def test_a_reply_without_a_block_or_null_is_not_taken_for_a_missing_block() -> N
     w3.provider.make_request = empty  # type: ignore[method-assign]
     with pytest.raises(BadResponseFormat):
         block_hash(w3, 0)
+
+
+# ------------------------------------------------------------------ the direct path
+
+
+class _Node(ThreadingHTTPServer):
+    """A loopback JSON-RPC stand-in: answers every POST with block number 0x1 (or `status` with
+    `headers`), keeps connections alive, closes one idle for `idle` seconds, and counts the
+    connections it accepted."""
+
+    daemon_threads = True
+
+    def __init__(self, idle: float, status: int = 200, headers: dict[str, str] | None = None
+                 ) -> None:
+        self.accepted = 0
+        self.status = status
+        self.headers = headers or {}
+        node = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = idle
+
+            def setup(self) -> None:
+                node.accepted += 1
+                super().setup()
+
+            def do_POST(self) -> None:
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": "0x1"})
+                self.send_response(node.status)
+                for name, value in node.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@contextmanager
+def stand_in(idle: float = 5.0, status: int = 200, headers: dict[str, str] | None = None
+             ) -> Iterator[_Node]:
+    node = _Node(idle, status, headers)
+    thread = threading.Thread(target=node.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield node
+    finally:
+        node.shutdown()
+        node.server_close()
+        thread.join(5)
+
+
+def transport(w3: Web3) -> NodeTransport:
+    manager = w3.provider._request_session_manager  # type: ignore[union-attr]
+    assert isinstance(manager, NodeTransport)
+    return manager
+
+
+def test_a_plain_http_node_is_asked_over_one_kept_alive_connection_per_thread() -> None:
+    with stand_in() as node:
+        w3 = Web3(LimitedHTTPProvider(node.url))
+        assert transport(w3).direct
+        for _ in range(5):
+            assert w3.eth.block_number == 1
+        assert node.accepted == 1
+        other = threading.Thread(target=lambda: w3.eth.block_number)
+        other.start()
+        other.join(10)
+        assert node.accepted == 2
+
+
+def test_a_connection_the_node_closed_while_idle_is_replaced_without_an_error() -> None:
+    with stand_in(idle=0.2) as node:
+        w3 = Web3(LimitedHTTPProvider(node.url))
+        assert w3.eth.block_number == 1
+        time.sleep(0.6)  # the stand-in closed the connection meanwhile
+        assert w3.eth.block_number == 1
+        assert node.accepted == 2
+
+
+def test_a_status_outside_2xx_is_requests_http_error_with_its_response() -> None:
+    with stand_in(status=429, headers={"Retry-After": "3"}) as node:
+        provider = LimitedHTTPProvider(node.url)
+        with pytest.raises(requests.HTTPError) as raised:
+            transport(Web3(provider)).make_post_request(
+                provider.endpoint_uri, b'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}',
+                **provider.get_request_kwargs(),
+            )
+    response = raised.value.response
+    assert response is not None
+    assert (response.status_code, response.reason) == (429, "Too Many Requests")
+    assert response.headers["retry-after"] == "3"
+    assert "429 Client Error: Too Many Requests for url" in str(raised.value)
+
+
+def test_a_refused_connection_is_requests_connection_error_a_transport_failure() -> None:
+    w3 = Web3(LimitedHTTPProvider(NO_NODE))
+    assert transport(w3).direct
+    with pytest.raises(requests.ConnectionError) as raised:
+        w3.eth.block_number  # noqa: B018 - the request is the test
+    assert is_transport_failure(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "environment", "direct"),
+    [
+        ("http://127.0.0.1:8545", {}, True),
+        ("http://127.0.0.1:8545/rpc?key=1", {}, True),
+        ("https://node.example:8545", {}, False),
+        ("http://user:secret@127.0.0.1:8545", {}, False),
+        ("http://127.0.0.1:8545", {"HTTP_PROXY": "http://127.0.0.1:3128"}, False),
+        ("http://127.0.0.1:8545",
+         {"HTTP_PROXY": "http://127.0.0.1:3128", "NO_PROXY": "127.0.0.1"}, True),
+        ("http://127.0.0.1:8545", {"NETRC": "machine 127.0.0.1 login me password pw"}, False),
+    ],
+)
+def test_requests_go_through_requests_where_the_environment_or_the_url_asks_for_it(
+    url: str, environment: dict[str, str], direct: bool, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A proxy, credentials (in the URL or ~/.netrc) and TLS are requests' to handle."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                 "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    for name, value in environment.items():
+        if name == "NETRC":
+            (tmp_path / "netrc").write_text(value + "\n")
+            value = str(tmp_path / "netrc")
+        monkeypatch.setenv(name, value)
+    assert transport(Web3(LimitedHTTPProvider(url))).direct is direct

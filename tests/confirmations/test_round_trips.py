@@ -20,6 +20,7 @@ from backend.chain.bulk_rpc import batch
 from backend.chain.errors import ChainError, NodeUnavailable
 from backend.chain.revert_types import EscrowNotFound
 from backend.chain.transactions import call, calldata
+from backend.chain.transport import NodeTransport
 from backend.confirmations.chain_reader import Web3ChainReader, _call_result
 from backend.db.models import ConfirmationRequest
 from backend.index.indexer import index_once
@@ -40,18 +41,18 @@ def node_requests() -> Iterator[list[int]]:
     """The HTTP requests to the node while the block runs, each as the number of JSON-RPC calls
     it carried (a batch is one request)."""
     sent: list[int] = []
-    post = requests.Session.post
+    post = NodeTransport.make_post_request
 
-    def counting_post(self: requests.Session, url: Any, *args: Any, **kwargs: Any) -> Any:
-        body = json.loads(kwargs.get("data") or b"null")
+    def counting_post(self: NodeTransport, url: Any, data: Any, **kwargs: Any) -> bytes:
+        body = json.loads(data or b"null")
         sent.append(len(body) if isinstance(body, list) else 1)
-        return post(self, url, *args, **kwargs)
+        return post(self, url, data, **kwargs)
 
-    requests.Session.post = counting_post  # type: ignore[method-assign]
+    NodeTransport.make_post_request = counting_post  # type: ignore[method-assign]
     try:
         yield sent
     finally:
-        requests.Session.post = post  # type: ignore[method-assign]
+        NodeTransport.make_post_request = post  # type: ignore[method-assign]
 
 
 def outcome(read: Callable[[], object]) -> object:
@@ -205,6 +206,6 @@ def test_a_node_that_does_not_answer_the_snapshot_is_node_unavailable(
     def refused(*_args: Any, **_kwargs: Any) -> Any:
         raise requests.ConnectionError("connection refused")
 
-    monkeypatch.setattr(requests.Session, "post", refused)
+    monkeypatch.setattr(NodeTransport, "make_post_request", refused)
     with services.sessions() as session, pytest.raises(NodeUnavailable):
         Web3ChainReader(services, session).snapshot(escrow_id, 0)

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import requests
 from sqlalchemy import event, select
 
 from backend.chain.keys import relayer_account
+from backend.chain.transport import NodeTransport
 from backend.confirmations.relayer import Relayer
 from backend.db.models import ConfirmationRequest, OutboxTransaction
 from backend.outbox.sender import SendReport
@@ -35,24 +35,24 @@ def counted(stack: Stack) -> Iterator[dict[str, int]]:
     """Counts, while the block runs, the HTTP requests to the node (`requests`: a JSON-RPC batch
     is one), the JSON-RPC calls they carry (`calls`) and the database commits (`commits`)."""
     counts = {"requests": 0, "calls": 0, "commits": 0}
-    post = requests.Session.post
+    post = NodeTransport.make_post_request
 
-    def counting_post(self: requests.Session, url: Any, *args: Any, **kwargs: Any) -> Any:
-        body = json.loads(kwargs.get("data") or b"null")
+    def counting_post(self: NodeTransport, url: Any, data: Any, **kwargs: Any) -> bytes:
+        body = json.loads(data or b"null")
         counts["requests"] += 1
         counts["calls"] += len(body) if isinstance(body, list) else 1
-        return post(self, url, *args, **kwargs)
+        return post(self, url, data, **kwargs)
 
     def on_commit(_connection: Any) -> None:
         counts["commits"] += 1
 
     engine = stack.services.engine
     event.listen(engine, "commit", on_commit)
-    requests.Session.post = counting_post  # type: ignore[method-assign]
+    NodeTransport.make_post_request = counting_post  # type: ignore[method-assign]
     try:
         yield counts
     finally:
-        requests.Session.post = post  # type: ignore[method-assign]
+        NodeTransport.make_post_request = post  # type: ignore[method-assign]
         event.remove(engine, "commit", on_commit)
 
 
