@@ -136,3 +136,28 @@ def test_the_written_table_carries_the_run(report: dict[str, Any], tmp_path: Pat
     assert cells[1] == str(COUNT) and cells[2] == str(COUNT)
     assert cells[-1] == f"{report['ratio']:.2f}"
     assert f"--count {COUNT} --db sqlite" in block
+
+
+def test_each_process_is_charged_its_cpu_per_settled_confirmation(report: dict[str, Any]) -> None:
+    """From the first POST to the last settlement: the API, the relayer, the indexer, the node,
+    PostgreSQL's processes and the load generator, each in milliseconds per settlement."""
+    cpu = report["relay"]["cpu_ms_per_settled"]
+    assert {"serve", "relay", "index", "node", "load generator"} <= set(cpu)
+    assert all(value >= 0 for value in cpu.values())
+    assert cpu["serve"] > 0 and cpu["node"] > 0  # both worked for every confirmation
+    assert "CPU ms per settled confirmation" in bench.text_report(report)
+
+
+def test_a_process_is_charged_the_cpu_of_the_processes_it_started() -> None:
+    """`escrow serve --workers N`'s API processes are its children: their CPU is its own."""
+    before = bench.cpu_seconds(os.getpid())
+    child = subprocess.run(
+        [sys.executable, "-c",
+         "import time, os\nend = time.process_time() + 0.4\n"
+         "while time.process_time() < end: pass\nt = os.times(); print(t.user + t.system)"],
+        capture_output=True, text=True, check=True,
+    )
+    after = bench.cpu_seconds(os.getpid())
+    assert before is not None and after is not None
+    assert after - before >= float(child.stdout) * 0.9
+    assert bench.cpu_seconds(2**22 + 12345) is None  # no such process
