@@ -529,8 +529,12 @@ def relay_alone(running: Running, database_url: str, posts: list[Post], mileston
     relay = next(part for part in running.parts if part.name == "relay")
     relay.process.terminate()
     relay.process.wait(30)
-    _answers, accepted = post_all(running.url, posts, milestones)
-    progress(f"{len(accepted)} of {len(posts)} POSTs queued with the relayer stopped; "
+    answers, accepted = post_all(running.url, posts, milestones)
+    counts: dict[str, int] = {}
+    for answer in answers:
+        counts[answer.category] = counts.get(answer.category, 0) + 1
+    progress(f"{len(accepted)} of {len(posts)} POSTs queued with the relayer stopped "
+             f"(answers: {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}); "
              "starting it")
     again = running.start("relay-alone", ["relay", "--no-standby"])
     wait_until("the relayer's start", again.started_relaying,
@@ -541,6 +545,8 @@ def relay_alone(running: Running, database_url: str, posts: list[Post], mileston
     settled = [watch.settled[key] - began for key in accepted if key in watch.settled]
     last = max(settled, default=None)
     return {
+        #: how the queued POSTs were answered, by class (2xx, 503, 4xx, 5xx, error)
+        "answers": counts,
         "queued": len(accepted),
         "settled": len(settled),
         "failed": sum(1 for key in accepted if key in watch.failed),

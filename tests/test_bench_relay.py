@@ -93,6 +93,7 @@ def test_the_relay_alone_works_off_what_was_queued_while_it_was_stopped(
     settled by a relayer started afresh; the rate counts from its start to the last one."""
     alone, node = report["relay_alone"], report["node"]
     assert alone["queued"] == alone["settled"] == COUNT and alone["failed"] == 0
+    assert alone["answers"] == {"2xx": COUNT}
     _ordered(alone["settlement_s"])
     assert alone["seconds"] == alone["settlement_s"]["max"] > 0
     assert alone["settled_per_s"] == pytest.approx(COUNT / alone["seconds"])
