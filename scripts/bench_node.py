@@ -9,7 +9,9 @@ and the node process's CPU time (user + system, /proc/PID/stat) and the wall tim
 the count: `eth_blockNumber`, the latest block, `getEscrow` by `eth_call`, `eth_estimateGas` of
 each `confirmWithSig` one at a time and in one JSON-RPC batch, `eth_call` of them in one batch,
 `eth_sendRawTransaction` of each (automine: one block each), and their receipts in one batch.
-A benchmark, not a test: it prints what it measured.
+Then the client's side: this process's CPU per `eth_blockNumber` through the service's provider
+(`backend.chain.connect.connect`) and through the plain loop. A benchmark, not a test: it prints
+what it measured.
 
     .venv/bin/python scripts/bench_node.py [--count 150] [--json]
 """
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_api import burst_milestones
 from bench_relay import PlainRpc, cpu_seconds
+from web3.types import RPCEndpoint
 
 from backend.chain.connect import connect
 from backend.chain.node import start_hardhat_node
@@ -106,6 +109,13 @@ def run(count: int, progress: Callable[[str], None]) -> dict[str, Any]:
                 "node_cpu_ms": None if cpu is None else round(cpu * 1000 / times, 2),
                 "wall_ms": round(wall * 1000 / times, 2),
             })
+        progress(f"the client's own CPU per request, {READS} eth_blockNumber each way ...")
+        provider = connect(node.url).provider
+        client = {
+            "service provider (backend/chain/connect.py)": _client_cpu_ms(
+                lambda: provider.make_request(RPCEndpoint("eth_blockNumber"), [])),
+            "plain http.client": _client_cpu_ms(lambda: rpc.call("eth_blockNumber", [])),
+        }
         rpc.close()
     return {
         "date": time.strftime("%Y-%m-%d"),
@@ -115,7 +125,19 @@ def run(count: int, progress: Callable[[str], None]) -> dict[str, Any]:
         #: transactions sent whose receipt says status 1
         "mined": sum(1 for r in receipts if r is not None and int(r["status"], 16) == 1),
         "methods": figures,
+        #: CPU milliseconds of this process per request (thread time), by way of sending
+        "client_cpu_ms": client,
     }
+
+
+def _client_cpu_ms(ask: Callable[[], object]) -> float:
+    """This thread's CPU milliseconds per call of `ask`, over `READS` calls after 20 to warm up."""
+    for _ in range(20):
+        ask()
+    began = time.thread_time()
+    for _ in range(READS):
+        ask()
+    return round((time.thread_time() - began) * 1000 / READS, 3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     for figure in report["methods"]:
         cpu = "n/a" if figure["node_cpu_ms"] is None else f"{figure['node_cpu_ms']:.2f}"
         print(f"  {figure['method']:<50} node CPU {cpu:>6} ms   wall {figure['wall_ms']:6.2f} ms")
+    print("the client's own CPU per request (eth_blockNumber):")
+    for way, ms in report["client_cpu_ms"].items():
+        print(f"  {way:<50} {ms:.3f} ms")
     return 0
 
 

@@ -418,14 +418,14 @@ def burst(url: str, database_url: str, posts: list[Post], milestones: list[Key],
     with (`cpu_seconds`), besides this one (the load generator) and PostgreSQL's."""
     before = server_buckets(url)
     with watching(database_url, timeout) as (watch, until_done):
-        cpu_before = cpu_of(pids or {})
+        cpu_before = cpu_of(pids or {}, database_url.startswith("postgresql"))
         answers, accepted = post_all(url, posts, milestones)
         after = server_buckets(url)
         first_sent = min(a.sent for a in answers)
         progress(f"{len(posts)} POSTs answered in {time.perf_counter() - first_sent:.1f} s, "
                  f"{len(accepted)} accepted; waiting for their settlement", )
         until_done(accepted)
-        cpu_after = cpu_of(pids or {})
+        cpu_after = cpu_of(pids or {}, database_url.startswith("postgresql"))
     counts = {"2xx": 0, "503": 0, "4xx": 0, "5xx": 0, "error": 0}
     for a in answers:
         counts[a.category] = counts.get(a.category, 0) + 1
@@ -495,7 +495,9 @@ def cpu_seconds(pid: int) -> float | None:
 
 def postgres_cpu_seconds() -> float | None:
     """CPU seconds of every PostgreSQL process of the machine (the server, its backends: the
-    service's and the benchmark's poller), or None where /proc is not there."""
+    service's and the benchmark's poller), those that ended included (a backend's time moves
+    to the server's waited-for children's fields when it exits), or None where /proc is not
+    there. Other clients of the same server are counted too: run nothing else beside."""
     total, found = 0.0, False
     for entry in Path("/proc").glob("[0-9]*") if Path("/proc").is_dir() else []:
         try:
@@ -505,17 +507,19 @@ def postgres_cpu_seconds() -> float | None:
             continue
         if name.startswith("postgres"):
             fields = stat.rsplit(")", 1)[1].split()
-            total, found = total + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, True
+            ticks = sum(int(field) for field in fields[11:15])  # utime stime cutime cstime
+            total, found = total + ticks / CLOCK_TICKS, True
     return total if found else None
 
 
-def cpu_of(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of each named process, of PostgreSQL (`postgresql`) and of this
-    process (`load generator`: the POSTs, the database poller); a process /proc cannot read is
-    left out."""
-    seen = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    seen["postgresql"] = postgres_cpu_seconds()
+def cpu_of(pids: dict[str, int], postgres: bool) -> dict[str, float]:
+    """CPU seconds so far of each named process, of PostgreSQL (`postgresql`, when the run
+    uses it) and of this process (`load generator`: the POSTs, the database poller; read first,
+    so the reading of /proc is not charged to it); a process /proc cannot read is left out."""
     own = os.times()
+    seen = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    if postgres:
+        seen["postgresql"] = postgres_cpu_seconds()
     seen["load generator"] = own.user + own.system
     return {name: value for name, value in seen.items() if value is not None}
 
@@ -573,7 +577,11 @@ class PlainRpc:
     def _post(self, body: Any) -> Any:
         self.connection.request("POST", self.path, json.dumps(body).encode(),
                                 {"Content-Type": "application/json"})
-        return json.loads(self.connection.getresponse().read())
+        response = self.connection.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"the node answered HTTP {response.status}: {payload[:200]!r}")
+        return json.loads(payload)
 
     def call(self, method: str, params: list[Any]) -> Any:
         self.ids += 1
@@ -588,6 +596,8 @@ class PlainRpc:
         self.ids += len(calls)
         replies = self._post([{"jsonrpc": "2.0", "id": first + n, "method": method,
                                "params": params} for n, (method, params) in enumerate(calls)])
+        if not isinstance(replies, list):  # the batch as a whole refused: one error object
+            raise RuntimeError(f"batch refused: {replies.get('error', replies)}")
         by_id = {reply["id"]: reply for reply in replies}
         for reply in replies:
             if "error" in reply:

@@ -37,3 +37,6 @@ def test_every_method_of_a_confirmation_is_measured_on_the_node() -> None:
         assert figure["node_cpu_ms"] is not None and figure["node_cpu_ms"] >= 0
     assert methods["eth_getTransactionReceipt, one batch"]["count"] == COUNT
     assert report["mined"] == COUNT  # every transaction sent was mined and succeeded
+    client = report["client_cpu_ms"]
+    assert set(client) == {"service provider (backend/chain/connect.py)", "plain http.client"}
+    assert all(ms > 0 for ms in client.values())

@@ -96,10 +96,12 @@ class LimitedHTTPProvider(HTTPProvider):
         policy: RpcPolicy | None = None,
         request_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        # web3.py's own retry would repeat a 429 at once, without Retry-After: dropped connections
-        # and connect timeouts stay with it, HTTP statuses come here. A read that timed out is
-        # not sent again: a node that accepts connections and never answers would otherwise hold
-        # each call for five timeouts (the caller's next pass asks again)
+        # web3.py's own retry would repeat a 429 at once, without Retry-After: connect timeouts
+        # (`requests.ConnectTimeout`) stay with it, HTTP statuses come here; a refused or broken
+        # connection (`requests.ConnectionError`, not the builtin one named below) is not tried
+        # again here. A read that timed out is not sent again: a node that accepts connections
+        # and never answers would otherwise hold each call for five timeouts (the caller's next
+        # pass asks again)
         kwargs = dict(request_kwargs or {})
         kwargs.setdefault("timeout", DEFAULT_RPC_TIMEOUT)
         # The chain id is asked once per provider: web3.py's validation asks it before (and

@@ -21,6 +21,7 @@ is noticed before it is used, as urllib3 notices it, and replaced.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import select
@@ -35,9 +36,11 @@ from eth_typing import URI
 from requests.structures import CaseInsensitiveDict
 from web3._utils.http_session_manager import HTTPSessionManager
 
-#: the request settings the direct path knows; any other one (auth, cert, a proxy ...) sends
-#: the request through `requests`
-DIRECT_SETTINGS = frozenset({"headers", "timeout", "verify", "proxies", "stream"})
+#: the request settings the direct path knows; any other one (auth, cert, headers of the
+#: caller's, a proxy ...) sends the request through `requests`
+DIRECT_SETTINGS = frozenset({"timeout", "verify", "proxies"})
+#: seconds a request waits when the caller names no timeout (web3.py's own default)
+DEFAULT_TIMEOUT = 30.0
 
 
 class NodeTransport(HTTPSessionManager):
@@ -57,7 +60,9 @@ class NodeTransport(HTTPSessionManager):
         )
         self._host = parts.hostname or ""
         self._port = parts.port or 80
-        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._target = requests.utils.requote_uri(
+            (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        )
         self._local = threading.local()
 
     def cache_and_return_session(
@@ -72,14 +77,20 @@ class NodeTransport(HTTPSessionManager):
         self, endpoint_uri: URI, data: bytes | dict[str, Any], **kwargs: Any
     ) -> bytes:
         """The body of the node's answer to `data` POSTed to `endpoint_uri`; raises what
-        `requests` raises (the module's docstring)."""
-        if not self.direct or endpoint_uri != self.endpoint_uri or not isinstance(data, bytes):
-            return super().make_post_request(endpoint_uri, data, **kwargs)
-        return self.post(data, kwargs.get("headers") or {}, kwargs.get("timeout"))
+        `requests` raises (the module's docstring). A redirect (3xx) is followed by `requests`:
+        the node did not take the request that was redirected."""
+        if self.direct and endpoint_uri == self.endpoint_uri and isinstance(data, bytes):
+            answer = self.post(
+                data, kwargs.get("headers") or {}, kwargs.get("timeout", DEFAULT_TIMEOUT)
+            )
+            if answer is not None:
+                return answer
+        return super().make_post_request(endpoint_uri, data, **kwargs)
 
-    def post(self, body: bytes, headers: Mapping[str, str], timeout: Any) -> bytes:
+    def post(self, body: bytes, headers: Mapping[str, str], timeout: Any) -> bytes | None:
         """`body` POSTed over this thread's connection, `timeout` seconds (or requests'
-        `(connect, read)` pair) for connecting and for each wait for the node."""
+        `(connect, read)` pair) for connecting and for each wait for the node; None for a
+        redirect (3xx), which the caller leaves to `requests`."""
         connect_timeout, read_timeout = (
             timeout if isinstance(timeout, tuple) else (timeout, timeout)
         )
@@ -101,7 +112,10 @@ class NodeTransport(HTTPSessionManager):
         assert connection.sock is not None
         connection.sock.settimeout(read_timeout)
         try:
-            connection.request("POST", self._target, body, dict(headers))
+            # a gateway may answer (413: the body is too large) and close before it read the
+            # whole body, as urllib3 knows: its answer is read below, or the read fails
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                connection.request("POST", self._target, body, dict(headers))
             response = connection.getresponse()
             payload = response.read()
         except TimeoutError as exc:
@@ -114,8 +128,13 @@ class NodeTransport(HTTPSessionManager):
             raise requests.ConnectionError(
                 f"the connection to {self.endpoint_uri} broke: {exc!r}"
             ) from exc
+        except BaseException:
+            self._drop()  # halfway through a request: never used again
+            raise
         if response.will_close:
             self._drop()
+        if 300 <= response.status < 400:
+            return None
         if not 200 <= response.status < 300:
             failed = requests.Response()
             failed.status_code = response.status
@@ -124,6 +143,10 @@ class NodeTransport(HTTPSessionManager):
             failed.url = self.endpoint_uri
             failed.raw = io.BytesIO(payload)
             failed.raise_for_status()  # requests' own HTTPError, with the response
+            raise requests.HTTPError(
+                f"{response.status} {response.reason} for url: {self.endpoint_uri}",
+                response=failed,
+            )
         return payload
 
     def _connection(self) -> http.client.HTTPConnection:

@@ -78,7 +78,9 @@ def find_request(
         ConfirmationRequest.escrow_id == escrow_id,
         ConfirmationRequest.milestone == milestone,
     )
-    return session.scalar(query.with_for_update() if lock else query)
+    if lock:  # read afresh, whatever the session holds of it already
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.scalar(query)
 
 
 def ensure_not_queued(
@@ -136,16 +138,13 @@ def enqueue(
         conflict_insert(session)(_TABLE)
         .values(chain_id=chain_id, escrow_id=escrow_id, milestone=milestone, created_at=stamp,
                 **values)
-        .on_conflict_do_nothing()
+        .on_conflict_do_nothing(index_elements=["chain_id", "escrow_id", "milestone"])
         .returning(_TABLE.c.id)
     ).scalar()
     if inserted is not None:
         return Accepted(inserted)
     row = find_request(session, chain_id, escrow_id, milestone, lock=True)
-    if row is None:  # not inserted, yet no row: another unique key conflicted
-        raise AlreadyDoneError(
-            f"a confirmation of escrow {escrow_id} milestone {milestone} was accepted"
-        )
+    assert row is not None, "the insert conflicted on this milestone's row"
     if row.status in LIVE:
         raise AlreadyQueuedError(row.id, row.status, escrow_id, milestone)
     if row.status == MINED and row.transaction is not None:

@@ -30,12 +30,25 @@ from backend.chain.transport import NodeTransport
 NO_NODE = "http://127.0.0.1:9"
 
 
+@pytest.fixture(autouse=True)
+def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests start from an environment without proxy variables (and set their own)."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                 "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["http.client", "requests"])
 def test_requests_to_the_node_do_not_walk_the_environment_each_time(
-    hardhat_node: HardhatNode, monkeypatch: pytest.MonkeyPatch
+    hardhat_node: HardhatNode, monkeypatch: pytest.MonkeyPatch, direct: bool
 ) -> None:
     """requests reads the proxy variables and looks for ~/.netrc on every request of a session
-    that trusts the environment; the provider's sessions read nothing of it per request."""
-    w3 = connect(hardhat_node.url)
+    that trusts the environment; the provider's sessions read nothing of it per request, on
+    either path (a setting the direct path does not know sends it through requests)."""
+    w3 = Web3(LimitedHTTPProvider(
+        hardhat_node.url, request_kwargs=None if direct else {"allow_redirects": True}
+    ))
+    assert transport(w3).direct is direct
     walks: list[str] = []
     environ_proxies = requests.utils.get_environ_proxies
 
@@ -112,6 +125,9 @@ class _Node(ThreadingHTTPServer):
     def __init__(self, idle: float, status: int = 200, headers: dict[str, str] | None = None
                  ) -> None:
         self.accepted = 0
+        self.closed = 0
+        #: the request target (path and query) of every POST
+        self.paths: list[str] = []
         self.status = status
         self.headers = headers or {}
         node = self
@@ -124,13 +140,23 @@ class _Node(ThreadingHTTPServer):
                 node.accepted += 1
                 super().setup()
 
+            def finish(self) -> None:
+                super().finish()
+                node.closed += 1
+
             def do_POST(self) -> None:
+                node.paths.append(self.path)
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": "0x1"})
-                self.send_response(node.status)
-                for name, value in node.headers.items():
+                moved = self.path == "/moved"  # where a redirect (`status` 3xx) points
+                status = 200 if moved else node.status
+                if status != 200:  # a gateway's page, not the node's answer
+                    body = "<html><body>not here</body></html>"
+                self.send_response(status)
+                for name, value in ({} if moved else node.headers).items():
                     self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type",
+                                 "application/json" if status == 200 else "text/html")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body.encode())
@@ -182,7 +208,10 @@ def test_a_connection_the_node_closed_while_idle_is_replaced_without_an_error() 
     with stand_in(idle=0.2) as node:
         w3 = Web3(LimitedHTTPProvider(node.url))
         assert w3.eth.block_number == 1
-        time.sleep(0.6)  # the stand-in closed the connection meanwhile
+        deadline = time.monotonic() + 10
+        while node.closed < 1 and time.monotonic() < deadline:  # the stand-in closes it
+            time.sleep(0.05)
+        assert node.closed == 1
         assert w3.eth.block_number == 1
         assert node.accepted == 2
 
@@ -202,6 +231,23 @@ def test_a_status_outside_2xx_is_requests_http_error_with_its_response() -> None
     assert "429 Client Error: Too Many Requests for url" in str(raised.value)
 
 
+def test_the_urls_path_and_query_reach_the_node() -> None:
+    with stand_in() as node:
+        w3 = Web3(LimitedHTTPProvider(node.url + "/v3/key?chain=local"))
+        assert transport(w3).direct
+        assert w3.eth.block_number == 1
+    assert node.paths == ["/v3/key?chain=local"]
+
+
+def test_a_redirect_is_followed_as_requests_follows_it() -> None:
+    """A gateway's 307 is not the node's answer: requests sends the POST where it points."""
+    with stand_in(status=307, headers={"Location": "/moved"}) as node:
+        w3 = Web3(LimitedHTTPProvider(node.url))
+        assert transport(w3).direct
+        assert w3.eth.block_number == 1
+    assert node.paths == ["/", "/", "/moved"]  # on its own, then through requests
+
+
 def test_a_refused_connection_is_requests_connection_error_a_transport_failure() -> None:
     w3 = Web3(LimitedHTTPProvider(NO_NODE))
     assert transport(w3).direct
@@ -215,6 +261,7 @@ def test_a_refused_connection_is_requests_connection_error_a_transport_failure()
     [
         ("http://127.0.0.1:8545", {}, True),
         ("http://127.0.0.1:8545/rpc?key=1", {}, True),
+        ("http://localhost:8545", {}, True),
         ("https://node.example:8545", {}, False),
         ("http://user:secret@127.0.0.1:8545", {}, False),
         ("http://127.0.0.1:8545", {"HTTP_PROXY": "http://127.0.0.1:3128"}, False),
@@ -228,9 +275,6 @@ def test_requests_go_through_requests_where_the_environment_or_the_url_asks_for_
     tmp_path: Path,
 ) -> None:
     """A proxy, credentials (in the URL or ~/.netrc) and TLS are requests' to handle."""
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
-                 "all_proxy", "NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
     for name, value in environment.items():
         if name == "NETRC":
