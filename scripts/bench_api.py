@@ -264,7 +264,11 @@ async def _httpx_load(url: str, connections: int, seconds: float) -> tuple[list[
             nonlocal errors
             while time.perf_counter() < stop:
                 start = time.perf_counter()
-                response = await client.get(url)
+                try:
+                    response = await client.get(url)
+                except httpx.TransportError:  # a connection refused, reset or timed out
+                    errors += 1
+                    continue
                 latencies.append(time.perf_counter() - start)
                 if response.status_code != 200:
                     errors += 1
@@ -275,10 +279,24 @@ async def _httpx_load(url: str, connections: int, seconds: float) -> tuple[list[
     return latencies, errors, elapsed
 
 
+def quantile(values: list[float], q: float) -> float | None:
+    """The `q` quantile of `values` (0.5, 0.99 ...), interpolated inclusively so it stays
+    within their range (the default, exclusive method puts a small sample's p99 above its
+    maximum); None if there are none."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    ordered = sorted(values)
+    cut = statistics.quantiles(ordered, n=100, method="inclusive")[round(q * 100) - 1]
+    return min(max(cut, ordered[0]), ordered[-1])  # not past them by a rounding error either
+
+
 def run_httpx(url: str, connections: int, seconds: float) -> Load:
     latencies, errors, elapsed = asyncio.run(_httpx_load(url, connections, seconds))
-    cuts = statistics.quantiles([x * 1000 for x in latencies], n=100)
-    return len(latencies), errors, elapsed, cuts[49], cuts[89], cuts[98]
+    ms = [x * 1000 for x in latencies] or [0.0]
+    p50, p90, p99 = (quantile(ms, q) or 0.0 for q in (0.5, 0.9, 0.99))
+    return len(latencies), errors, elapsed, p50, p90, p99
 
 
 def load(url: str, client: str, connections: int, seconds: float) -> Load:
@@ -456,8 +474,8 @@ def burst(base: str, kind: str, posts: list[Post]) -> Burst:
     latencies, counts, elapsed, health, health_failures = asyncio.run(_burst(base, posts))
     after = server_buckets(base)
     ms = sorted(x * 1000 for x in latencies) or [0.0]
-    cuts = statistics.quantiles(ms, n=100) if len(ms) > 1 else [ms[0]] * 99
-    b = Burst(kind, len(posts), elapsed, counts, cuts[49], cuts[98], ms[-1],
+    b = Burst(kind, len(posts), elapsed, counts, quantile(ms, 0.5) or 0.0,
+              quantile(ms, 0.99) or 0.0, ms[-1],
               max(health, default=0.0) * 1000, health_failures,
               server_quantile(before, after, 0.5), server_quantile(before, after, 0.99),
               server_quantile(before, after, 1.0))

@@ -49,7 +49,6 @@ import platform
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,6 +71,7 @@ from bench_api import (
     answer_class,
     burst_milestones,
     database,
+    quantile,
     server_buckets,
     server_quantile,
     sign_confirmations,
@@ -115,16 +115,6 @@ Progress = Callable[[str], None]
 
 
 # ------------------------------------------------------------------ figures
-
-
-def quantile(values: list[float], q: float) -> float | None:
-    """The `q` quantile (inclusive interpolation, so within the values' range); None if empty."""
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    cuts = statistics.quantiles(sorted(values), n=100, method="inclusive")
-    return cuts[round(q * 100) - 1]
 
 
 def spread(values: list[float]) -> dict[str, float | None]:
