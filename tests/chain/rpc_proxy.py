@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 import requests
 
+from tests.support import serving
+
 BatchRefusal = Literal["object", "geth", "http413"]
 RateStyle = Literal["http", "jsonrpc"]
 
@@ -231,15 +233,8 @@ def running_proxy(upstream: str, limits: ProxyLimits) -> Iterator[RpcProxy]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield proxy
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 # ------------------------------------------------------------------ assertions

@@ -25,6 +25,7 @@ from backend.chain.connect import LimitedHTTPProvider, connect
 from backend.chain.errors import NodeRefused, is_transport_failure
 from backend.chain.node import HardhatNode
 from backend.chain.transport import NodeTransport
+from tests.support import serving
 
 #: no node listens here: the tests that use it answer for the node themselves
 NO_NODE = "http://127.0.0.1:9"
@@ -175,14 +176,8 @@ class _Node(ThreadingHTTPServer):
 def stand_in(idle: float = 5.0, status: int = 200, headers: dict[str, str] | None = None
              ) -> Iterator[_Node]:
     node = _Node(idle, status, headers)
-    thread = threading.Thread(target=node.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(node):
         yield node
-    finally:
-        node.shutdown()
-        node.server_close()
-        thread.join(5)
 
 
 def transport(w3: Web3) -> NodeTransport:

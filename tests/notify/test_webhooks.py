@@ -44,7 +44,7 @@ from backend.notify.siwe import build_message
 from backend.notify.webhooks import EVENT_TYPES, create_subscription, verify_body
 from backend.services import Services, build_services
 from tests.fake_dns import FakeDns
-from tests.support import CHALLENGE, ETH, REVIEW, EscrowEnv
+from tests.support import CHALLENGE, ETH, REVIEW, EscrowEnv, serving
 
 DOMAIN = "testserver"  # the Host of FastAPI's TestClient
 BASE, CAP = 30, 120
@@ -112,13 +112,8 @@ def _receiving() -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/escrow?token=abc"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
