@@ -27,7 +27,7 @@ node, sent back to back by a plain `http.client` JSON-RPC loop on one kept-alive
 receipts, then every receipt awaited in JSON-RPC batches: capacity = N / (last receipt seen - first
 send). Until 2026-12-02 they were sent with web3.py's `eth.send_raw_transaction` and one
 `eth_getTransactionReceipt` each, about 1 ms of Python per transaction: the same node then read
-277-292/s, against 609-627/s sent plainly. The ratio of the service's settled-per-second to that
+277-292/s, against 550-627/s sent plainly. The ratio of the service's settled-per-second to that
 capacity, and the POST-to-settlement p99, are printed beside their targets (ratio >= 0.5, p99 < 3
 s), and the relay alone's rate beside the same capacity. A benchmark, not a test: it reports what it
 measured and never fails on a missed target.
@@ -368,6 +368,14 @@ async def send_all(url: str, posts: list[Post], answers: list[Answer]) -> None:
 Key = tuple[int, int]
 
 
+def answer_counts(answers: list[Answer]) -> dict[str, int]:
+    """How `answers` were answered, by class: 2xx, 503, 4xx, 5xx and error (no answer)."""
+    counts = {"2xx": 0, "503": 0, "4xx": 0, "5xx": 0, "error": 0}
+    for answer in answers:
+        counts[answer.category] = counts.get(answer.category, 0) + 1
+    return counts
+
+
 def post_all(url: str, posts: list[Post], milestones: list[Key]
              ) -> tuple[list[Answer], set[Key]]:
     """Every POST sent at once (`send_all`): the answers, and the (escrow, milestone) accepted."""
@@ -407,18 +415,17 @@ def burst(url: str, database_url: str, posts: list[Post], milestones: list[Key],
     seconds from the first sending). `pids`: the processes whose CPU time the burst is charged
     with (`cpu_seconds`), besides this one (the load generator) and PostgreSQL's."""
     before = server_buckets(url)
+    postgres = database_url.startswith("postgresql")
     with watching(database_url, timeout) as (watch, until_done):
-        cpu_before = cpu_of(pids or {}, database_url.startswith("postgresql"))
+        cpu_before = cpu_of(pids or {}, postgres)
         answers, accepted = post_all(url, posts, milestones)
         after = server_buckets(url)
         first_sent = min(a.sent for a in answers)
         progress(f"{len(posts)} POSTs answered in {time.perf_counter() - first_sent:.1f} s, "
                  f"{len(accepted)} accepted; waiting for their settlement", )
         until_done(accepted)
-        cpu_after = cpu_of(pids or {}, database_url.startswith("postgresql"))
-    counts = {"2xx": 0, "503": 0, "4xx": 0, "5xx": 0, "error": 0}
-    for a in answers:
-        counts[a.category] = counts.get(a.category, 0) + 1
+        cpu_after = cpu_of(pids or {}, postgres)
+    counts = answer_counts(answers)
     post_s = [a.answered - a.sent for a in answers if a.answered is not None]
     settlement = [watch.settled[(a.escrow_id, a.milestone)] - a.sent for a in answers
                   if (a.escrow_id, a.milestone) in accepted
@@ -459,57 +466,66 @@ def burst(url: str, database_url: str, posts: list[Post], milestones: list[Key],
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds `pid` and the processes it started (`escrow serve --workers
-    N`'s API processes) have used so far, those that ended included (proc(5): fields 14 to 17
-    of /proc/PID/stat: its own, and its waited-for children's), or None when the process is
-    gone or /proc is not there."""
-    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent pid, CPU seconds)
+@dataclass(frozen=True)
+class Process:
+    """One process as /proc/PID/stat shows it (proc(5))."""
+
+    parent: int
+    name: str
+    #: user + system CPU seconds of the process and of its children that ended and were waited
+    #: for (fields 14 to 17)
+    cpu: float
+
+
+def processes() -> dict[int, Process]:
+    """Every process of the machine by pid, read once from /proc (empty where there is none)."""
+    found: dict[int, Process] = {}
     for entry in Path("/proc").glob("[0-9]*") if Path("/proc").is_dir() else []:
         try:
             stat = (entry / "stat").read_text()
         except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+            continue  # ended meanwhile
+        name, _, rest = stat.partition(" (")[2].rpartition(")")
+        fields = rest.split()  # after the command name, which may hold spaces and parentheses
         ticks = sum(int(field) for field in fields[11:15])  # utime stime cutime cstime
-        stats[int(entry.name)] = (int(fields[1]), ticks / CLOCK_TICKS)
-    if pid not in stats:
+        found[int(entry.name)] = Process(int(fields[1]), name, ticks / CLOCK_TICKS)
+    return found
+
+
+def cpu_seconds(pid: int, table: dict[int, Process] | None = None) -> float | None:
+    """CPU seconds `pid` and the processes it started (`escrow serve --workers N`'s API
+    processes) have used so far, those that ended included (`Process.cpu`), or None when the
+    process is gone or /proc is not there. `table`: a reading of `processes()` to use."""
+    table = processes() if table is None else table
+    if pid not in table:
         return None
     family, grown = {pid}, True
     while grown:
-        children = {child for child, (parent, _) in stats.items() if parent in family}
+        children = {child for child, seen in table.items() if seen.parent in family}
         grown = not children <= family
         family |= children
-    return sum(stats[member][1] for member in family)
+    return sum(table[member].cpu for member in family)
 
 
-def postgres_cpu_seconds() -> float | None:
-    """CPU seconds of every PostgreSQL process of the machine (the server, its backends: the
-    service's and the benchmark's poller), those that ended included (a backend's time moves
-    to the server's waited-for children's fields when it exits), or None where /proc is not
-    there. Other clients of the same server are counted too: run nothing else beside."""
-    total, found = 0.0, False
-    for entry in Path("/proc").glob("[0-9]*") if Path("/proc").is_dir() else []:
-        try:
-            name = (entry / "comm").read_text().strip()
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if name.startswith("postgres"):
-            fields = stat.rsplit(")", 1)[1].split()
-            ticks = sum(int(field) for field in fields[11:15])  # utime stime cutime cstime
-            total, found = total + ticks / CLOCK_TICKS, True
-    return total if found else None
+def postgres_cpu_seconds(table: dict[int, Process]) -> float | None:
+    """CPU seconds of every PostgreSQL process of the machine in `table` (the server, its
+    backends: the service's and the benchmark's poller), those that ended included (a backend's
+    time moves to the server's waited-for children's fields when it exits), or None when there
+    is none. Other clients of the same server are counted too: run nothing else beside."""
+    found = [seen.cpu for seen in table.values() if seen.name.startswith("postgres")]
+    return sum(found) if found else None
 
 
 def cpu_of(pids: dict[str, int], postgres: bool) -> dict[str, float]:
     """CPU seconds so far of each named process, of PostgreSQL (`postgresql`, when the run
     uses it) and of this process (`load generator`: the POSTs, the database poller; read first,
-    so the reading of /proc is not charged to it); a process /proc cannot read is left out."""
+    so the reading of /proc is not charged to it), from one reading of /proc; a process that is
+    gone is left out."""
     own = os.times()
-    seen = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    table = processes()
+    seen = {name: cpu_seconds(pid, table) for name, pid in pids.items()}
     if postgres:
-        seen["postgresql"] = postgres_cpu_seconds()
+        seen["postgresql"] = postgres_cpu_seconds(table)
     seen["load generator"] = own.user + own.system
     return {name: value for name, value in seen.items() if value is not None}
 
@@ -524,9 +540,7 @@ def relay_alone(running: Running, database_url: str, posts: list[Post], mileston
     relay.process.terminate()
     relay.process.wait(30)
     answers, accepted = post_all(running.url, posts, milestones)
-    counts: dict[str, int] = {}
-    for answer in answers:
-        counts[answer.category] = counts.get(answer.category, 0) + 1
+    counts = answer_counts(answers)
     progress(f"{len(accepted)} of {len(posts)} POSTs queued with the relayer stopped "
              f"(answers: {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}); "
              "starting it")

@@ -83,11 +83,9 @@ def find_request(
     return session.scalar(query)
 
 
-def ensure_not_queued(
-    session: Session, chain_id: int, escrow_id: int, milestone: int
-) -> tuple[int, str] | None:
-    """409 when a live request exists (`LIVE`: pending, signed or sent). A failed one is
-    returned as `(id, status)`, to be replaced; so is a mined one, whose milestone only the
+def ensure_not_queued(session: Session, chain_id: int, escrow_id: int, milestone: int) -> None:
+    """409 when a live request exists (`LIVE`: pending, signed or sent). A failed one does not
+    hold the milestone (`enqueue` revives it); nor does a mined one, whose milestone only the
     chain can say is settled (a reorg deeper than `ESCROW_CONFIRMATIONS` may have taken its
     transaction away): the caller checks the chain next, and a milestone the chain shows settled
     is refused there (409 `not_confirmable`). One indexed read of two columns."""
@@ -100,7 +98,6 @@ def ensure_not_queued(
     ).first()
     if found is not None and found.status in LIVE:
         raise AlreadyQueuedError(found.id, found.status, escrow_id, milestone)
-    return None if found is None else (found.id, found.status)
 
 
 def enqueue(
@@ -130,14 +127,13 @@ def enqueue(
         "signature": signature,
         "signer": signer,
         "status": PENDING,
-        "transaction_id": None,
         "error": None,
         "updated_at": stamp,
     }
     inserted = session.execute(
         conflict_insert(session)(_TABLE)
         .values(chain_id=chain_id, escrow_id=escrow_id, milestone=milestone, created_at=stamp,
-                **values)
+                transaction_id=None, **values)
         .on_conflict_do_nothing(index_elements=["chain_id", "escrow_id", "milestone"])
         .returning(_TABLE.c.id)
     ).scalar()
@@ -152,7 +148,7 @@ def enqueue(
         row.transaction.status = REORGED
         row.transaction.error = "no longer on the chain (reorg)"
         row.transaction.updated_at = stamp
-    values["transaction"] = values.pop("transaction_id")
+    row.transaction = None
     for key, value in values.items():
         setattr(row, key, value)
     session.flush()
